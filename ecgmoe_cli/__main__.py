@@ -1,0 +1,3 @@
+from ecgmoe_cli.cli import main
+
+main()

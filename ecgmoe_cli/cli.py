@@ -1,0 +1,44 @@
+"""The Typer app: registers the commands, nothing else."""
+
+from __future__ import annotations
+
+import typer
+
+from ecgmoe_cli.commands import (
+    bench,
+    evaluate,
+    finetune,
+    info,
+    plot,
+    predict,
+    preprocess,
+    simulate,
+    train,
+)
+from ecgmoe_cli.commands.common import cli_errors
+
+app = typer.Typer(
+    name="ecgmoe",
+    help="ECG-MoE: preprocess ECG folders, train and fine-tune, predict to Parquet, benchmark.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+_COMMANDS = {
+    "preprocess": (preprocess.run, "Read a folder of records into a model-ready dataset."),
+    "simulate": (simulate.run, "Write a synthetic PTB-XL-shaped corpus of labelled 12-lead ECGs."),
+    "train": (train.run, "Train the ECG-MoE backbone, multi-task, on a preprocessed dataset."),
+    "finetune": (finetune.run, "Train one task's LoRA adapter and head on a frozen backbone."),
+    "evaluate": (evaluate.run, "Score weights on a dataset's test fold, per task."),
+    "predict": (predict.run, "Predict every task for a folder of records into a Parquet report."),
+    "bench": (bench.run, "Time ECG-MoE against per-task and dense multi-task baselines."),
+    "plot": (plot.run, "Draw a record as a standard 12-lead ECG on grid paper."),
+    "info": (info.run, "Print a model config's parameters, FLOPs and active experts."),
+}
+for _name, (_fn, _help) in _COMMANDS.items():
+    app.command(_name, help=_help)(cli_errors(_fn))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,8 @@
+"""`ecgmoe evaluate`: not yet built."""
+
+from ecgmoe_cli.errors import EcgMoeError
+
+
+def run() -> None:
+    """Not yet built."""
+    raise EcgMoeError("`ecgmoe evaluate` is not yet built")

@@ -1,0 +1,8 @@
+"""`ecgmoe info`: not yet built."""
+
+from ecgmoe_cli.errors import EcgMoeError
+
+
+def run() -> None:
+    """Not yet built."""
+    raise EcgMoeError("`ecgmoe info` is not yet built")

@@ -1,0 +1,8 @@
+"""`ecgmoe plot`: not yet built."""
+
+from ecgmoe_cli.errors import EcgMoeError
+
+
+def run() -> None:
+    """Not yet built."""
+    raise EcgMoeError("`ecgmoe plot` is not yet built")

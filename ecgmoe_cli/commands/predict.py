@@ -1,0 +1,8 @@
+"""`ecgmoe predict`: not yet built."""
+
+from ecgmoe_cli.errors import EcgMoeError
+
+
+def run() -> None:
+    """Not yet built."""
+    raise EcgMoeError("`ecgmoe predict` is not yet built")

@@ -1,0 +1,8 @@
+"""`ecgmoe preprocess`: not yet built."""
+
+from ecgmoe_cli.errors import EcgMoeError
+
+
+def run() -> None:
+    """Not yet built."""
+    raise EcgMoeError("`ecgmoe preprocess` is not yet built")

@@ -1,0 +1,8 @@
+"""`ecgmoe simulate`: not yet built."""
+
+from ecgmoe_cli.errors import EcgMoeError
+
+
+def run() -> None:
+    """Not yet built."""
+    raise EcgMoeError("`ecgmoe simulate` is not yet built")

@@ -1,0 +1,8 @@
+"""`ecgmoe train`: not yet built."""
+
+from ecgmoe_cli.errors import EcgMoeError
+
+
+def run() -> None:
+    """Not yet built."""
+    raise EcgMoeError("`ecgmoe train` is not yet built")

@@ -1,0 +1,1 @@
+"""The synthetic 12-lead ECG generator."""

@@ -1,0 +1,1 @@
+"""Training loops, losses, metrics and checkpoints shared by train and finetune."""
