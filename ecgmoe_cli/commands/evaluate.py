@@ -1,8 +1,67 @@
-"""`ecgmoe evaluate`: not yet built."""
+"""`ecgmoe evaluate`: score weights on a dataset's test fold, per task and by the task's kind."""
 
-from ecgmoe_cli.errors import EcgMoeError
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
 
 
-def run() -> None:
-    """Not yet built."""
-    raise EcgMoeError("`ecgmoe evaluate` is not yet built")
+def _fmt(v: Any, ci: list[Any] | None = None, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    s = f"{v:.{digits}f}"
+    if ci and None not in ci:
+        s += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+    return s
+
+
+def run(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder made by `ecgmoe preprocess`.")],
+    weights: Annotated[Path | None, typer.Option(help="Weights folder (default: the shipped "
+                                                 "weights).")] = None,
+    tasks: Annotated[list[str] | None, typer.Option("--tasks", help="Tasks to score (repeat "
+                                                    "or comma-separate; default: all the "
+                                                    "dataset has targets for).")] = None,
+    fold: Annotated[int, typer.Option(help="Fold to score (10 = the test fold).")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 64,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % CIs.")] = 200,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+) -> None:
+    """Score weights on a dataset fold: AUROC/F1/ECE, accuracy/macro F1 or MAE per task."""
+    from rich.table import Table
+
+    from ecgmoe_cli.commands.common import console
+    from ecgmoe_cli.training.runs import evaluate_weights
+
+    names = [n.strip() for item in tasks or [] for n in item.split(",") if n.strip()]
+    result = evaluate_weights(dataset, weights, names or None, fold, batch_size=batch_size,
+                              device=device, n_boot=bootstrap)
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    table = Table(title=f"fold {result['fold']}: {result['n_windows']} windows")
+    table.add_column("task", no_wrap=True)
+    table.add_column("kind")
+    table.add_column("n", justify="right")
+    table.add_column("metrics (95 % CI)")
+    for name, s in result["tasks"].items():
+        table.add_row(name, s["kind"], str(s["n"]), _summary(s))
+        for label, ls in s.get("labels", {}).items():
+            table.add_row(f"  {label}", "", str(ls["n"]),
+                          f"AUROC {_fmt(ls['auroc'], ls['auroc_ci'])}  F1 {_fmt(ls['f1'])}  "
+                          f"ECE {_fmt(ls['ece'])}")
+    console.print(table)
+
+
+def _summary(s: dict[str, Any]) -> str:
+    """The task's headline metrics on one line, by kind."""
+    if s["kind"] in ("binary", "multilabel"):
+        return (f"macro AUROC {_fmt(s['macro_auroc'])}  F1 {_fmt(s['f1'])}  "
+                f"ECE {_fmt(s['ece'])}")
+    if s["kind"] == "multiclass":
+        return f"accuracy {_fmt(s['accuracy'])}  macro F1 {_fmt(s['macro_f1'])}"
+    return f"MAE {_fmt(s['mae'], s['mae_ci'], 1)} {s.get('unit') or ''}".rstrip()

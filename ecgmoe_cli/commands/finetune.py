@@ -1,8 +1,59 @@
-"""`ecgmoe finetune`: not yet built."""
+"""`ecgmoe finetune`: one task's LoRA adapter and head on a frozen backbone.
 
-from ecgmoe_cli.errors import EcgMoeError
+Early stopping, a temperature and per-label thresholds all use the validation fold (9).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
 
 
-def run() -> None:
-    """Not yet built."""
-    raise EcgMoeError("`ecgmoe finetune` is not yet built")
+def run(
+    task: Annotated[str, typer.Option(help="Task to fine-tune: a built-in name, or a labels.csv "
+                                      "column with --kind.")],
+    data: Annotated[Path, typer.Option(help="Dataset folder made by `ecgmoe preprocess`.")],
+    backbone: Annotated[Path | None, typer.Option(help="Weights folder holding the backbone "
+                                                  "(default: the shipped weights).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Weights folder to "
+                                                "write adapters/<task>.* into (default: "
+                                                "--backbone).")] = None,
+    kind: Annotated[str | None, typer.Option(help="For a user task: binary, multilabel, "
+                                             "multiclass or regression.")] = None,
+    rank: Annotated[int | None, typer.Option(help="LoRA rank (default: the model "
+                                             "config's).")] = None,
+    alpha: Annotated[float | None, typer.Option(help="LoRA alpha (default: the model "
+                                                "config's).")] = None,
+    epochs: Annotated[int, typer.Option(help="Most epochs; early stopping may end sooner.")] = 10,
+    patience: Annotated[int, typer.Option(help="Epochs without validation improvement "
+                                          "before stopping.")] = 3,
+    batch_size: Annotated[int, typer.Option(help="Windows per step.")] = 64,
+    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 3e-3,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    seed: Annotated[int, typer.Option(help="Seed of initialisation and shuffling.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Train one task's adapter + head, calibrate it on fold 9 and save it."""
+    from ecgmoe_cli.commands.common import console
+    from ecgmoe_cli.training.loop import FitConfig
+    from ecgmoe_cli.training.runs import finetune_adapter
+
+    fit_cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                        patience=patience)
+    summary = finetune_adapter(task, data, backbone, output, fit_cfg, kind=kind, rank=rank,
+                               alpha=alpha, device=device, resume=resume,
+                               progress=not (quiet or as_json))
+    if summary is None:
+        return
+    if as_json:
+        console.print_json(json.dumps(summary))
+    elif not quiet:
+        t = ", ".join(f"{v:.2f}" for v in summary["thresholds"])
+        console.print(f"adapter [bold]{summary['task']}[/]: {summary['epochs_run']} epochs "
+                      f"(best {summary['best_epoch']}), temperature "
+                      f"{summary['temperature']:.2f}, thresholds [{t}] -> {summary['adapter']}")

@@ -1,8 +1,107 @@
-"""`ecgmoe plot`: not yet built."""
+"""`ecgmoe plot`: a record drawn as a printed 12-lead ECG (3 x 4 + rhythm strip, 25 mm/s)."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ecgmoe_cli.commands.common import console, err_console
 from ecgmoe_cli.errors import EcgMoeError
 
+_FORMATS = ("png", "pdf", "svg")
 
-def run() -> None:
-    """Not yet built."""
-    raise EcgMoeError("`ecgmoe plot` is not yet built")
+
+def _lead_map(items: list[str] | None) -> dict[str, str] | None:
+    """NAME=LEAD pairs as a dict; the name may hold spaces ("ECG 1=II")."""
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        name, sep, lead = item.rpartition("=")
+        if not sep or not name.strip() or not lead.strip():
+            raise typer.BadParameter(f"{item!r} is not NAME=LEAD", param_hint="--lead-map")
+        out[name.strip()] = lead.strip()
+    return out
+
+
+def _format(output: Path, fmt: str | None) -> str:
+    """--format, else the output's extension, else png."""
+    suffix = output.suffix.lower().lstrip(".")
+    if fmt is None:
+        return suffix if suffix in _FORMATS else "png"
+    fmt = fmt.lower()
+    if fmt not in _FORMATS:
+        raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(_FORMATS)}", param_hint="--format")
+    if suffix in _FORMATS and suffix != fmt:
+        raise EcgMoeError(f"the output ends in .{suffix} but --format is {fmt}", output)
+    return fmt
+
+
+def _is_dir(output: Path, raw: str) -> bool:
+    return output.is_dir() or raw.endswith(("/", "\\"))
+
+
+def run(
+    output: Annotated[str, typer.Option(
+        "--output", "-o", help="Figure file (ecg.png), or a folder (dir/), always a folder for "
+                               "a whole report.")],
+    record: Annotated[Path | None, typer.Argument(
+        metavar="RECORD", help="Record to draw (.hea, .edf, .csv, .npy). Leave out with --report to draw every "
+             "flagged record of the report.")] = None,
+    weights: Annotated[Path | None, typer.Option(
+        help="Weights folder: predict this record and print the labels in the header.")] = None,
+    report: Annotated[Path | None, typer.Option(
+        help="`ecgmoe predict` Parquet report: its row for the record goes in the header.")] = None,
+    window: Annotated[int, typer.Option(
+        min=0, help="Which 10 s window of a longer record to draw (0 = the first).")] = 0,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="png, pdf or svg (default: from the output's extension, else png).")] = None,
+    lead_map: Annotated[list[str] | None, typer.Option(
+        "--lead-map", help="NAME=LEAD: draw the file's lead NAME as LEAD (repeatable).")] = None,
+    dpi: Annotated[float, typer.Option(
+        help="Raster resolution; the sheet is 297 x 210 mm at any dpi.")] = 200.0,
+    fs: Annotated[float | None, typer.Option(
+        help="Sampling rate in Hz, for files that do not store one (CSV, NPY).")] = None,
+) -> None:
+    """Draw a record as a standard 12-lead ECG on grid paper (print at 100 %)."""
+    from ecgmoe_cli.plotting.sheets import PlotOptions, plot_flagged, plot_record, read_report
+
+    out = Path(output)
+    if weights is not None:
+        if report is not None:
+            raise EcgMoeError("give --weights or --report, not both")
+        _no_predictor(weights)
+    opts = PlotOptions(window=window, fmt=_format(out, fmt), dpi=dpi,
+                       lead_map=_lead_map(lead_map), fs=fs)
+    if record is None:
+        if report is None:
+            raise EcgMoeError("nothing to draw: give a RECORD, or --report to draw its flagged records")
+        if out.suffix.lower().lstrip(".") in _FORMATS and not _is_dir(out, output):
+            raise EcgMoeError("with --report and no RECORD, -o must be a folder", out)
+        failed: list[str] = []
+
+        def warn(e: EcgMoeError) -> None:
+            failed.append(str(e))
+            err_console.print(f"[yellow]skipped:[/] {e}", highlight=False, soft_wrap=True)
+
+        written = plot_flagged(report, out, opts, on_error=warn)
+        console.print(f"drew {len(written)} flagged record(s) into {out}"
+                      + (f"; {len(failed)} could not be drawn" if failed else ""),
+                      highlight=False, soft_wrap=True)
+        if failed:
+            raise typer.Exit(1)
+        return
+    if _is_dir(out, output):
+        out = out / f"{record.stem}.{opts.fmt}"
+    rows = read_report(report) if report is not None else None
+    path = plot_record(record, out, opts, rows)
+    console.print(f"wrote {path} (297 x 210 mm, {opts.dpi:g} dpi: print at 100 % for 25 mm/s, "
+                  "10 mm/mV)", highlight=False, soft_wrap=True)
+
+
+def _no_predictor(weights: Path) -> None:
+    """--weights needs the in-process predictor, which is not part of the project yet."""
+    raise EcgMoeError("--weights is not available yet: run `ecgmoe predict` and pass its report "
+                      "with --report", weights)

@@ -1,8 +1,51 @@
-"""`ecgmoe train`: not yet built."""
+"""`ecgmoe train`: the backbone, multi-task on every label present (folds 1-8 train, 9 validate).
 
-from ecgmoe_cli.errors import EcgMoeError
+Multi-GPU / multi-node: `torchrun --nproc_per_node N -m ecgmoe_cli train ...` (DDP).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
 
 
-def run() -> None:
-    """Not yet built."""
-    raise EcgMoeError("`ecgmoe train` is not yet built")
+def run(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder made by `ecgmoe preprocess`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder: weights/, "
+                                         "metrics.jsonl and checkpoints/ go here.")],
+    config: Annotated[str, typer.Option(help="Model config preset: base or tiny.")] = "base",
+    epochs: Annotated[int, typer.Option(help="Passes over the training folds.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Windows per step (per process under DDP).")] = 64,
+    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate (cosine schedule).")] = 1e-3,
+    device: Annotated[str, typer.Option(help="cpu or cuda (cuda:N under torchrun is set "
+                                        "per process).")] = "cpu",
+    resume: Annotated[bool, typer.Option(help="Continue from the run folder's last "
+                                         "checkpoint.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation and shuffling.")] = 0,
+    ssl_weight: Annotated[float, typer.Option(help="Weight of the masked-beat reconstruction "
+                                              "loss (lets unlabelled windows train).")] = 0.5,
+    lead_dropout: Annotated[float, typer.Option(help="Probability a training window keeps only "
+                                                "lead I, I+II or a random subset.")] = 0.3,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+) -> None:
+    """Train the ECG-MoE backbone on a preprocessed dataset."""
+    from ecgmoe_cli.commands.common import console
+    from ecgmoe_cli.training.loop import FitConfig
+    from ecgmoe_cli.training.runs import train_backbone
+
+    fit_cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                        lead_dropout=lead_dropout)
+    summary = train_backbone(dataset, output, config, fit_cfg, device=device, resume=resume,
+                             ssl_weight=ssl_weight, progress=not (quiet or as_json))
+    if summary is None:  # a non-zero DDP rank: rank 0 reports
+        return
+    if as_json:
+        console.print_json(json.dumps(summary))
+    elif not quiet:
+        console.print(f"trained {summary['epochs_run']} epochs; best validation loss "
+                      f"{summary['best_val_loss']:.4f} at epoch {summary['best_epoch']}; "
+                      f"weights in [bold]{summary['weights']}[/]")

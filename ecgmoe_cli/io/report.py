@@ -1,0 +1,188 @@
+"""Parquet reports written while a run goes on: constant memory, atomic, resumable, shardable.
+
+    -o out.parquet   parts land in out.parquet.partial/ as they complete; the last step merges
+                     them into out.parquet (temp file + rename), so a killed run never leaves a
+                     half file under the final name, and --resume picks the parts up.
+    -o outdir/       a Parquet dataset: outdir/part-<shard>-<seq>.parquet, each renamed into
+                     place when complete; pandas, pyarrow, DuckDB and Spark read it as one table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.tasks import Task
+
+RECORD_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("path", pa.string()),
+    ("record", pa.string()),
+    ("status", pa.string()),
+    ("error", pa.string()),
+    ("fs_in", pa.float64()),
+    ("duration_s", pa.float64()),
+    ("n_windows", pa.int32()),
+    ("leads_used", pa.string()),
+    ("lead_warnings", pa.string()),
+    ("heart_rate_bpm", pa.float32()),
+    ("n_beats", pa.int32()),
+    ("quality", pa.float32()),
+]
+TRAILER_FIELDS: list[tuple[str, pa.DataType]] = [("weights_id", pa.string()), ("spec_hash", pa.string())]
+
+
+def regression_column(task: Task) -> str:
+    """`age_years`, `rr_interval_ms`; a unitless user task gets `<task>_value`."""
+    return f"{task.name}_{task.unit}" if task.unit else f"{task.name}_value"
+
+
+def task_fields(task: Task) -> list[tuple[str, pa.DataType]]:
+    """The report columns of one task, by kind (documented in README, 'Report schema')."""
+    if task.kind in ("binary", "multilabel"):
+        per_label = [(f"{task.name}_{label}_prob", pa.float32()) for label in task.labels]
+        return [(f"{task.name}_prob", pa.float32()), *per_label, (f"{task.name}_pred", pa.string())]
+    if task.kind == "multiclass":
+        return [(f"{task.name}_class", pa.string()), (f"{task.name}_prob", pa.float32())]
+    return [(regression_column(task), pa.float32())]
+
+
+def report_schema(tasks: Iterable[Task], *, window: bool = False, explain: bool = False) -> pa.Schema:
+    fields = list(RECORD_FIELDS)
+    if window:
+        fields[2:2] = [("window", pa.int32()), ("start_s", pa.float32())]
+    for task in tasks:
+        fields += task_fields(task)
+    if explain:
+        fields.append(("explain", pa.string()))
+    return pa.schema(fields + TRAILER_FIELDS)
+
+
+def shard_of(key: str, n: int) -> int:
+    """Deterministic shard of a record key: the same on every machine and Python run."""
+    return int.from_bytes(hashlib.sha1(key.encode("utf-8", "surrogateescape")).digest()[:8], "big") % n
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/n' -> (i, n) with 0 <= i < n."""
+    try:
+        i_s, n_s = text.split("/")
+        i, n = int(i_s), int(n_s)
+    except ValueError:
+        raise EcgMoeError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise EcgMoeError(f"--shard {text}: need 0 <= i < n")
+    return i, n
+
+
+class ReportWriter:
+    """Streams rows into Parquet row groups; parts become visible only when complete."""
+
+    def __init__(
+        self,
+        out: Path,
+        schema: pa.Schema,
+        *,
+        shard: tuple[int, int] = (0, 1),
+        rows_per_group: int = 512,
+        rows_per_part: int = 8192,
+        resume: bool = False,
+    ) -> None:
+        self.out = Path(out)
+        self.schema = schema
+        self.as_dataset = self.out.suffix != ".parquet" or self.out.is_dir()
+        self.parts_dir = self.out if self.as_dataset else self.out.with_name(self.out.name + ".partial")
+        self.prefix = f"part-{shard[0]:05d}-of-{shard[1]:05d}"
+        self.rows_per_group = rows_per_group
+        self.rows_per_part = rows_per_part
+        if not resume:
+            self._clear_previous()
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        self._seq = len(self._parts())
+        self._buffer: list[dict[str, object]] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._tmp: Path | None = None
+        self._rows_in_part = 0
+        self.rows_written = 0
+
+    def _clear_previous(self) -> None:
+        """A fresh run replaces this shard's earlier parts (other shards' parts stay)."""
+        for part in self._parts():
+            part.unlink()
+        if not self.as_dataset and self.parts_dir.is_dir() and not any(self.parts_dir.iterdir()):
+            self.parts_dir.rmdir()
+
+    def _parts(self) -> list[Path]:
+        if not self.parts_dir.is_dir():
+            return []
+        return sorted(self.parts_dir.glob(f"{self.prefix}-*.parquet"))
+
+    def done_keys(self, column: str = "path") -> set[str]:
+        """Keys already in completed parts (and in a finished single-file report): for --resume."""
+        sources = self._parts() + ([self.out] if not self.as_dataset and self.out.is_file() else [])
+        keys: set[str] = set()
+        for src in sources:
+            try:
+                keys.update(pq.read_table(src, columns=[column]).column(column).to_pylist())
+            except (OSError, pa.ArrowException) as e:
+                raise EcgMoeError(f"cannot resume from {src}: {e}") from None
+        return keys
+
+    def write(self, row: dict[str, object]) -> None:
+        self._buffer.append(row)
+        if len(self._buffer) >= self.rows_per_group:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        if self._writer is None:
+            self._tmp = self.parts_dir / f".{self.prefix}-{self._seq:06d}.parquet.tmp-{os.getpid()}"
+            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+        table = pa.Table.from_pylist(self._buffer, schema=self.schema)
+        self._writer.write_table(table)
+        self._rows_in_part += len(self._buffer)
+        self.rows_written += len(self._buffer)
+        self._buffer.clear()
+        if self._rows_in_part >= self.rows_per_part:
+            self._close_part()
+
+    def _close_part(self) -> None:
+        if self._writer is None or self._tmp is None:
+            return
+        self._writer.close()
+        os.replace(self._tmp, self.parts_dir / f"{self.prefix}-{self._seq:06d}.parquet")
+        self._writer, self._tmp = None, None
+        self._seq += 1
+        self._rows_in_part = 0
+
+    def close(self) -> Path:
+        """Finish the run: seal the open part; for a single file, merge the parts into it."""
+        self._flush()
+        self._close_part()
+        if self.as_dataset:
+            return self.out
+        tmp = self.out.with_name(f".{self.out.name}.tmp-{os.getpid()}")
+        sources = ([self.out] if self.out.is_file() else []) + self._parts()
+        with pq.ParquetWriter(tmp, self.schema, compression="zstd") as writer:
+            for src in sources:
+                pf = pq.ParquetFile(src)
+                for i in range(pf.num_row_groups):  # row group by row group: constant memory
+                    writer.write_table(pf.read_row_group(i).cast(self.schema))
+        os.replace(tmp, self.out)
+        shutil.rmtree(self.parts_dir, ignore_errors=True)
+        return self.out
+
+    def abort(self) -> None:
+        """Drop the open (incomplete) part; completed parts stay for --resume."""
+        if self._writer is not None:
+            self._writer.close()
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+        self._writer, self._tmp = None, None

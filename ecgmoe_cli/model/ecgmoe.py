@@ -1,0 +1,319 @@
+"""ECG-MoE: temporal encoders + beat encoder + dual-path MoE + hierarchical fusion + task adapters.
+
+```
+signal (B,12,W) ──TemporalEncoder──▶ temporal tokens (B,N,d) ─pool─▶ t ─────────────────┐
+  │ + rpeaks ─gather─▶ beats (B,K,12,S) ─BeatEncoder─▶ beat tokens (B,K,d)               │
+  │     morphology: [LN → MoE] × n_morph ─attn pool over beats─▶ m ──────────────────────┤
+  │     rhythm: [record token; beats + RR + time; temporal tokens] ─[attn → MoE] × n─▶ r ─┤
+  └─────────────────────────────── FusionNet (+ per-task LoRA, all tasks at once) ◀────────┘
+                                        ─▶ (T,B,d) ─▶ task heads ─▶ {task: (B, n_outputs)}
+```
+API (used by training/, commands/ and weights.py):
+- `EcgMoe(config, tasks)`; `add_task(task, rank=None, alpha=None)` adds an adapter + head.
+- `forward(batch, targets=None, tasks=None) -> (outputs, loss)`: outputs {task: raw (B, n)}
+  (see heads.py for what raw means per kind); loss = mean task loss + balance_coef * MoE
+  balancing loss, None without targets. Targets: {task: tensor} as in heads.task_loss.
+- `encode(batch) -> Features` (the backbone once) and `decode(features, tasks) -> outputs`
+  (adapters + heads): a frozen-backbone finetune can cache `encode` under no_grad.
+- `predict(batch, tasks=None) -> {task: (B, n)}` probabilities / class probabilities / values.
+- `aux` after each forward: detached routing counts {layer: (B, E)}, balance loss and the
+  beat attention weights (B, K), for `predict --explain`.
+- `ssl_loss(batch)`: masked-beat reconstruction for unlabeled records.
+- `trainable_parameters(task)`: only that task's adapter + head (for finetune);
+  `mark_trainable(task)` sets requires_grad to match (None: everything);
+  `merge_adapter(task)` / `unmerge_adapter()` for single-task serving.
+Batch: the dict of docs/INTERFACES.md (signal, lead_mask, n_valid, rpeaks, rr) as tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.model.config import EcgMoeConfig
+from ecgmoe_cli.model.encoders import (
+    Attention,
+    AttnPool,
+    BeatEncoder,
+    TemporalEncoder,
+    gather_beats,
+)
+from ecgmoe_cli.model.fusion import FusionNet
+from ecgmoe_cli.model.heads import TaskHead, stacked_heads, task_loss
+from ecgmoe_cli.model.lora import lora_layers
+from ecgmoe_cli.model.moe import MoEStats, make_ffn
+
+BATCH_KEYS = ("signal", "lead_mask", "n_valid", "rpeaks", "rr")
+N_TIME_FREQS = 8  # Fourier features of a beat's position in the window
+
+
+@dataclass
+class Features:
+    """The shared backbone output for a batch: one vector per path and the MoE statistics."""
+
+    morphology: Tensor  # (B, d); zeros when the path is off
+    rhythm: Tensor  # (B, d); zeros when the path is off
+    temporal: Tensor  # (B, d)
+    balance_loss: Tensor  # () mean over MoE layers, with grad
+    routing: dict[str, Tensor] = field(default_factory=dict)  # layer -> (B, E) counts
+    beat_weights: Tensor | None = None  # (B, K) morphology attention pooling
+
+
+class RhythmBlock(nn.Module):
+    """Sequence layer of the rhythm path: self-attention, then its own MoE."""
+
+    def __init__(self, c: EcgMoeConfig) -> None:
+        super().__init__()
+        d = c.d_model
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = Attention(d, c.n_heads)
+        self.ffn = make_ffn(d, c.n_experts, c.top_k, c.expert_hidden, c.dense_moe)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, MoEStats]:
+        x = x + self.attn(self.ln1(x), mask)
+        y, stats = self.ffn(self.ln2(x), mask)
+        return x + y, stats
+
+
+class MorphBlock(nn.Module):
+    """Morphology path layer: a per-beat MoE FFN (beats are routed to shape experts)."""
+
+    def __init__(self, c: EcgMoeConfig) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(c.d_model)
+        self.ffn = make_ffn(c.d_model, c.n_experts, c.top_k, c.expert_hidden, c.dense_moe)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, MoEStats]:
+        y, stats = self.ffn(self.ln(x), mask)
+        return x + y, stats
+
+
+class EcgMoe(nn.Module):
+    """The ECG-MoE model with one LoRA adapter and one head per task."""
+
+    def __init__(self, config: EcgMoeConfig, tasks: Sequence[Any] = ()) -> None:
+        super().__init__()
+        c, d = config, config.d_model
+        self.config = c
+        self.lead_embed = nn.Linear(c.n_leads, d)
+        self.temporal = TemporalEncoder(c)
+        self.beat_encoder = BeatEncoder(c)
+        self.morph = nn.ModuleList(MorphBlock(c) for _ in range(c.n_morph_layers * c.use_morphology))
+        self.morph_pool = AttnPool(d)
+        self.rr_embed = nn.Linear(4 + 2 * N_TIME_FREQS, d)
+        self.record_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.rhythm = nn.ModuleList(RhythmBlock(c) for _ in range(c.n_rhythm_layers * c.use_rhythm))
+        self.rhythm_ln = nn.LayerNorm(d)
+        self.fusion = FusionNet(d, c.lora_targets)
+        self.heads = nn.ModuleDict()
+        self.mask_token = nn.Parameter(torch.zeros(d))
+        self.ssl_samples = -(-c.beat_samples // c.ssl_downsample)
+        self.ssl_decoder = nn.Linear(d, c.n_leads * self.ssl_samples)
+        self.tasks: dict[str, Any] = {}
+        self.aux: dict[str, Any] = {}
+        for task in tasks:
+            self.add_task(task)
+
+    # ---- tasks and adapters -------------------------------------------------------------
+    def add_task(self, task: Any, rank: int | None = None, alpha: float | None = None) -> None:
+        """A task's adapter (rank 0 = none: the fusion base serves it) and head."""
+        if task.name in self.tasks:
+            raise EcgMoeError(f"task {task.name!r} is already in the model")
+        rank = self.config.lora_rank if rank is None else rank
+        alpha = self.config.lora_alpha if alpha is None else alpha
+        for layer in lora_layers(self.fusion):
+            layer.add_adapter(task.name, rank, alpha)
+        self.heads[task.name] = TaskHead(task, self.config.d_model).to(self.mask_token.device)
+        self.tasks[task.name] = task
+
+    def remove_task(self, task: str) -> None:
+        self._check_tasks([task])
+        for layer in lora_layers(self.fusion):
+            layer.remove_adapter(task)
+        del self.heads[task]
+        del self.tasks[task]
+
+    def adapter_rank(self, task: str) -> tuple[int, float]:
+        layer = lora_layers(self.fusion)[0]
+        return layer.rank[task], layer.alpha[task]
+
+    def trainable_parameters(self, task: str) -> list[nn.Parameter]:
+        """Only `task`'s LoRA tensors and head (what finetune trains)."""
+        self._check_tasks([task])
+        params = list(self.heads[task].parameters())
+        for layer in lora_layers(self.fusion):
+            params += [d[task] for d in (layer.lora_A, layer.lora_B) if task in d]
+        return params
+
+    def mark_trainable(self, task: str | None) -> None:
+        """requires_grad on `task`'s adapter + head only, or on everything when task is None."""
+        self.requires_grad_(task is None)
+        for p in [] if task is None else self.trainable_parameters(task):
+            p.requires_grad_(True)
+
+    def adapter_keys(self, task: str) -> list[str]:
+        """state_dict keys that belong to `task` (its LoRA tensors and head)."""
+        mine = (f".lora_A.{task}", f".lora_B.{task}")
+        return [k for k in self.state_dict() if k.endswith(mine) or k.startswith(f"heads.{task}.")]
+
+    def backbone_keys(self) -> list[str]:
+        """state_dict keys shared by all tasks (everything but adapters and heads)."""
+        return [k for k in self.state_dict()
+                if not k.startswith("heads.") and ".lora_A." not in k and ".lora_B." not in k]
+
+    def merge_adapter(self, task: str) -> None:
+        for layer in lora_layers(self.fusion):
+            layer.merge(task)
+
+    def unmerge_adapter(self) -> None:
+        for layer in lora_layers(self.fusion):
+            layer.unmerge()
+
+    # ---- backbone -----------------------------------------------------------------------
+    def _check_batch(self, batch: Mapping[str, Tensor]) -> None:
+        missing = [k for k in BATCH_KEYS if k not in batch]
+        if missing:
+            raise EcgMoeError(f"model batch lacks {missing}")
+        B, L, W = batch["signal"].shape
+        c = self.config
+        if (L, W) != (c.n_leads, c.window_samples) or batch["rpeaks"].shape[1] != c.max_beats:
+            raise EcgMoeError(
+                f"batch has {L} leads x {W} samples x {batch['rpeaks'].shape[1]} beats; the model "
+                f"expects {c.n_leads} x {c.window_samples} x {c.max_beats} (preprocessing spec "
+                "differs from the weights' spec)")
+
+    def encode(self, batch: Mapping[str, Tensor]) -> Features:
+        """Run the backbone once: shared features for every task."""
+        return self._encode(batch)[0]
+
+    def _encode(self, batch: Mapping[str, Tensor], ssl_mask: Tensor | None = None
+                ) -> tuple[Features, Tensor]:
+        self._check_batch(batch)
+        c = self.config
+        lead_mask = batch["lead_mask"].to(torch.bool)
+        signal = batch["signal"].float() * lead_mask.unsqueeze(-1)  # masked leads are exactly 0
+        rpeaks = batch["rpeaks"].long()
+        lead_emb = self.lead_embed(lead_mask.float())  # (B, d): which leads exist
+        beat_mask = rpeaks >= 0
+        beats, flat = gather_beats(signal, rpeaks, c.beat_pre, c.beat_samples)  # (n, L, S)
+        if ssl_mask is not None:  # hide the masked beats from the temporal path too
+            signal = signal * _beat_cover(rpeaks, ssl_mask, c, signal.shape[-1]).unsqueeze(1)
+        tokens, token_mask, t = self.temporal(signal, batch["n_valid"].long(), lead_emb)
+        B, K = rpeaks.shape
+        enc = self.beat_encoder(beats)  # the real beats only
+        x = enc.new_zeros(B * K, c.d_model).index_copy(0, flat, enc).view(B, K, -1)
+        x = x + lead_emb.unsqueeze(1) * beat_mask.unsqueeze(-1)
+        if ssl_mask is not None:
+            x = torch.where(ssl_mask.unsqueeze(-1), self.mask_token.expand_as(x), x)
+        stats: dict[str, MoEStats] = {}
+        for i, blk in enumerate(self.morph):  # morphology path
+            x, stats[f"morph.{i}"] = blk(x, beat_mask)
+        m, beat_w = self.morph_pool(x, beat_mask) if self.morph else (x.new_zeros(B, c.d_model),
+                                                                      None)
+        seq_out = x
+        r = x.new_zeros(B, c.d_model)
+        if self.rhythm:  # rhythm path: record token, beats with RR and time, temporal tokens
+            beat_in = x + self.rr_embed(torch.cat([batch["rr"].float(),
+                                                   _time_features(rpeaks, signal.shape[-1])], -1))
+            seq = torch.cat([self.record_token.expand(B, 1, -1), beat_in * beat_mask.unsqueeze(-1),
+                             tokens], dim=1)
+            mask = torch.cat([beat_mask.new_ones(B, 1), beat_mask, token_mask], dim=1)
+            for i, blk in enumerate(self.rhythm):
+                seq, stats[f"rhythm.{i}"] = blk(seq, mask)
+            r = self.rhythm_ln(seq[:, 0])
+            seq_out = seq[:, 1:K + 1]
+        balance = torch.stack([s.balance_loss for s in stats.values()]).mean() if stats else \
+            t.sum() * 0.0
+        feats = Features(m, r, t, balance, {k: s.counts.detach() for k, s in stats.items()},
+                         None if beat_w is None else beat_w.detach())
+        return feats, seq_out
+
+    # ---- heads --------------------------------------------------------------------------
+    def _check_tasks(self, tasks: Sequence[str]) -> None:
+        unknown = [t for t in tasks if t not in self.tasks]
+        if unknown:
+            raise EcgMoeError(f"model has no task {unknown}; it has {sorted(self.tasks)}")
+
+    def decode(self, feats: Features, tasks: Sequence[str] | None = None) -> dict[str, Tensor]:
+        """Every task's adapter and head in one batched pass: {task: raw (B, n_outputs)}."""
+        names = list(self.tasks) if tasks is None else list(tasks)
+        self._check_tasks(names)
+        if not names:
+            return {}
+        h = self.fusion(feats.morphology, feats.rhythm, feats.temporal, names)  # (T, B, d)
+        outs = stacked_heads([self.heads[n] for n in names], h)  # type: ignore[misc]
+        return dict(zip(names, outs))
+
+    def forward(self, batch: Mapping[str, Tensor], targets: Mapping[str, Tensor] | None = None,
+                tasks: Sequence[str] | None = None) -> tuple[dict[str, Tensor], Tensor | None]:
+        feats = self.encode(batch)
+        outputs = self.decode(feats, tasks)
+        self.aux = {"balance_loss": float(feats.balance_loss.detach()), "routing": feats.routing,
+                    "beat_weights": feats.beat_weights}
+        if targets is None:
+            return outputs, None
+        losses = [task_loss(self.heads[n], outputs[n], y) for n, y in targets.items()
+                  if n in outputs]
+        known = [v for v in losses if v is not None]
+        task_part = torch.stack(known).mean() if known else feats.balance_loss * 0.0
+        return outputs, task_part + self.config.balance_coef * feats.balance_loss
+
+    @torch.no_grad()
+    def predict(self, batch: Mapping[str, Tensor], tasks: Sequence[str] | None = None
+                ) -> dict[str, Tensor]:
+        """{task: (B, n)}: probabilities (sigmoid(logit/T)), class probabilities or values."""
+        outputs, _ = self(batch, tasks=tasks)
+        return {n: self.heads[n].predict(v) for n, v in outputs.items()}  # type: ignore[operator]
+
+    # ---- self-supervision ---------------------------------------------------------------
+    def ssl_loss(self, batch: Mapping[str, Tensor], generator: torch.Generator | None = None
+                 ) -> Tensor:
+        """Masked-beat reconstruction: hide a fraction of beats, rebuild them from context.
+
+        Target: each masked beat averaged over ssl_downsample samples, on the present leads.
+        """
+        c = self.config
+        rpeaks = batch["rpeaks"].long()
+        valid = rpeaks >= 0
+        u = torch.rand(rpeaks.shape, generator=generator, device=rpeaks.device)
+        ssl_mask = valid & (u < c.ssl_mask_frac)
+        feats, seq = self._encode(batch, ssl_mask)
+        lead_mask = batch["lead_mask"].to(torch.bool)
+        signal = batch["signal"].float() * lead_mask.unsqueeze(-1)
+        beats, flat = gather_beats(signal, rpeaks, c.beat_pre, c.beat_samples, ssl_mask)
+        pad = self.ssl_samples * c.ssl_downsample - c.beat_samples
+        target = F.avg_pool1d(F.pad(beats, (0, pad)), c.ssl_downsample)  # (n, L, S / ds)
+        B, K, d = seq.shape
+        pred = self.ssl_decoder(seq.reshape(B * K, d).index_select(0, flat))
+        err = (pred.view_as(target) - target).pow(2).mean(-1)  # (n, L)
+        w = lead_mask.index_select(0, flat // K).float()  # present leads only
+        recon = (err * w).sum() / w.sum().clamp_min(1.0)
+        return recon + c.balance_coef * feats.balance_loss
+
+
+def _time_features(rpeaks: Tensor, W: int) -> Tensor:
+    """(B, K) R-peak positions -> (B, K, 2F) sin/cos features of the beat's place in the window."""
+    pos = rpeaks.clamp_min(0).float() / W
+    freqs = torch.arange(1, N_TIME_FREQS + 1, device=rpeaks.device) * math.pi
+    ang = pos.unsqueeze(-1) * freqs
+    return torch.cat([ang.sin(), ang.cos()], -1)
+
+
+def _beat_cover(rpeaks: Tensor, chosen: Tensor, c: EcgMoeConfig, W: int) -> Tensor:
+    """(B, W) float: 0 inside the windows of the chosen beats, 1 elsewhere."""
+    pos = rpeaks.unsqueeze(-1) - c.beat_pre + torch.arange(c.beat_samples, device=rpeaks.device)
+    keep = torch.ones(rpeaks.shape[0], W + 1, device=rpeaks.device)
+    idx = torch.where(chosen.unsqueeze(-1) & (pos >= 0) & (pos < W), pos, W)  # W = a sink column
+    keep.scatter_(1, idx.reshape(rpeaks.shape[0], -1), 0.0)
+    return keep[:, :W]
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,135 @@
+"""The encoders that turn a model batch into tokens.
+
+- `gather_beats`: cuts the beat windows out of the signal with one gather (no stored copies);
+- `TemporalEncoder`: a multi-scale strided conv tokenizer over the 10 s window and a small
+  transformer over its tokens, gated together (record-level context);
+- `BeatEncoder`: a small conv net that embeds one beat (all leads) into one token;
+- `Attention`, `AttnPool`: masked self-attention and masked attention pooling shared by paths.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ecgmoe_cli.model.config import EcgMoeConfig
+
+
+def gather_beats(signal: Tensor, rpeaks: Tensor, pre: int, length: int,
+                 select: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Cut the selected beats (default: every real one, rpeaks >= 0) out of the signal.
+
+    signal (B, L, W), rpeaks (B, K) -> beats (n, L, length), flat index (n,) into B * K.
+    Only selected beats are gathered (padding costs nothing); past the signal edge reads 0.
+    """
+    B, L, W = signal.shape
+    K = rpeaks.shape[1]
+    sel = rpeaks >= 0 if select is None else select & (rpeaks >= 0)
+    flat = sel.reshape(-1).nonzero().squeeze(1)  # (n,)
+    padded = F.pad(signal, (length, length))  # zeros on both sides stand in for the edge
+    start = rpeaks.reshape(-1).index_select(0, flat) - pre + length  # (n,)
+    windows = padded.unfold(2, length, 1)  # (B, L, W + length + 1, length), a view
+    return windows[flat // K, :, start], flat
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention; keys where `mask` is False are ignored."""
+
+    def __init__(self, d: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        B, T, d = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        # every row must keep one valid key (callers guarantee it) or softmax gives NaN
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
+        return self.proj(y.transpose(1, 2).reshape(B, T, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with a dense GELU MLP."""
+
+    def __init__(self, d: int, n_heads: int, mlp_ratio: int) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = Attention(d, n_heads)
+        self.mlp = nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.GELU(), nn.Linear(mlp_ratio * d, d))
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        x = x + self.attn(self.ln1(x), mask)
+        return x + self.mlp(self.ln2(x))
+
+
+class AttnPool(nn.Module):
+    """Masked attention pooling (B, T, d) -> (B, d); a row with no valid token pools to 0."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.score = nn.Linear(d, 1)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns the pooled vector and the weights (B, T) (for --explain)."""
+        s = self.score(x).squeeze(-1).masked_fill(~mask, -1e9)
+        w = s.softmax(-1) * mask  # all-masked rows: uniform * 0 = 0, never NaN
+        return torch.einsum("bt,btd->bd", w, x), w
+
+
+def _conv(cin: int, cout: int, k: int, stride: int) -> nn.Conv1d:
+    return nn.Conv1d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+class TemporalEncoder(nn.Module):
+    """Window -> temporal tokens (B, N, d), their mask (B, N), and a pooled vector (B, d)."""
+
+    def __init__(self, c: EcgMoeConfig) -> None:
+        super().__init__()
+        (c1, c2), (s1, s2, s3), d = c.tokenizer_channels, c.tokenizer_strides, c.d_model
+        self.token_samples = c.token_samples
+        self.stem = nn.Sequential(_conv(c.n_leads, c1, 2 * s1 + 1, s1), nn.GELU(),
+                                  _conv(c1, c2, 2 * s2 + 1, s2), nn.GELU())
+        # multi-scale: cheap depthwise convs of growing reach, mixed by the token projection
+        self.branches = nn.ModuleList(nn.Conv1d(c2, c2, k, padding=k // 2, groups=c2)
+                                      for k in c.tokenizer_kernels)
+        self.to_tokens = nn.Conv1d(c2 * len(c.tokenizer_kernels), d, s3, stride=s3)
+        self.pos = nn.Parameter(torch.zeros(1, c.n_tokens, d))
+        self.blocks = nn.ModuleList(Block(d, c.n_heads, c.mlp_ratio)
+                                    for _ in range(c.n_temporal_layers))
+        self.gate = nn.Linear(2 * d, d)
+        self.ln = nn.LayerNorm(d)
+        self.pool = AttnPool(d)
+
+    def forward(self, signal: Tensor, n_valid: Tensor, lead_emb: Tensor
+                ) -> tuple[Tensor, Tensor, Tensor]:
+        h = self.stem(signal)  # (B, c2, W / s1 s2)
+        h = torch.cat([F.gelu(b(h)) for b in self.branches], dim=1)
+        h = F.pad(h, (0, (-h.shape[-1]) % self.to_tokens.stride[0]))
+        conv_tok = self.to_tokens(h).transpose(1, 2)  # (B, N, d)
+        N = conv_tok.shape[1]
+        start = torch.arange(N, device=signal.device) * self.token_samples
+        mask = start.unsqueeze(0) < n_valid.unsqueeze(1)
+        mask[:, 0] = True  # keeps one valid key even for an empty window
+        x = conv_tok + self.pos[:, :N] + lead_emb.unsqueeze(1)
+        for blk in self.blocks:
+            x = blk(x, mask)
+        g = torch.sigmoid(self.gate(torch.cat([conv_tok, x], dim=-1)))
+        tok = self.ln(g * conv_tok + (1 - g) * x)  # gated: local conv features vs. context
+        return tok, mask, self.pool(tok, mask)[0]
+
+
+class BeatEncoder(nn.Module):
+    """One beat (L, S) -> one token (d): three strided convs, mean+max pooling, a linear."""
+
+    def __init__(self, c: EcgMoeConfig) -> None:
+        super().__init__()
+        (c1, c2), d = c.beat_channels, c.d_model
+        self.net = nn.Sequential(_conv(c.n_leads, c1, 9, 3), nn.GELU(), _conv(c1, c2, 5, 2),
+                                 nn.GELU(), _conv(c2, d, 3, 2), nn.GELU())
+        self.out = nn.Linear(2 * d, d)
+
+    def forward(self, beats: Tensor) -> Tensor:
+        """(n, L, S) -> (n, d)."""
+        h = self.net(beats)
+        return self.out(torch.cat([h.mean(-1), h.amax(-1)], dim=-1))

@@ -1,0 +1,93 @@
+"""Task heads: one linear per task on the fused features, with each kind's loss and prediction.
+
+Raw outputs, shape (B, n_outputs):
+- binary / multilabel: logits (BCE); predict -> sigmoid(logit / T) per label;
+- multiclass: logits (CE); predict -> softmax(logit / T) over classes;
+- regression: the scaled target (y - mean) / scale (smooth L1); predict -> value in the task's unit.
+Targets given to `task_loss`: binary/multilabel (B, n) 0/1; multiclass (B,) class index;
+regression (B,) in the unit; NaN = unknown (left out of the loss).
+Temperature, thresholds and the regression mean/scale are metadata (saved in the adapter JSON),
+not tensors: calibration and dataset statistics set them, gradients never touch them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ecgmoe_cli.errors import EcgMoeError
+
+KINDS = ("binary", "multilabel", "multiclass", "regression")
+# Priors for the regression target scaling before training measures the data (by unit).
+_UNIT_PRIORS = {"years": (60.0, 18.0), "ms": (800.0, 200.0)}
+
+
+class TaskHead(nn.Module):
+    """Linear d -> n_outputs for one task, plus its calibration metadata."""
+
+    def __init__(self, task: Any, d: int) -> None:
+        super().__init__()
+        if task.kind not in KINDS:
+            raise EcgMoeError(f"task {task.name!r}: unknown kind {task.kind!r}")
+        self.task = task
+        self.linear = nn.Linear(d, task.n_outputs)
+        self.temperature = 1.0
+        self.thresholds = [0.5] * task.n_outputs
+        self.target_mean, self.target_scale = _UNIT_PRIORS.get(getattr(task, "unit", None) or "",
+                                                               (0.0, 1.0))
+
+    def metadata(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "thresholds": list(self.thresholds),
+                "target_mean": self.target_mean, "target_scale": self.target_scale}
+
+    def set_metadata(self, meta: dict[str, Any]) -> None:
+        """Restore calibration from an adapter JSON (missing keys keep their defaults)."""
+        t = float(meta.get("temperature", self.temperature))
+        scale = float(meta.get("target_scale", self.target_scale))
+        thresholds = [float(v) for v in meta.get("thresholds", self.thresholds)]
+        if not t > 0 or not scale > 0 or len(thresholds) != len(self.thresholds):
+            raise EcgMoeError(f"task {self.task.name!r}: bad calibration metadata {meta}")
+        self.temperature, self.target_scale, self.thresholds = t, scale, thresholds
+        self.target_mean = float(meta.get("target_mean", self.target_mean))
+
+    def predict(self, raw: Tensor) -> Tensor:
+        """Raw outputs (B, n) -> probabilities, class probabilities or values in the unit."""
+        kind = self.task.kind
+        if kind == "regression":
+            return raw * self.target_scale + self.target_mean
+        if kind == "multiclass":
+            return (raw / self.temperature).softmax(-1)
+        return torch.sigmoid(raw / self.temperature)
+
+
+def stacked_heads(heads: Sequence[TaskHead], h: Tensor) -> list[Tensor]:
+    """All heads in one batched matmul: h (T, B, d) -> per task (B, n_t)."""
+    n_max = max(hd.linear.out_features for hd in heads)
+    w = torch.stack([F.pad(hd.linear.weight, (0, 0, 0, n_max - hd.linear.out_features))
+                     for hd in heads])  # (T, n_max, d)
+    b = torch.stack([F.pad(hd.linear.bias, (0, n_max - hd.linear.out_features)) for hd in heads])
+    out = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))  # (T, B, n_max)
+    return [out[i, :, :hd.linear.out_features] for i, hd in enumerate(heads)]
+
+
+def task_loss(head: TaskHead, raw: Tensor, target: Tensor) -> Tensor | None:
+    """Mean loss over the known targets (NaN = unknown), or None when none is known."""
+    kind, target = head.task.kind, target.to(raw.device, raw.dtype)
+    if kind in ("binary", "multilabel"):
+        target = target.reshape(raw.shape)
+        known = ~torch.isnan(target)
+        if not known.any():
+            return None
+        return F.binary_cross_entropy_with_logits(raw[known], target[known])
+    target = target.reshape(-1)
+    known = ~torch.isnan(target)
+    if not known.any():
+        return None
+    if kind == "multiclass":
+        return F.cross_entropy(raw[known], target[known].long())
+    scaled = (target[known] - head.target_mean) / head.target_scale
+    return F.smooth_l1_loss(raw[known, 0], scaled)

@@ -1,0 +1,251 @@
+"""Cardiac period: R-peak detection, RR features, beat windows, heart rate.
+
+The detector is a Pan-Tompkins-style pipeline made fs-independent and multi-lead:
+
+    raw (L, n) ─▶ fill NaN ─▶ box-average to ~125-250 Hz ─▶ band-pass 5-20 Hz ─▶ derivative²
+      ─▶ 150 ms moving mean ─▶ / typical beat height per lead ─▶ combine good leads
+      ─▶ candidate maxima ─▶ adaptive thresholds + T-wave check + searchback (loop over peaks)
+      ─▶ R-peak = dominant extremum of the QRS in the best lead, at the input rate
+
+Only the candidate loop runs in Python; every per-sample step is NumPy/SciPy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import maximum_filter1d, median_filter, uniform_filter1d
+from scipy.signal import butter, find_peaks, sosfiltfilt
+
+from ecgmoe_cli.signal.spec import PreprocessSpec
+
+_EMPTY = np.zeros(0, dtype=np.int64)
+_DETECT_FS = 250.0  # the detection feature runs at fs / ceil(fs / this): 125-250 Hz
+_BAND_HZ = (5.0, 20.0)  # where QRS energy dominates P, T, wander and mains
+_MWI_S = 0.15  # integration window: about one wide QRS
+_REFRACTORY_S = 0.2  # no two beats closer than this (220 bpm is 0.27 s)
+_TWAVE_S = 0.36  # a peak this soon after a beat must be as steep as a QRS
+_LOCATE_S = 0.12  # R-peak search half-window around the QRS energy centre
+_MIN_LEN_S = 0.5  # shorter input has no beat to find
+_LOCAL_SEGS = 7  # 2 s segments in the running beat-height median (~14 s)
+_THR = 0.25  # beat threshold between the running noise (0) and beat (1) peak levels
+_SEARCHBACK = 0.3  # in a long gap, the largest peak above this fraction of it is a beat
+
+
+def _fill_nan(x: np.ndarray) -> np.ndarray | None:
+    """Linear interpolation over NaN (no steps for the filter to ring on); None if hopeless."""
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return x
+    good = np.flatnonzero(~bad)
+    if good.size < 0.1 * x.size:
+        return None
+    out = x.copy()
+    out[bad] = np.interp(np.flatnonzero(bad), good, x[good])
+    return out
+
+
+def _feature(x: np.ndarray, fd: float) -> tuple[np.ndarray, np.ndarray]:
+    """Band-passed signal and its integrated derivative energy, (L, m) each."""
+    sos = butter(2, [_BAND_HZ[0] / (fd / 2), _BAND_HZ[1] / (fd / 2)], btype="band", output="sos")
+    bp = sosfiltfilt(sos, x, axis=-1)
+    d = np.empty_like(bp)
+    d[:, 1:] = np.diff(bp, axis=-1)
+    d[:, 0] = d[:, 1] if bp.shape[1] > 1 else 0.0
+    energy = uniform_filter1d(d * d, size=max(int(_MWI_S * fd), 1), axis=-1, mode="nearest")
+    return d, energy
+
+
+def _combine(energy: np.ndarray, slope: np.ndarray, fd: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Combine leads into one feature where a typical beat is 1.
+
+    Each lead is divided by its local typical beat (running median of 2 s maxima over ~14 s,
+    so a sudden amplitude drop is followed) and weighted, per 2 s segment, by how peaky it
+    is there (maximum / median): a lead that turns noisy loses its vote where it is noisy.
+    Returns the feature, its slope twin and the weights (L, m) that pick the locating lead.
+    """
+    n_leads, m = energy.shape
+    seg = max(int(2.0 * fd), 1)
+    nseg = max(m // seg, 1)
+    blocks = energy[:, : nseg * seg].reshape(n_leads, nseg, -1)
+    seg_max = blocks.max(axis=2)
+    height = np.maximum(np.median(seg_max, axis=1, keepdims=True), 1e-30)
+    # Follow drops only (a burst of artifact must not shrink the beats around it), down to a
+    # floor so that a pause or asystole does not blow its noise up to beat size.
+    local = median_filter(seg_max, size=(1, _LOCAL_SEGS), mode="nearest")
+    local = np.clip(local, height / 40, height)
+    centres = (np.arange(nseg) + 0.5) * blocks.shape[2]
+    t = np.arange(m)
+    scale = np.vstack([np.interp(t, centres, row) for row in local])
+    norm = np.minimum(energy / scale, 4.0)  # one artifact may not outvote a beat
+    snorm = np.abs(slope) / np.sqrt(scale)
+    if n_leads == 1:
+        return norm[0], snorm[0], np.ones((1, m))
+    peaky = seg_max / np.maximum(np.median(blocks, axis=2), 1e-12 * height)
+    w = np.vstack([np.interp(t, centres, row) for row in peaky * peaky])
+    total = w.sum(axis=0)
+    return (w * norm).sum(axis=0) / total, (w * snorm).sum(axis=0) / total, w
+
+
+def _threshold_peaks(feat: np.ndarray, sfeat: np.ndarray, fd: float) -> np.ndarray:
+    """Adaptive-threshold decision over candidate maxima (the only Python loop)."""
+    refractory = int(_REFRACTORY_S * fd)
+    # Zero ends let a beat cut off by the record's edge still count as a maximum.
+    cand, props = find_peaks(np.pad(feat, 1), height=0.03, distance=max(refractory, 1))
+    cand = np.clip(cand - 1, 0, feat.size - 1)
+    if cand.size == 0:
+        return cand
+    hts = props["peak_heights"]
+    half = max(int(_MWI_S * fd / 2), 1)
+    slopes = maximum_filter1d(sfeat, size=2 * half + 1)[cand]
+    twave = int(_TWAVE_S * fd)
+
+    spk, npk = 1.0, 0.1
+    rr_avg = fd  # 60 bpm until learned
+    beats: list[int] = []
+    beat_slope = 0.0
+    last = -10 * int(fd)
+    pending: list[int] = []  # candidate indices seen since the last beat (for searchback)
+
+    def accept(i: int, weight: float) -> None:
+        nonlocal spk, last, rr_avg, beat_slope
+        p = int(cand[i])
+        if beats:
+            rr = p - last
+            if rr < 3 * rr_avg:
+                rr_avg = 0.875 * rr_avg + 0.125 * rr
+        spk = weight * hts[i] + (1 - weight) * spk
+        beat_slope = slopes[i]
+        beats.append(p)
+        last = p
+        pending[:] = [k for k in pending if k > i]  # a searchback keeps the later ones
+
+    for i in range(cand.size):
+        p, h = int(cand[i]), hts[i]
+        thr = npk + _THR * (spk - npk)
+        # Searchback: a gap much longer than usual hides a missed beat below threshold.
+        while beats and p - last > 1.66 * rr_avg and pending:
+            ok = [j for j in pending if cand[j] - last >= refractory and p - cand[j] >= refractory
+                  and (cand[j] - last >= twave or slopes[j] >= 0.5 * beat_slope)]
+            if not ok:
+                break
+            j = max(ok, key=lambda k: hts[k])
+            if hts[j] < _SEARCHBACK * thr:
+                break
+            accept(j, 0.25)
+        if p - last < refractory:
+            continue
+        if h > thr:
+            if beats and p - last < twave and slopes[i] < 0.5 * beat_slope:
+                npk = 0.125 * h + 0.875 * npk  # a T wave: as tall, but not as steep
+                pending.append(i)
+                continue
+            accept(i, 0.125)
+        else:
+            npk = 0.125 * h + 0.875 * npk
+            pending.append(i)
+    return np.asarray(beats, dtype=np.int64)
+
+
+def _locate(x: np.ndarray, lead: np.ndarray, centres: np.ndarray, fs: float) -> np.ndarray:
+    """Move each QRS centre to the R-peak: the dominant extremum of its lead around it."""
+    n = x.shape[1]
+    w = max(int(_LOCATE_S * fs), 1)
+    idx = np.clip(centres[:, None] + np.arange(-w, w + 1)[None, :], 0, n - 1)
+    seg = x[lead[:, None], idx]
+    seg = seg - np.median(seg, axis=1, keepdims=True)
+    pos, neg = seg.max(axis=1), -seg.min(axis=1)
+    # The lead's usual polarity wins unless this beat is clearly the other way (a PVC).
+    positive = np.median(pos - neg) >= 0
+    use_pos = pos >= 0.7 * neg if positive else pos > 1.4 * neg
+    off = np.where(use_pos, seg.argmax(axis=1), seg.argmin(axis=1))
+    return idx[np.arange(idx.shape[0]), off]
+
+
+def detect_rpeaks(signal: np.ndarray, fs: float) -> np.ndarray:
+    """Sorted int64 R-peak sample indices of a raw (leads, n) or (n,) signal in mV.
+
+    NaN is treated as missing and flat leads are ignored; an input without beats gives an
+    empty array, never an exception.
+    """
+    x = np.asarray(signal, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or not fs or fs <= 0 or x.shape[1] < _MIN_LEN_S * fs:
+        return _EMPTY
+    leads = []
+    for row in x:
+        row = _fill_nan(row)
+        if row is not None and np.ptp(row) > 1e-6:
+            leads.append(row)
+    if not leads:
+        return _EMPTY
+    raw = np.vstack(leads)
+    q = max(int(np.ceil(fs / _DETECT_FS - 0.01)), 1)
+    fd = fs / q
+    m = raw.shape[1] // q
+    small = raw[:, : m * q].reshape(raw.shape[0], m, q).mean(axis=2) if q > 1 else raw
+    if m < 3 * int(_MWI_S * fd) + 16:
+        return _EMPTY
+    slope, energy = _feature(small, fd)
+    feat, sfeat, weight = _combine(energy, slope, fd)
+    centres = _threshold_peaks(feat, sfeat, fd)
+    if centres.size == 0:
+        return _EMPTY
+    best = np.argmax(weight[:, centres], axis=0)  # the cleanest lead at each beat
+    peaks = _locate(raw, best, centres * q + q // 2, fs)
+    peaks = np.unique(peaks)
+    # Two centres may settle on neighbouring extrema: keep the first of any pair too close.
+    keep = np.ones(peaks.size, dtype=bool)
+    keep[1:] = np.diff(peaks) >= int(_REFRACTORY_S * fs * 0.5)
+    return peaks[keep].astype(np.int64)
+
+
+def rr_features(rpeaks: np.ndarray, fs: float) -> np.ndarray:
+    """(n_beats, 4) float32 seconds: pre-RR, post-RR, local mean RR (9 beats), pre / local."""
+    r = np.asarray(rpeaks, dtype=np.float64).ravel()
+    n = r.size
+    if n == 0:
+        return np.zeros((0, 4), dtype=np.float32)
+    if n == 1:
+        return np.zeros((1, 4), dtype=np.float32)
+    rr = np.diff(r) / fs  # (n-1,)
+    pre = np.concatenate([rr[:1], rr])  # the first beat borrows its neighbour's interval
+    post = np.concatenate([rr, rr[-1:]])
+    k = 9
+    pad = np.pad(pre, (k // 2, k // 2), mode="edge")
+    local = np.convolve(pad, np.ones(k) / k, mode="valid")
+    ratio = np.divide(pre, local, out=np.zeros_like(pre), where=local > 0)
+    return np.stack([pre, post, local, ratio], axis=1).astype(np.float32)
+
+
+def beat_windows(
+    signal: np.ndarray, rpeaks: np.ndarray, spec: PreprocessSpec
+) -> tuple[np.ndarray, np.ndarray]:
+    """First K beat windows (K, L, beat_samples) float32 and their mask (K,) bool.
+
+    A window starts spec.beat_pre samples before its R-peak; samples off the signal are zero.
+    """
+    x = np.asarray(signal, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None, :]
+    n_leads, n = x.shape
+    k, width = spec.max_beats, spec.beat_samples
+    r = np.asarray(rpeaks, dtype=np.int64).ravel()[:k]
+    beats = np.zeros((k, n_leads, width), dtype=np.float32)
+    mask = np.zeros(k, dtype=bool)
+    if r.size == 0 or n == 0:
+        return beats, mask
+    idx = r[:, None] - spec.beat_pre + np.arange(width)[None, :]  # (b, width)
+    inside = (idx >= 0) & (idx < n)
+    gathered = x[:, np.clip(idx, 0, n - 1)]  # (L, b, width): one gather for all beats
+    beats[: r.size] = np.where(inside[None], gathered, 0.0).transpose(1, 0, 2)
+    mask[: r.size] = True
+    return beats, mask
+
+
+def heart_rate_bpm(rpeaks: np.ndarray, fs: float) -> float:
+    """60 / median RR in beats per minute; NaN with fewer than two beats."""
+    r = np.asarray(rpeaks, dtype=np.float64).ravel()
+    if r.size < 2 or fs <= 0:
+        return float("nan")
+    return float(60.0 * fs / np.median(np.diff(np.sort(r))))

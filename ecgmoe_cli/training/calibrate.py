@@ -1,0 +1,66 @@
+"""Calibration on the validation fold: a temperature (min NLL), then per-label F1 thresholds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ecgmoe_cli.training.metrics import best_f1_threshold
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def probabilities(kind: str, logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Calibrated probabilities: sigmoid per label (binary/multilabel) or softmax (multiclass)."""
+    z = np.asarray(logits, np.float64) / temperature
+    return _softmax(z) if kind == "multiclass" else _sigmoid(z)
+
+
+def nll(kind: str, logits: np.ndarray, y: np.ndarray, temperature: float) -> float:
+    """Mean negative log-likelihood over known targets (NaN = unknown)."""
+    p = probabilities(kind, logits, temperature)
+    eps = 1e-12
+    if kind == "multiclass":
+        known = np.isfinite(y) & (y >= 0) & (y < p.shape[1])
+        if not known.any():
+            return float("nan")
+        return float(-np.log(p[known, y[known].astype(int)] + eps).mean())
+    known = np.isfinite(y)
+    if not known.any():
+        return float("nan")
+    yk, pk = y[known], p[known]
+    return float(-(yk * np.log(pk + eps) + (1 - yk) * np.log(1 - pk + eps)).mean())
+
+
+def fit_temperature(kind: str, logits: np.ndarray, y: np.ndarray) -> float:
+    """Temperature in [0.05, 20] minimising NLL: a log grid, then a golden-section refine."""
+    if not np.isfinite(nll(kind, logits, y, 1.0)):
+        return 1.0
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 41))
+    losses = [nll(kind, logits, y, t) for t in grid]
+    i = int(np.argmin(losses))
+    lo, hi = np.log(grid[max(i - 1, 0)]), np.log(grid[min(i + 1, len(grid) - 1)])
+    g = (np.sqrt(5) - 1) / 2
+    for _ in range(30):
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+        if nll(kind, logits, y, np.exp(a)) < nll(kind, logits, y, np.exp(b)):
+            hi = b
+        else:
+            lo = a
+    return float(np.exp((lo + hi) / 2))
+
+
+def fit_thresholds(probs: np.ndarray, y: np.ndarray) -> list[float]:
+    """Per label (columns of (B, labels) arrays) the probability cut maximising F1."""
+    out = []
+    for j in range(probs.shape[1]):
+        known = np.isfinite(y[:, j])
+        thr, _ = best_f1_threshold(y[known, j], probs[known, j])
+        out.append(float(np.clip(thr, 0.0, 1.0)))
+    return out

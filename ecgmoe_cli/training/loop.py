@@ -1,0 +1,262 @@
+"""The epoch loop shared by `train` and `finetune`: batches from memmaps, AdamW + cosine,
+metrics.jsonl per epoch, an atomic checkpoint per epoch, resume, early stopping, DDP.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.model.batch import to_torch
+from ecgmoe_cli.training.checkpoints import (
+    latest_checkpoint,
+    optimizer_from_flat,
+    restore_rng,
+    save_checkpoint,
+)
+from ecgmoe_cli.training.ddp import DistInfo, all_mean
+from ecgmoe_cli.training.losses import lead_dropout
+
+
+@dataclass
+class FitConfig:
+    """Optimisation settings of one run (saved in its metrics and checkpoint)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_frac: float = 0.05  # fraction of all steps with a linear LR warm-up
+    min_lr_frac: float = 0.05  # the cosine decays to this fraction of lr
+    seed: int = 0
+    lead_dropout: float = 0.3  # probability a training sample keeps only {I}, {I, II} or a subset
+    grad_clip: float = 1.0
+    patience: int | None = None  # early stopping on validation loss; None = run every epoch
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.epochs < 1:
+            problems.append(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            problems.append(f"batch size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            problems.append(f"learning rate must be > 0, got {self.lr}")
+        if not 0 <= self.lead_dropout <= 1:
+            problems.append(f"lead dropout must be in [0, 1], got {self.lead_dropout}")
+        if problems:
+            raise EcgMoeError("; ".join(problems))
+
+
+@dataclass
+class FitResult:
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def epoch_rows(rows: np.ndarray, seed: int, epoch: int, info: DistInfo, shuffle: bool = True
+               ) -> np.ndarray:
+    """This rank's rows for one epoch: the same shuffle on every rank, padded, then strided."""
+    rows = np.asarray(rows, np.int64)
+    if shuffle:
+        rows = rows[np.random.default_rng([seed, epoch]).permutation(len(rows))]
+    if info.world > 1 and len(rows):
+        pad = (-len(rows)) % info.world  # every rank takes the same number of steps
+        rows = np.concatenate([rows, rows[:pad]])
+        rows = rows[info.rank::info.world]
+    return rows
+
+
+def iterate_batches(dataset: Any, rows: np.ndarray, tasks: Sequence[Any], batch_size: int,
+                    device: str) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+    """(model batch, targets) tensors on `device`, read straight from the memmaps."""
+    for i in range(0, len(rows), batch_size):
+        r = rows[i:i + batch_size]
+        batch = to_torch(dataset.batch(r), device)
+        tg = {k: torch.from_numpy(v).to(device) for k, v in dataset.targets(r, tasks).items()}
+        yield batch, tg
+
+
+def lr_factor(step: int, total: int, warmup_frac: float, min_frac: float) -> float:
+    """Linear warm-up then cosine decay to min_frac."""
+    warm = max(1, int(total * warmup_frac))
+    if step < warm:
+        return (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def truncate_metrics(path: Path, last_epoch: int) -> None:
+    """Drop metrics lines of epochs after the checkpoint (a kill between the two writes)."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines()
+            if ln.strip() and json.loads(ln).get("epoch", 0) <= last_epoch]
+    path.write_text("".join(ln + "\n" for ln in keep))
+
+
+def fit(model: nn.Module, objective: nn.Module, params: list[nn.Parameter], dataset: Any,
+        train_rows: np.ndarray, val_rows: np.ndarray, tasks: Sequence[Any], cfg: FitConfig,
+        run_dir: Path, info: DistInfo, resume: bool = False, show_progress: bool = True,
+        step_module: nn.Module | None = None) -> FitResult:
+    """Train `params` by minimising `objective(batch, targets)[0]` over `train_rows`.
+
+    `model` is the plain module whose state is checkpointed; `step_module` runs the training
+    loss (the DDP wrapper of `objective` when distributed); `objective` in eval mode gives the
+    validation loss. The best epoch's `params` (by validation loss) are loaded back at the end.
+    """
+    step_module = objective if step_module is None else step_module
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir, metrics_path = run_dir / "checkpoints", run_dir / "metrics.jsonl"
+    found = latest_checkpoint(ckpt_dir)
+    if resume and found is None:
+        raise EcgMoeError("nothing to resume: no checkpoint in the run directory", ckpt_dir)
+    if not resume and found is not None:
+        raise EcgMoeError("run folder already holds checkpoints: pass --resume to continue "
+                          "that run, or choose another output folder", run_dir)
+    if found is not None:  # the shuffle order must stay that of the interrupted run
+        cfg = replace(cfg, seed=found[2]["state"]["config"]["seed"])
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    names = {id(p): n for n, p in model.named_parameters()}
+    trainable = {names[id(p)]: p for p in params}
+    steps_per_epoch = math.ceil(len(epoch_rows(train_rows, cfg.seed, 0, info)) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    start, best_epoch, best_val, bad, history = 1, 0, math.inf, 0, []
+    best_state = {n: p.detach().clone() for n, p in trainable.items()}
+
+    if found is not None:
+        epoch, tensors, meta = found
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        optimizer_from_flat(opt, tensors, meta["optimizer"])
+        restore_rng(tensors)
+        st = meta["state"]
+        best_epoch, best_val, bad, history = (st["best_epoch"], st["best_val"], st["bad"],
+                                              st["history"])
+        best_state = {n: tensors[f"best.{n}"] for n in trainable}
+        start = epoch + 1
+        if info.is_main:
+            truncate_metrics(metrics_path, epoch)
+    elif info.is_main and metrics_path.exists():
+        metrics_path.unlink()
+
+    stopped = cfg.patience is not None and bad >= cfg.patience  # a resumed, finished run
+    epochs_run = start - 1
+    for epoch in range(start, 1 if stopped else cfg.epochs + 1):
+        t0 = time.perf_counter()
+        rows = epoch_rows(train_rows, cfg.seed, epoch, info)
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 1009 + info.rank)
+        step_module.train()
+        tot, n_batches, n_samples = 0.0, 0, 0
+        parts_sum: dict[str, float] = {}
+        with _progress(show_progress and info.is_main, f"epoch {epoch}/{cfg.epochs}",
+                       math.ceil(len(rows) / cfg.batch_size)) as advance:
+            for i, (batch, tg) in enumerate(iterate_batches(dataset, rows, tasks, cfg.batch_size,
+                                                            info.device)):
+                step = (epoch - 1) * steps_per_epoch + i
+                for g in opt.param_groups:
+                    g["lr"] = cfg.lr * lr_factor(step, total_steps, cfg.warmup_frac,
+                                                 cfg.min_lr_frac)
+                if cfg.lead_dropout > 0:
+                    batch = lead_dropout(batch, cfg.lead_dropout, gen)
+                loss, parts = step_module(batch, tg)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+                tot += float(loss.detach())
+                n_batches += 1
+                n_samples += len(batch["signal"])
+                for k, v in parts.items():
+                    parts_sum[k] = parts_sum.get(k, 0.0) + v
+                advance(loss=float(loss.detach()))
+        train_s = time.perf_counter() - t0
+        val_loss, val_parts = _validate(objective, dataset, val_rows, tasks, cfg.batch_size,
+                                        info.device)
+        improved = val_loss < best_val or not math.isfinite(best_val)
+        if improved:
+            best_epoch, best_val, bad = epoch, val_loss, 0
+            best_state = {n: p.detach().clone() for n, p in trainable.items()}
+        else:
+            bad += 1
+        line = {
+            "epoch": epoch,
+            "train_loss": all_mean(info, tot / max(1, n_batches)),
+            "train_parts": {k: v / max(1, n_batches) for k, v in parts_sum.items()},
+            "val_loss": val_loss, "val_parts": val_parts,
+            "lr": opt.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 3),
+            "train_samples_per_s": round(n_samples * info.world / max(train_s, 1e-9), 1),
+            "world_size": info.world,
+        }
+        history.append(line)
+        stopped = cfg.patience is not None and bad >= cfg.patience
+        if info.is_main:
+            with metrics_path.open("a") as f:  # before the checkpoint: resume truncates extras
+                f.write(json.dumps(line) + "\n")
+            tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+            tensors |= {f"best.{n}": t for n, t in best_state.items()}
+            save_checkpoint(ckpt_dir, epoch, tensors, opt,
+                            {"best_epoch": best_epoch, "best_val": best_val, "bad": bad,
+                             "history": history, "config": asdict(cfg)})
+        epochs_run = epoch
+        if stopped:
+            break
+    with torch.no_grad():
+        for n, p in trainable.items():
+            p.copy_(best_state[n].to(p.device))
+    return FitResult(epochs_run=epochs_run, best_epoch=best_epoch, best_val_loss=best_val,
+                     history=history)
+
+
+def _validate(objective: nn.Module, dataset: Any, rows: np.ndarray, tasks: Sequence[Any],
+              batch_size: int, device: str) -> tuple[float, dict[str, float]]:
+    """Mean validation loss over `rows` (every rank computes it: decisions stay in step)."""
+    if len(rows) == 0:
+        return math.nan, {}
+    objective.eval()
+    tot, n = 0.0, 0
+    parts_sum: dict[str, float] = {}
+    with torch.no_grad():
+        for batch, tg in iterate_batches(dataset, rows, tasks, batch_size, device):
+            loss, parts = objective(batch, tg)
+            tot += float(loss) * len(batch["signal"])
+            n += len(batch["signal"])
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + v * len(batch["signal"])
+    return tot / n, {k: v / n for k, v in parts_sum.items()}
+
+
+class _progress:
+    """A rich progress bar on stderr (or nothing): `with _progress(...) as advance:`."""
+
+    def __init__(self, enabled: bool, title: str, total: int) -> None:
+        self.enabled, self.title, self.total = enabled, title, total
+
+    def __enter__(self) -> Callable[..., None]:
+        if not self.enabled:
+            return lambda **_: None
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.p = Progress(TextColumn("{task.description}"), BarColumn(),
+                          TextColumn("{task.completed}/{task.total}"),
+                          TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),
+                          console=Console(stderr=True), transient=True)
+        self.p.start()
+        tid = self.p.add_task(self.title, total=self.total, loss=math.nan)
+        return lambda **kw: self.p.update(tid, advance=1, **kw)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.p.stop()

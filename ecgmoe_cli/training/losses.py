@@ -1,0 +1,100 @@
+"""What training minimises: the model's multi-task + balancing loss, plus masked-beat SSL.
+
+The per-kind task losses live with the heads (model/heads.py); this module adds what only
+training needs: target scaling from the train fold, lead dropout, and the objective module
+that DDP wraps (so every loss term runs inside one DDP forward).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ecgmoe_cli.model.heads import task_loss
+
+
+def set_regression_scaling(model: Any, dataset: Any, rows: np.ndarray, tasks: Sequence[Any]
+                           ) -> dict[str, tuple[float, float]]:
+    """Give each regression head the train fold's (mean, std): every loss term is O(1)."""
+    out = {}
+    for t in tasks:
+        if t.kind != "regression":
+            continue
+        y = dataset.targets(rows, [t])[t.name]
+        y = y[np.isfinite(y)]
+        if len(y) < 2:
+            continue  # keep the head's unit prior
+        scale = float(y.std()) if y.std() > 1e-6 else 1.0
+        model.heads[t.name].set_metadata({"target_mean": float(y.mean()), "target_scale": scale})
+        out[t.name] = (float(y.mean()), scale)
+    return out
+
+
+def lead_dropout(batch: dict[str, Tensor], p: float, gen: torch.Generator) -> dict[str, Tensor]:
+    """With probability p per sample keep only {I}, {I, II} or a random lead subset.
+
+    Trains the model for the one- and two-lead recordings users bring (wearables, Holters).
+    """
+    mask = batch["lead_mask"]  # (B, 12)
+    b, n_leads = mask.shape
+    drop = torch.rand(b, generator=gen) < p
+    if not drop.any():
+        return batch
+    choice = torch.randint(0, 3, (b,), generator=gen)
+    keep = torch.zeros(b, n_leads, dtype=torch.bool)
+    keep[choice == 0, 0] = True
+    keep[choice == 1, :2] = True
+    rand = torch.rand(b, n_leads, generator=gen) < torch.rand(b, 1, generator=gen)
+    keep[choice == 2] = rand[choice == 2]
+    keep = keep.to(mask.device)
+    new = torch.where(drop.to(mask.device)[:, None], mask & keep, mask)
+    new = torch.where(new.any(1, keepdim=True), new, mask)  # never drop every recorded lead
+    out = dict(batch)
+    out["lead_mask"] = new
+    out["signal"] = batch["signal"] * new[:, :, None].to(batch["signal"].dtype)
+    return out
+
+
+class Objective(nn.Module):
+    """loss(batch, targets) = model loss (tasks + balancing) + ssl_weight * masked-beat loss.
+
+    Returns the loss and its parts (floats, for metrics.jsonl).
+    """
+
+    def __init__(self, model: nn.Module, tasks: Sequence[str], ssl_weight: float = 0.0,
+                 frozen_backbone: bool = False) -> None:
+        super().__init__()
+        self.model: Any = model  # EcgMoe (Any: its heads are reached by task name)
+        self.tasks, self.ssl_weight = list(tasks), ssl_weight
+        self.frozen_backbone = frozen_backbone
+        # DDP: an expert no token chose (or a head without targets) would leave a parameter
+        # out of the graph; adding 0 * its sum keeps every rank's gradient reduction in step
+        self.touch_all = False
+
+    def train(self, mode: bool = True) -> Objective:
+        """A frozen backbone stays in eval mode, so no buffer of it can change in finetune."""
+        super().train(mode)
+        if self.frozen_backbone:
+            self.model.eval()
+        return self
+
+    def forward(self, batch: dict[str, Tensor], targets: dict[str, Tensor]
+                ) -> tuple[Tensor, dict[str, float]]:
+        outputs, loss = self.model(batch, targets, self.tasks)
+        parts = {}
+        for name, y in targets.items():
+            part = task_loss(self.model.heads[name], outputs[name].detach(), y)
+            if part is not None:
+                parts[name] = float(part)
+        parts["balance"] = float(self.model.aux["balance_loss"])
+        if self.ssl_weight > 0 and self.training:
+            ssl = self.model.ssl_loss(batch)
+            parts["ssl"] = float(ssl.detach())
+            loss = loss + self.ssl_weight * ssl
+        if self.touch_all and self.training:
+            loss = loss + 0.0 * sum(p.sum() for p in self.model.parameters() if p.requires_grad)
+        return loss, parts

@@ -1,0 +1,242 @@
+"""Weights on disk: safetensors + JSON sidecars, hash-checked; nothing is ever unpickled.
+
+```
+DIR/backbone.safetensors + backbone.json   config, spec, tasks, backbone_hash, metrics
+DIR/adapters/<task>.safetensors + .json    task, rank, alpha, thresholds, temperature,
+                                           target_mean/scale, metrics, backbone_hash, tensors_hash
+```
+`backbone_hash` is the sha256 of the backbone tensors (names, dtypes, shapes, bytes): an adapter
+trained on another backbone is refused, and a backbone whose bytes changed no longer matches its
+own JSON. Every write goes to a temporary file renamed into place, so a crash never leaves half
+a file under the real name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.model.config import EcgMoeConfig
+from ecgmoe_cli.model.ecgmoe import EcgMoe
+from ecgmoe_cli.model.lora import lora_layers
+from ecgmoe_cli.signal.spec import PreprocessSpec
+from ecgmoe_cli.tasks import task_from_dict, task_to_dict
+
+FORMAT_VERSION = 1
+BACKBONE = "backbone"
+ADAPTERS = "adapters"
+
+
+def tensors_hash(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the sorted tensors' names, dtypes, shapes and bytes."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def backbone_tensors(model: EcgMoe) -> dict[str, torch.Tensor]:
+    state = model.state_dict()
+    return {k: state[k] for k in model.backbone_keys()}
+
+
+def adapter_tensors(model: EcgMoe, task: str) -> dict[str, torch.Tensor]:
+    state = model.state_dict()
+    return {k: state[k] for k in model.adapter_keys(task)}
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_json(path: Path, obj: dict[str, Any]) -> None:
+    _atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+
+
+def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    cpu = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    _atomic_write(path, lambda p: save_file(cpu, str(p), metadata={"format": "pt"}))
+
+
+def _check_not_merged(model: EcgMoe) -> None:
+    if any(layer.merged for layer in lora_layers(model)):
+        raise EcgMoeError("unmerge the LoRA adapter before saving: the backbone would hold it")
+
+
+def save_backbone(model: EcgMoe, spec: PreprocessSpec, directory: Path,
+                  metrics: dict[str, Any] | None = None) -> str:
+    """Write backbone.safetensors + backbone.json; returns the backbone hash."""
+    _check_not_merged(model)
+    directory = Path(directory)
+    tensors = backbone_tensors(model)
+    digest = tensors_hash(tensors)
+    _write_tensors(directory / f"{BACKBONE}.safetensors", tensors)
+    _write_json(directory / f"{BACKBONE}.json", {
+        "format": "ecgmoe-backbone", "version": FORMAT_VERSION,
+        "config": model.config.to_dict(), "spec": spec.to_dict(),
+        "tasks": [task_to_dict(t) for t in model.tasks.values()],
+        "backbone_hash": digest, "metrics": metrics or {}})
+    return digest
+
+
+def save_adapter(model: EcgMoe, task: str, directory: Path, backbone_hash: str,
+                 metrics: dict[str, Any] | None = None) -> Path:
+    """Write adapters/<task>.safetensors (only that task's LoRA + head tensors) and its JSON."""
+    _check_not_merged(model)
+    if task not in model.tasks:
+        raise EcgMoeError(f"model has no task {task!r}")
+    tensors = adapter_tensors(model, task)
+    rank, alpha = model.adapter_rank(task)
+    out = Path(directory) / ADAPTERS / f"{task}.safetensors"
+    _write_tensors(out, tensors)
+    _write_json(out.with_suffix(".json"), {
+        "format": "ecgmoe-adapter", "version": FORMAT_VERSION,
+        "task": task_to_dict(model.tasks[task]), "rank": rank, "alpha": alpha,
+        **model.heads[task].metadata(),  # type: ignore[operator]
+        "metrics": metrics or {}, "backbone_hash": backbone_hash,
+        "tensors_hash": tensors_hash(tensors)})
+    return out
+
+
+def save_model(model: EcgMoe, spec: PreprocessSpec, directory: Path,
+               metrics: dict[str, Any] | None = None) -> str:
+    """Backbone and every task's adapter; `metrics` may hold per-task dicts under task names."""
+    metrics = metrics or {}
+    digest = save_backbone(model, spec, directory, metrics)
+    for task in model.tasks:
+        save_adapter(model, task, directory, digest, metrics.get(task))
+    return digest
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EcgMoeError("file not found", path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EcgMoeError(f"not a valid JSON sidecar ({e})", path) from None
+    if not isinstance(obj, dict):
+        raise EcgMoeError("not a valid JSON sidecar (not an object)", path)
+    return obj
+
+
+def _read_tensors(path: Path, expected_hash: str) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise EcgMoeError("file not found", path)
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:  # safetensors raises several types for a bad header or a short file
+        raise EcgMoeError(f"not a valid safetensors file ({str(e).splitlines()[0]})",
+                          path) from None
+    if tensors_hash(tensors) != expected_hash:
+        raise EcgMoeError("tensors do not match the hash in their JSON sidecar (file modified "
+                          "or corrupted)", path)
+    return tensors
+
+
+def _check_shapes(model: EcgMoe, tensors: dict[str, torch.Tensor], keys: Sequence[str],
+                  path: Path) -> None:
+    state = model.state_dict()
+    missing, extra = sorted(set(keys) - set(tensors)), sorted(set(tensors) - set(keys))
+    if missing or extra:
+        raise EcgMoeError(f"tensors do not fit the model: missing {missing[:3]}, "
+                          f"unexpected {extra[:3]}", path)
+    for k in keys:
+        if tensors[k].shape != state[k].shape:
+            raise EcgMoeError(f"tensor {k} has shape {tuple(tensors[k].shape)}, the model "
+                              f"expects {tuple(state[k].shape)}", path)
+
+
+def read_backbone_meta(directory: Path) -> dict[str, Any]:
+    meta = _read_json(Path(directory) / f"{BACKBONE}.json")
+    if meta.get("format") != "ecgmoe-backbone" or "backbone_hash" not in meta:
+        raise EcgMoeError("not an ecgmoe backbone sidecar", Path(directory) / f"{BACKBONE}.json")
+    return meta
+
+
+def load_model(directory: Path, tasks: Sequence[str] | None = None, device: str = "cpu"
+               ) -> tuple[EcgMoe, PreprocessSpec, dict[str, Any]]:
+    """The backbone and every adapter present (or only `tasks`), ready for eval.
+
+    meta is backbone.json plus "adapters": {task: adapter JSON}.
+    """
+    directory = Path(directory)
+    meta = read_backbone_meta(directory)
+    json_path = directory / f"{BACKBONE}.json"
+    try:
+        config = EcgMoeConfig.from_dict(meta["config"])
+        spec = PreprocessSpec.from_dict(meta["spec"])
+    except (KeyError, TypeError) as e:
+        raise EcgMoeError(f"backbone sidecar lacks or mangles {e}", json_path) from None
+    except EcgMoeError as e:
+        raise EcgMoeError(str(e), json_path) from None
+    model = EcgMoe(config)
+    st_path = directory / f"{BACKBONE}.safetensors"
+    tensors = _read_tensors(st_path, meta["backbone_hash"])
+    _check_shapes(model, tensors, model.backbone_keys(), st_path)
+    model.load_state_dict(tensors, strict=False)
+    available = sorted(p.stem for p in (directory / ADAPTERS).glob("*.json"))
+    wanted = available if tasks is None else list(tasks)
+    absent = [t for t in wanted if t not in available]
+    if absent:
+        raise EcgMoeError(f"no adapter for tasks {absent}; present: {available}",
+                          directory / ADAPTERS)
+    meta["adapters"] = {t: load_adapter(model, directory, t, meta["backbone_hash"]) for t in wanted}
+    return model.to(device).eval(), spec, meta
+
+
+def load_adapter(model: EcgMoe, directory: Path, task: str, backbone_hash: str | None = None
+                 ) -> dict[str, Any]:
+    """Add adapters/<task> to `model`; refuses one trained on another backbone. Returns its JSON.
+
+    `backbone_hash` is the model's (verified) backbone hash; computed when not given.
+    """
+    json_path = Path(directory) / ADAPTERS / f"{task}.json"
+    ameta = _read_json(json_path)
+    digest = backbone_hash or tensors_hash(backbone_tensors(model))
+    if ameta.get("backbone_hash") != digest:
+        raise EcgMoeError(f"adapter was trained on backbone {str(ameta.get('backbone_hash'))[:12]}, "
+                          f"not on this one ({digest[:12]})", json_path)
+    try:
+        spec_task = task_from_dict(ameta["task"])
+        rank, alpha = int(ameta["rank"]), float(ameta["alpha"])
+        hashed = str(ameta["tensors_hash"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise EcgMoeError(f"adapter sidecar lacks or mangles {e}", json_path) from None
+    except EcgMoeError as e:
+        raise EcgMoeError(str(e), json_path) from None
+    if spec_task.name != task:
+        raise EcgMoeError(f"sidecar describes task {spec_task.name!r}, not {task!r}", json_path)
+    st_path = json_path.with_suffix(".safetensors")
+    tensors = _read_tensors(st_path, hashed)
+    model.add_task(spec_task, rank, alpha)
+    try:
+        _check_shapes(model, tensors, model.adapter_keys(task), st_path)
+        try:
+            model.heads[task].set_metadata(ameta)  # type: ignore[operator]
+        except EcgMoeError as e:
+            raise EcgMoeError(str(e), json_path) from None
+    except EcgMoeError:
+        model.remove_task(task)  # leave the model as it was
+        raise
+    model.load_state_dict(tensors, strict=False)
+    return ameta

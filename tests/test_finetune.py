@@ -1,0 +1,80 @@
+"""`ecgmoe finetune`: only the adapter and head train; calibration lands in the adapter JSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from fakes import TASK_NAMES, TINY_SPEC, fake_record, make_fake_dataset, my_cli
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from ecgmoe_cli import weights
+from ecgmoe_cli.io.dataset import DatasetWriter
+from ecgmoe_cli.model.config import EcgMoeConfig
+from ecgmoe_cli.model.ecgmoe import EcgMoe
+from ecgmoe_cli.tasks import get_task, user_task
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory):
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("bb") / "weights"
+    weights.save_backbone(EcgMoe(EcgMoeConfig.from_spec("tiny", TINY_SPEC)), TINY_SPEC, d)
+    return d
+
+
+def _finetune(args):
+    r = CliRunner().invoke(my_cli(), ["finetune", *args, "--epochs", "3", "--batch-size", "8",
+                                      "--quiet", "--json"])
+    return r
+
+
+def test_finetune_trains_only_adapter_and_head(tmp_path, backbone):
+    ds = make_fake_dataset(tmp_path / "ds", n_records=40)
+    out = tmp_path / "out"
+    r = _finetune(["--task", "sex", "--data", str(ds), "--backbone", str(backbone), "-o",
+                   str(out), "--rank", "2", "--alpha", "4"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["task"] == "sex" and 1 <= summary["epochs_run"] <= 3
+    before = load_file(str(backbone / "backbone.safetensors"))
+    after = load_file(str(out / "backbone.safetensors"))
+    assert before.keys() == after.keys()
+    for k in before:
+        torch.testing.assert_close(before[k], after[k], rtol=0, atol=0, msg=k)
+    meta = json.loads((out / "adapters" / "sex.json").read_text())
+    assert meta["rank"] == 2 and meta["alpha"] == 4.0
+    assert len(meta["thresholds"]) == 1 and 0 <= meta["thresholds"][0] <= 1
+    assert meta["temperature"] > 0 and meta["temperature"] != 1.0
+    assert "auroc" in meta["metrics"]["validation"]["labels"]["female"]
+    tensors = load_file(str(out / "adapters" / "sex.safetensors"))
+    assert all(k.startswith("heads.sex.") or ".lora_" in k for k in tensors)
+    lora_b = [v for k, v in tensors.items() if ".lora_B." in k]
+    assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: it trained
+    model, _, _ = weights.load_model(out, tasks=["sex"])  # refused if the backbone differed
+    assert model.heads["sex"].temperature == pytest.approx(meta["temperature"])
+
+
+def test_user_task_from_a_labels_csv_column(tmp_path, backbone):
+    k = user_task("k_high", "binary")
+    rng = np.random.default_rng(0)
+    with DatasetWriter(tmp_path / "ds", TINY_SPEC, [*map(get_task, TASK_NAMES), k]) as w:
+        for i in range(40):
+            prep, labels = fake_record(i, rng)
+            w.add(prep, [labels[0] | {"y_k_high__positive": float(i % 2)}], fold=(i // 4) % 10 + 1)
+    r = _finetune(["--task", "k_high", "--kind", "binary", "--data", str(tmp_path / "ds"),
+                   "--backbone", str(backbone), "-o", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "out" / "adapters" / "k_high.json").read_text())
+    assert meta["task"]["kind"] == "binary" and meta["task"]["labels"] == ["positive"]
+
+
+def test_task_without_columns_is_a_clear_error(tmp_path, backbone):
+    ds = make_fake_dataset(tmp_path / "ds", n_records=8)
+    r = _finetune(["--task", "potassium", "--data", str(ds), "--backbone", str(backbone)])
+    assert r.exit_code == 1 and "no target columns" in r.output
+    r = _finetune(["--task", "nosuch", "--data", str(ds), "--backbone", str(backbone)])
+    assert r.exit_code == 1 and "--kind" in r.output

@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.io.report import ReportWriter, parse_shard, report_schema, shard_of
+from ecgmoe_cli.tasks import TASKS
+
+
+def _row(i: int) -> dict[str, object]:
+    return {"path": f"r{i}.hea", "record": f"r{i}", "status": "ok", "age_years": float(i)}
+
+
+def test_schema_has_columns_for_every_task_kind() -> None:
+    names = report_schema(TASKS.values()).names
+    for col in ["rhythm_prob", "rhythm_afib_prob", "rhythm_pred", "hypertrophy_lvh_prob",
+                "arrhythmia_class", "arrhythmia_prob", "age_years", "rr_interval_ms",
+                "sex_prob", "weights_id", "spec_hash"]:
+        assert col in names
+
+
+def test_single_file_appears_only_at_close_and_holds_every_row(tmp_path: Path) -> None:
+    out = tmp_path / "out.parquet"
+    w = ReportWriter(out, report_schema([TASKS["age"]]), rows_per_group=3, rows_per_part=6)
+    for i in range(20):
+        w.write(_row(i))
+    assert not out.exists()
+    w.close()
+    table = pq.read_table(out)
+    assert table.column("record").to_pylist() == [f"r{i}" for i in range(20)]
+    assert not (tmp_path / "out.parquet.partial").exists()
+
+
+def test_abort_keeps_completed_parts_and_resume_finishes(tmp_path: Path) -> None:
+    out = tmp_path / "out.parquet"
+    schema = report_schema([TASKS["age"]])
+    w = ReportWriter(out, schema, rows_per_group=2, rows_per_part=4)
+    for i in range(10):
+        w.write(_row(i))
+    w.abort()  # as on Ctrl-C: 8 rows in sealed parts, 2 in the open part are dropped
+    assert not out.exists()
+    w2 = ReportWriter(out, schema, rows_per_group=2, rows_per_part=4, resume=True)
+    done = w2.done_keys()
+    assert done == {f"r{i}.hea" for i in range(8)}
+    for i in range(20):
+        if f"r{i}.hea" not in done:
+            w2.write(_row(i))
+    w2.close()
+    records = pq.read_table(out).column("record").to_pylist()
+    assert sorted(records) == sorted(f"r{i}" for i in range(20))
+
+
+def test_dataset_output_shards_union_reads_as_one_table(tmp_path: Path) -> None:
+    schema = report_schema([TASKS["age"]])
+    for shard in [(0, 2), (1, 2)]:
+        w = ReportWriter(tmp_path / "ds", schema, shard=shard)
+        for i in range(30):
+            if shard_of(f"r{i}.hea", 2) == shard[0]:
+                w.write(_row(i))
+        w.close()
+    table = pq.read_table(tmp_path / "ds")
+    assert sorted(table.column("record").to_pylist()) == sorted(f"r{i}" for i in range(30))
+
+
+def test_shard_parsing_and_determinism() -> None:
+    assert parse_shard("1/4") == (1, 4)
+    for bad in ["4/4", "x", "1/0", "-1/2"]:
+        with pytest.raises(EcgMoeError):
+            parse_shard(bad)
+    assert shard_of("a/b.hea", 7) == shard_of("a/b.hea", 7)
+    assert len({shard_of(f"r{i}", 4) for i in range(100)}) == 4
