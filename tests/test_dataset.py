@@ -92,3 +92,20 @@ def test_index_is_streamed_in_row_groups_and_unknown_columns_refused(tmp_path, m
         prep, _ = fake_record(0, np.random.default_rng(0))
         w.add(prep, [{"y_sex__female": 1.0, "y_potassium__abnormal": 0.0}], fold=1)
     assert not (tmp_path / "ds2").exists()
+
+
+def test_several_datasets_read_as_one(tmp_path):
+    from ecgmoe_cli.io.dataset import open_datasets
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    make_fake_dataset(a, n_records=6, seed=1)
+    make_fake_dataset(b, n_records=4, seed=2)
+    one = open_datasets([a, b])
+    da, db = open_dataset(a), open_dataset(b)
+    assert len(one) == len(da) + len(db)
+    rows = np.array([len(da) + 1, 0, len(da)])
+    got = one.batch(rows)
+    want_a, want_b = da.batch(np.array([0])), db.batch(np.array([1, 0]))
+    np.testing.assert_array_equal(got["signal"][1], want_a["signal"][0])
+    np.testing.assert_array_equal(got["signal"][[0, 2]], want_b["signal"])
+    assert len(one.rows()) == len(da.rows()) + len(db.rows())

@@ -15,7 +15,8 @@ import typer
 def run(
     task: Annotated[str, typer.Option(help="Task to fine-tune: a built-in name, or a labels.csv "
                                       "column with --kind.")],
-    data: Annotated[Path, typer.Option(help="Dataset folder made by `ecgmoe preprocess`.")],
+    data: Annotated[list[Path], typer.Option(help="Dataset folder made by `ecgmoe preprocess`; "
+                                             "repeat to mix datasets of the same spec.")],
     backbone: Annotated[Path | None, typer.Option(help="Weights folder holding the backbone "
                                                   "(default: the shipped weights).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Weights folder to "

@@ -332,3 +332,57 @@ def open_dataset(path: str | Path) -> Dataset:
     if len(ok_rows) != n or (n and not np.array_equal(np.sort(ok_rows), np.arange(n))):
         raise EcgMoeError(f"index.parquet lists {len(ok_rows)} windows but arrays hold {n}", path)
     return Dataset(path, spec, tasks, index, arrays)
+
+
+class _Stacked:
+    """Row-indexable view over several arrays stacked on axis 0 (no copy until indexed)."""
+
+    def __init__(self, parts: Sequence[np.ndarray]) -> None:
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [p.shape[0] for p in self.parts])
+        self.shape = (int(self.offsets[-1]), *self.parts[0].shape[1:])
+        self.dtype = self.parts[0].dtype
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, np.int64)
+        part = np.searchsorted(self.offsets, rows, side="right") - 1
+        out = np.empty((len(rows), *self.shape[1:]), self.dtype)
+        for i, p in enumerate(self.parts):
+            sel = part == i
+            if sel.any():
+                out[sel] = p[rows[sel] - self.offsets[i]]
+        return out
+
+
+def open_datasets(paths: Sequence[str | Path]) -> Dataset:
+    """Several datasets made with the same spec, read as one (rows renumbered in order).
+
+    Lets `train`/`finetune` mix corpora, e.g. the synthetic corpus with real AF episodes;
+    a target column one dataset lacks is unknown (NaN) for its windows.
+    """
+    import pandas as pd
+
+    parts = [open_dataset(p) for p in paths]
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    for d in parts[1:]:
+        if d.spec != first.spec:
+            raise EcgMoeError(f"preprocessed with spec {d.spec.hash()}, but {first.path} with "
+                              f"{first.spec.hash()}; re-run preprocess with one spec", d.path)
+    tasks: dict[str, Any] = {}
+    for d in parts:
+        for t in d.tasks:
+            if t.name in tasks and tasks[t.name] != t:
+                raise EcgMoeError(f"task {t.name!r} differs between datasets", d.path)
+            tasks.setdefault(t.name, t)
+    indexes, offset = [], 0
+    for d in parts:
+        idx = d.index.copy()
+        ok = idx["status"] == "ok"
+        idx.loc[ok, "row"] = idx.loc[ok, "row"] + offset
+        indexes.append(idx)
+        offset += len(d)
+    index = pd.concat(indexes, ignore_index=True)
+    arrays = {k: _Stacked([d.arrays[k] for d in parts]) for k in first.arrays}
+    return Dataset(first.path, first.spec, list(tasks.values()), index, arrays)  # type: ignore[arg-type]

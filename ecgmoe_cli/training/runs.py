@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.dataset import Dataset, open_dataset
+from ecgmoe_cli.io.dataset import Dataset, open_dataset, open_datasets
 from ecgmoe_cli.training.calibrate import fit_temperature, fit_thresholds, probabilities
 from ecgmoe_cli.training.ddp import barrier, init_distributed, resolve_device, shutdown
 from ecgmoe_cli.training.loop import FitConfig, iterate_batches
@@ -181,7 +181,7 @@ def resolve_task(name: str, kind: str | None, ds: Dataset) -> Any:
     return task
 
 
-def finetune_adapter(task_name: str, dataset: Path, backbone: Path | None, output: Path | None,
+def finetune_adapter(task_name: str, dataset: Path | Sequence[Path], backbone: Path | None, output: Path | None,
                      cfg: FitConfig, *, kind: str | None = None, rank: int | None = None,
                      alpha: float | None = None, device: str = "cpu", resume: bool = False,
                      progress: bool = True) -> dict[str, Any]:
@@ -194,7 +194,7 @@ def finetune_adapter(task_name: str, dataset: Path, backbone: Path | None, outpu
     device = resolve_device(device)
     backbone = default_weights_dir() if backbone is None else Path(backbone)
     output = backbone if output is None else Path(output)
-    ds = open_dataset(dataset)
+    ds = open_datasets([dataset] if isinstance(dataset, (str, Path)) else dataset)
     task = resolve_task(task_name, kind, ds)
     model: Any  # EcgMoe; Any because heads are reached by task name
     model, spec, meta = weights.load_model(backbone, tasks=[], device=device)
