@@ -78,3 +78,30 @@ def test_task_without_columns_is_a_clear_error(tmp_path, backbone):
     assert r.exit_code == 1 and "no target columns" in r.output
     r = _finetune(["--task", "nosuch", "--data", str(ds), "--backbone", str(backbone)])
     assert r.exit_code == 1 and "--kind" in r.output
+
+
+def test_cached_features_give_the_full_models_outputs(tmp_path):
+    """Finetune trains on cached backbone features: decoding them must equal a full forward."""
+    from ecgmoe_cli.io.dataset import open_dataset
+    from ecgmoe_cli.model.batch import to_torch
+    from ecgmoe_cli.training.encoded import DecodeObjective, EncodedDataset, features_to_torch
+
+    torch.manual_seed(1)
+    ds = open_dataset(make_fake_dataset(tmp_path / "ds", n_records=12))
+    model = EcgMoe(EcgMoeConfig.from_spec("tiny", TINY_SPEC), [get_task("hypertrophy")])
+    with torch.no_grad():  # a non-zero adapter, so the check covers LoRA too
+        for n, p in model.named_parameters():
+            if "lora_b" in n.lower():
+                p.normal_()
+    rows = ds.rows()
+    enc = EncodedDataset(model, ds, rows, batch_size=5, device="cpu")
+    pick = rows[[3, 0, 7]]
+    full, _ = model(to_torch(ds.batch(pick)), tasks=["hypertrophy"])
+    obj = DecodeObjective(model, ["hypertrophy"])
+    from ecgmoe_cli.model.ecgmoe import Features
+
+    f = features_to_torch(enc.batch(pick), "cpu")
+    cached = model.decode(Features(f["morphology"], f["rhythm"], f["temporal"],
+                                   torch.zeros(())), ["hypertrophy"])
+    torch.testing.assert_close(cached["hypertrophy"], full["hypertrophy"])
+    assert torch.isfinite(obj(f, {})[0])

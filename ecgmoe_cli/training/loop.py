@@ -78,12 +78,16 @@ def epoch_rows(rows: np.ndarray, seed: int, epoch: int, info: DistInfo, shuffle:
     return rows
 
 
+ToBatch = Callable[[dict[str, np.ndarray], str], dict[str, torch.Tensor]]
+
+
 def iterate_batches(dataset: Any, rows: np.ndarray, tasks: Sequence[Any], batch_size: int,
-                    device: str) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+                    device: str, to_batch: ToBatch = to_torch
+                    ) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
     """(model batch, targets) tensors on `device`, read straight from the memmaps."""
     for i in range(0, len(rows), batch_size):
         r = rows[i:i + batch_size]
-        batch = to_torch(dataset.batch(r), device)
+        batch = to_batch(dataset.batch(r), device)
         tg = {k: torch.from_numpy(v).to(device) for k, v in dataset.targets(r, tasks).items()}
         yield batch, tg
 
@@ -109,12 +113,13 @@ def truncate_metrics(path: Path, last_epoch: int) -> None:
 def fit(model: nn.Module, objective: nn.Module, params: list[nn.Parameter], dataset: Any,
         train_rows: np.ndarray, val_rows: np.ndarray, tasks: Sequence[Any], cfg: FitConfig,
         run_dir: Path, info: DistInfo, resume: bool = False, show_progress: bool = True,
-        step_module: nn.Module | None = None) -> FitResult:
+        step_module: nn.Module | None = None, to_batch: ToBatch = to_torch) -> FitResult:
     """Train `params` by minimising `objective(batch, targets)[0]` over `train_rows`.
 
     `model` is the plain module whose state is checkpointed; `step_module` runs the training
     loss (the DDP wrapper of `objective` when distributed); `objective` in eval mode gives the
     validation loss. The best epoch's `params` (by validation loss) are loaded back at the end.
+    `to_batch` turns `dataset.batch(rows)` into tensors (finetune passes cached features).
     """
     step_module = objective if step_module is None else step_module
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -159,10 +164,10 @@ def fit(model: nn.Module, objective: nn.Module, params: list[nn.Parameter], data
         step_module.train()
         tot, n_batches, n_samples = 0.0, 0, 0
         parts_sum: dict[str, float] = {}
-        with _progress(show_progress and info.is_main, f"epoch {epoch}/{cfg.epochs}",
+        with progress_bar(show_progress and info.is_main, f"epoch {epoch}/{cfg.epochs}",
                        math.ceil(len(rows) / cfg.batch_size)) as advance:
             for i, (batch, tg) in enumerate(iterate_batches(dataset, rows, tasks, cfg.batch_size,
-                                                            info.device)):
+                                                            info.device, to_batch)):
                 step = (epoch - 1) * steps_per_epoch + i
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr * lr_factor(step, total_steps, cfg.warmup_frac,
@@ -177,13 +182,13 @@ def fit(model: nn.Module, objective: nn.Module, params: list[nn.Parameter], data
                 opt.step()
                 tot += float(loss.detach())
                 n_batches += 1
-                n_samples += len(batch["signal"])
+                n_samples += _batch_len(batch)
                 for k, v in parts.items():
                     parts_sum[k] = parts_sum.get(k, 0.0) + v
                 advance(loss=float(loss.detach()))
         train_s = time.perf_counter() - t0
         val_loss, val_parts = _validate(objective, dataset, val_rows, tasks, cfg.batch_size,
-                                        info.device)
+                                        info.device, to_batch)
         improved = val_loss < best_val or not math.isfinite(best_val)
         if improved:
             best_epoch, best_val, bad = epoch, val_loss, 0
@@ -219,8 +224,13 @@ def fit(model: nn.Module, objective: nn.Module, params: list[nn.Parameter], data
                      history=history)
 
 
+def _batch_len(batch: dict[str, torch.Tensor]) -> int:
+    return len(next(iter(batch.values())))
+
+
 def _validate(objective: nn.Module, dataset: Any, rows: np.ndarray, tasks: Sequence[Any],
-              batch_size: int, device: str) -> tuple[float, dict[str, float]]:
+              batch_size: int, device: str, to_batch: ToBatch = to_torch
+              ) -> tuple[float, dict[str, float]]:
     """Mean validation loss over `rows` (every rank computes it: decisions stay in step)."""
     if len(rows) == 0:
         return math.nan, {}
@@ -228,17 +238,18 @@ def _validate(objective: nn.Module, dataset: Any, rows: np.ndarray, tasks: Seque
     tot, n = 0.0, 0
     parts_sum: dict[str, float] = {}
     with torch.no_grad():
-        for batch, tg in iterate_batches(dataset, rows, tasks, batch_size, device):
+        for batch, tg in iterate_batches(dataset, rows, tasks, batch_size, device, to_batch):
             loss, parts = objective(batch, tg)
-            tot += float(loss) * len(batch["signal"])
-            n += len(batch["signal"])
+            b = _batch_len(batch)
+            tot += float(loss) * b
+            n += b
             for k, v in parts.items():
-                parts_sum[k] = parts_sum.get(k, 0.0) + v * len(batch["signal"])
+                parts_sum[k] = parts_sum.get(k, 0.0) + v * b
     return tot / n, {k: v / n for k, v in parts_sum.items()}
 
 
-class _progress:
-    """A rich progress bar on stderr (or nothing): `with _progress(...) as advance:`."""
+class progress_bar:
+    """A rich progress bar on stderr (or nothing): `with progress_bar(...) as advance:`."""
 
     def __init__(self, enabled: bool, title: str, total: int) -> None:
         self.enabled, self.title, self.total = enabled, title, total

@@ -6,6 +6,7 @@ Folds: 1-8 train, 9 validation (early stopping, calibration), 10 test.
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -189,7 +190,8 @@ def finetune_adapter(task_name: str, dataset: Path | Sequence[Path], backbone: P
     from ecgmoe_cli import weights
     from ecgmoe_cli.training.ddp import DistInfo
     from ecgmoe_cli.training.loop import fit
-    from ecgmoe_cli.training.losses import Objective, set_regression_scaling
+    from ecgmoe_cli.training.encoded import DecodeObjective, features_to_torch
+    from ecgmoe_cli.training.losses import set_regression_scaling
 
     device = resolve_device(device)
     backbone = default_weights_dir() if backbone is None else Path(backbone)
@@ -205,11 +207,18 @@ def finetune_adapter(task_name: str, dataset: Path | Sequence[Path], backbone: P
     model.to(device)
     model.mark_trainable(task.name)
     set_regression_scaling(model, ds, train_rows, [task])
-    objective = Objective(model, [task.name], ssl_weight=0.0, frozen_backbone=True)
+    known = _rows_with_targets(ds, np.concatenate([train_rows, val_rows]), task)
+    train_rows, val_rows = np.intersect1d(train_rows, known), np.intersect1d(val_rows, known)
+    if len(train_rows) == 0:
+        raise EcgMoeError(f"no training window has a {task.name!r} target", ds.path)
+    encoded = encode_rows(model, ds, np.concatenate([train_rows, val_rows]), cfg.batch_size,
+                          device, progress)
+    objective = DecodeObjective(model, [task.name])
     run_dir = output / "runs" / task.name  # metrics.jsonl stays; checkpoints go when done
-    result = fit(model, objective, model.trainable_parameters(task.name), ds, train_rows,
-                 val_rows, [task], cfg, run_dir, DistInfo(0, 1, device), resume=resume,
-                 show_progress=progress)
+    result = fit(model, objective, model.trainable_parameters(task.name), encoded, train_rows,
+                 val_rows, [task], replace(cfg, lead_dropout=0.0), run_dir,
+                 DistInfo(0, 1, device), resume=resume, show_progress=progress,
+                 to_batch=features_to_torch)
     scores = calibrate_heads(model, ds, val_rows, [task], cfg.batch_size, device)
     metrics = {"best_epoch": result.best_epoch, "val_loss": result.best_val_loss,
                "validation": scores[task.name]}
@@ -222,6 +231,22 @@ def finetune_adapter(task_name: str, dataset: Path | Sequence[Path], backbone: P
             "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
             "temperature": head.temperature, "thresholds": list(head.thresholds),
             "validation": scores[task.name]}
+
+
+def _rows_with_targets(ds: Dataset, rows: np.ndarray, task: Any) -> np.ndarray:
+    """The rows where at least one of the task's targets is known (the rest teach nothing)."""
+    y = ds.targets(rows, [task])[task.name].reshape(len(rows), -1)
+    return rows[np.isfinite(y).any(axis=1)]
+
+
+def encode_rows(model: Any, ds: Dataset, rows: np.ndarray, batch_size: int, device: str,
+                progress: bool) -> Any:
+    """The frozen backbone's features of `rows`, once, behind a rich progress bar."""
+    from ecgmoe_cli.training.encoded import EncodedDataset
+    from ecgmoe_cli.training.loop import progress_bar
+
+    with progress_bar(progress, "encoding", -(-len(rows) // batch_size)) as advance:
+        return EncodedDataset(model, ds, rows, batch_size, device, advance)
 
 
 def evaluate_weights(dataset: Path, weights_dir: Path | None, task_names: Sequence[str] | None,
