@@ -1,8 +1,15 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`.
 VENV ?= .venv
 BIN := $(VENV)/bin
+REAL ?= ../shared/ecg-real
 
-.PHONY: install demo test weights clean
+# `make weights`: the shipped weights, reproducibly (synthetic corpus + real AF episodes).
+WEIGHTS_N ?= 20000
+WEIGHTS_EPOCHS ?= 6
+WORK ?= data/weights-build
+TASKS := infarction hypertrophy conduction st_t rhythm age sex rr_interval arrhythmia potassium
+
+.PHONY: install demo test weights examples clean
 
 $(BIN)/ecgmoe: pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,6 +24,25 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+examples: install
+	$(BIN)/ecgmoe simulate examples/records -n 12 --seed 2026 --overwrite --quiet
+
+weights: install
+	$(BIN)/ecgmoe simulate $(WORK)/sim -n $(WEIGHTS_N) --seed 1 --overwrite --quiet
+	$(BIN)/ecgmoe preprocess $(WORK)/sim -o $(WORK)/sim-ds --overwrite --quiet
+	$(BIN)/ecgmoe preprocess $(REAL)/cpsc2021 -o $(WORK)/cpsc2021-ds --overwrite --quiet
+	rm -rf $(WORK)/run
+	$(BIN)/ecgmoe train $(WORK)/sim-ds -o $(WORK)/run --epochs $(WEIGHTS_EPOCHS) --quiet
+	for t in $(filter-out rhythm,$(TASKS)); do \
+	  $(BIN)/ecgmoe finetune --task $$t --data $(WORK)/sim-ds --backbone $(WORK)/run/weights --quiet || exit 1; \
+	done
+	$(BIN)/ecgmoe finetune --task rhythm --data $(WORK)/sim-ds --data $(WORK)/cpsc2021-ds \
+	  --backbone $(WORK)/run/weights --quiet
+	rm -rf weights/backbone.* weights/adapters
+	cp $(WORK)/run/weights/backbone.* weights/
+	cp -r $(WORK)/run/weights/adapters weights/
+	$(BIN)/ecgmoe evaluate $(WORK)/sim-ds --weights weights --json > weights/metrics.json
 
 clean:
 	rm -rf $(VENV) out.parquet .pytest_cache

@@ -54,3 +54,17 @@ def test_evaluate_errors_are_one_line(trained, tmp_path):
     assert r.exit_code == 1 and "no adapter" in r.output
     r = CliRunner().invoke(my_cli(), ["evaluate", str(tmp_path / "none"), "--weights", str(w)])
     assert r.exit_code == 1 and "dataset not found" in r.output
+
+
+def test_evaluate_all_folds_and_lead_subsets(trained):
+    ds, w = trained
+    base = ["evaluate", str(ds), "--weights", str(w), "--json", "--bootstrap", "0",
+            "--tasks", "sex"]
+    every = json.loads(CliRunner().invoke(my_cli(), [*base, "--fold", "all"]).stdout)
+    assert every["fold"] is None and every["n_windows"] == 40
+    full = json.loads(CliRunner().invoke(my_cli(), base).stdout)
+    one = json.loads(CliRunner().invoke(my_cli(), [*base, "--leads", "I"]).stdout)
+    assert one["leads"] == ["I"] and full["leads"] == "all"
+    assert one["tasks"]["sex"]["labels"] != full["tasks"]["sex"]["labels"]  # other inputs
+    r = CliRunner().invoke(my_cli(), [*base, "--leads", "V9"])
+    assert r.exit_code == 1 and "unknown leads" in r.output

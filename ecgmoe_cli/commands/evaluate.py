@@ -25,7 +25,10 @@ def run(
     tasks: Annotated[list[str] | None, typer.Option("--tasks", help="Tasks to score (repeat "
                                                     "or comma-separate; default: all the "
                                                     "dataset has targets for).")] = None,
-    fold: Annotated[int, typer.Option(help="Fold to score (10 = the test fold).")] = 10,
+    fold: Annotated[str, typer.Option(help="Fold to score: 1-10 (10 = the test fold), or "
+                                      "'all' for every window (e.g. real records).")] = "10",
+    leads: Annotated[str | None, typer.Option(help="Keep only these leads, e.g. I or I,II "
+                                              "(the rest masked): lead robustness.")] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 64,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % CIs.")] = 200,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
@@ -37,13 +40,21 @@ def run(
     from ecgmoe_cli.commands.common import console
     from ecgmoe_cli.training.runs import evaluate_weights
 
+    from ecgmoe_cli.errors import EcgMoeError
+
     names = [n.strip() for item in tasks or [] for n in item.split(",") if n.strip()]
-    result = evaluate_weights(dataset, weights, names or None, fold, batch_size=batch_size,
-                              device=device, n_boot=bootstrap)
+    if fold != "all" and not (fold.isdigit() and 1 <= int(fold) <= 10):
+        raise EcgMoeError(f"--fold must be 1-10 or all, got {fold!r}")
+    keep = [n.strip() for n in leads.split(",") if n.strip()] if leads else None
+    result = evaluate_weights(dataset, weights, names or None,
+                              None if fold == "all" else int(fold), batch_size=batch_size,
+                              device=device, n_boot=bootstrap, leads=keep)
     if as_json:
         console.print_json(json.dumps(result))
         return
-    table = Table(title=f"fold {result['fold']}: {result['n_windows']} windows")
+    fold_name = "all folds" if result["fold"] is None else f"fold {result['fold']}"
+    table = Table(title=f"{fold_name}, leads {','.join(result['leads']) if keep else 'all'}: "
+                        f"{result['n_windows']} windows")
     table.add_column("task", no_wrap=True)
     table.add_column("kind")
     table.add_column("n", justify="right")

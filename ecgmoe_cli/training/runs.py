@@ -61,12 +61,36 @@ def raw_outputs(model: Any, ds: Dataset, rows: np.ndarray, tasks: Sequence[str],
             for t, v in chunks.items()}
 
 
+def keep_leads(leads: Sequence[str] | None) -> Any:
+    """A batch converter that keeps only `leads` (the rest masked, as if never recorded)."""
+    from ecgmoe_cli.model.batch import to_torch
+    from ecgmoe_cli.signal.leads import CANONICAL_LEADS
+
+    if not leads:
+        return to_torch
+    lower = {n.lower(): i for i, n in enumerate(CANONICAL_LEADS)}
+    unknown = [n for n in leads if n.lower() not in lower]
+    if unknown:
+        raise EcgMoeError(f"unknown leads {unknown}; use names of {', '.join(CANONICAL_LEADS)}")
+    keep = np.zeros(len(CANONICAL_LEADS), bool)
+    keep[[lower[n.lower()] for n in leads]] = True
+
+    def convert(arrays: dict[str, np.ndarray], device: str) -> dict[str, torch.Tensor]:
+        arrays = dict(arrays)
+        arrays["lead_mask"] = arrays["lead_mask"] & keep
+        arrays["signal"] = arrays["signal"] * keep[:, None]
+        return to_torch(arrays, device)
+
+    return convert
+
+
 def predictions(model: Any, ds: Dataset, rows: np.ndarray, tasks: Sequence[str],
-                batch_size: int, device: str) -> dict[str, np.ndarray]:
+                batch_size: int, device: str, leads: Sequence[str] | None = None
+                ) -> dict[str, np.ndarray]:
     """What predict reports: calibrated probabilities, class probabilities or unit values."""
     model.eval()
     chunks: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
-    for batch, _ in iterate_batches(ds, rows, [], batch_size, device):
+    for batch, _ in iterate_batches(ds, rows, [], batch_size, device, keep_leads(leads)):
         for t, v in model.predict(batch, list(tasks)).items():
             chunks[t].append(v.float().cpu().numpy())
     return {t: np.concatenate(v) for t, v in chunks.items()}
@@ -250,9 +274,13 @@ def encode_rows(model: Any, ds: Dataset, rows: np.ndarray, batch_size: int, devi
 
 
 def evaluate_weights(dataset: Path, weights_dir: Path | None, task_names: Sequence[str] | None,
-                     fold: int = TEST_FOLD, *, batch_size: int = 64, device: str = "cpu",
-                     n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
-    """Score every requested task on one fold (per window), by kind."""
+                     fold: int | None = TEST_FOLD, *, batch_size: int = 64, device: str = "cpu",
+                     n_boot: int = 200, seed: int = 0, leads: Sequence[str] | None = None
+                     ) -> dict[str, Any]:
+    """Score every requested task on one fold (None: every window), by kind.
+
+    `leads` keeps only those leads (lead-robustness checks: the same weights on {I}, {I, II}).
+    """
     from ecgmoe_cli import weights
 
     device = resolve_device(device)
@@ -274,10 +302,10 @@ def evaluate_weights(dataset: Path, weights_dir: Path | None, task_names: Sequen
     if len(rows) == 0:
         raise EcgMoeError(f"no windows in fold {fold}", ds.path)
     model.to(device)
-    pred = predictions(model, ds, rows, names, batch_size, device)
+    pred = predictions(model, ds, rows, names, batch_size, device, leads)
     tasks = [model.tasks[n] for n in names]
     target = ds.targets(rows, tasks)
-    return {"fold": fold, "n_windows": len(rows),
+    return {"fold": fold, "n_windows": len(rows), "leads": list(leads) if leads else "all",
             "tasks": {t.name: score_task(t, pred[t.name], target[t.name],
                                          thresholds=model.heads[t.name].thresholds,
                                          n_boot=n_boot, seed=seed) for t in tasks}}
