@@ -26,7 +26,7 @@ test: install
 	$(BIN)/python -m pytest
 
 examples: install
-	$(BIN)/ecgmoe simulate examples/records -n 12 --seed 2026 --overwrite --quiet
+	$(BIN)/ecgmoe simulate examples/records -n 8 --seed 2026 --showcase --overwrite --quiet
 
 weights: install
 	$(BIN)/ecgmoe simulate $(WORK)/sim -n $(WEIGHTS_N) --seed 1 --overwrite --quiet
