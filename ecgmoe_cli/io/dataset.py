@@ -167,9 +167,10 @@ class DatasetWriter:
                           ("rr", prepared.rr)):
             self._arrays[name].append(np.asarray(arr))
         starts = getattr(prepared, "window_start_s", np.zeros(nw))
+        first = int(getattr(prepared, "first_window", 0))  # a later block of a long record
         for w in range(nw):
             row = {
-                "path": str(prepared.path), "record": str(prepared.record), "window": w,
+                "path": str(prepared.path), "record": str(prepared.record), "window": first + w,
                 "row": self._n + w, "status": "ok", "error": "",
                 "fs_in": float(prepared.fs_in), "duration_s": float(prepared.duration_s),
                 "leads_used": ",".join(prepared.leads_used),

@@ -1,0 +1,63 @@
+"""Find the record files under a folder: recursive, sorted, deterministic, tolerant.
+
+A WFDB record is listed as its .hea; EDF, CSV and NPY files as themselves. Files that are not
+records (signal .dat/.mat files, annotations, notes, label tables) are skipped. Symlinked
+folders are followed once (a link back up the tree cannot loop) and a file reached through two
+paths is listed once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ecgmoe_cli.errors import EcgMoeError
+
+RECORD_SUFFIXES = (".hea", ".edf", ".csv", ".npy")
+# CSV files in a corpus that hold tables, not signals.
+_NOT_RECORDS = {"labels.csv", "records.csv", "ptbxl_database.csv", "scp_statements.csv",
+                "record_list.csv", "machine_measurements.csv", "dx_mapping_scored.csv",
+                "dx_mapping_unscored.csv", "patients.csv", "reference.csv", "answers.csv",
+                "ranking.csv"}
+
+
+def is_record_file(path: Path) -> bool:
+    return path.suffix.lower() in RECORD_SUFFIXES and path.name.lower() not in _NOT_RECORDS
+
+
+def discover_records(root: Path) -> list[Path]:
+    """Every record file under `root` (or `root` itself when it is a file), sorted by path."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise EcgMoeError("no such folder or file", root)
+    found: dict[tuple[int, int], Path] = {}
+    seen_dirs: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = folder.stat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen_dirs:
+            continue  # a symlink back into the tree, or a second link to one folder
+        seen_dirs.add((st.st_dev, st.st_ino))
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue  # unreadable folder: its records cannot be listed
+        for e in entries:
+            p = Path(e.path)
+            try:
+                if e.is_dir(follow_symlinks=True):
+                    stack.append(p)
+                elif e.is_file(follow_symlinks=True) and is_record_file(p):
+                    fst = p.stat()
+                    key = (fst.st_dev, fst.st_ino)
+                    if key not in found or str(p) < str(found[key]):
+                        found[key] = p
+            except OSError:
+                continue  # a dangling link
+    return sorted(found.values(), key=lambda p: str(p))

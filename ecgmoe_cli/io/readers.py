@@ -1,0 +1,220 @@
+"""Record readers: WFDB (.hea + .dat/.mat), EDF/EDF+, CSV and NPY, all into a Record in mV.
+
+`read_record` is the only entry point. Every failure becomes an EcgMoeError naming the file and
+the cause, so one broken file in a folder of thousands costs one error row, not the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.io.record import Record
+from ecgmoe_cli.io.wfdb_fast import (
+    Header,
+    data_file,
+    fast_path_ok,
+    parse_header,
+    read_fast,
+    unit_scale,
+)
+
+SUFFIXES = (".hea", ".edf", ".csv", ".npy")
+_MAX_FS = 100_000.0
+_TIME_COLUMNS = {"time", "t", "time_s", "seconds", "sample", "index", "timestamp"}
+
+
+def read_record(path: str | Path, *, fs: float | None = None,
+                lead_names: list[str] | None = None) -> Record:
+    """Read one record file. `fs` and `lead_names` are needed for CSV/NPY (a CSV header row
+    gives the names) and override nothing for self-describing formats."""
+    p = Path(path)
+    if p.suffix == "" and p.with_suffix(".hea").is_file():
+        p = p.with_suffix(".hea")  # a WFDB record named without its extension
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".hea":
+            rec = _read_wfdb(p)
+        elif suffix in (".edf", ".bdf"):
+            rec = _read_edf(p)
+        elif suffix == ".csv":
+            rec = _read_csv(p, fs, lead_names)
+        elif suffix == ".npy":
+            rec = _read_npy(p, fs, lead_names)
+        else:
+            raise EcgMoeError(f"unknown record type {p.suffix!r} (expected {', '.join(SUFFIXES)})",
+                              p)
+    except EcgMoeError:
+        raise
+    except PermissionError:
+        raise EcgMoeError("permission denied", p) from None
+    except FileNotFoundError:
+        raise EcgMoeError("no such file", p) from None
+    except MemoryError:
+        raise EcgMoeError("record too large to read into memory", p) from None
+    except Exception as e:  # noqa: BLE001 (third-party readers raise anything on a bad file)
+        msg = " ".join(str(e).split())[:200] or type(e).__name__
+        raise EcgMoeError(f"unreadable record ({type(e).__name__}: {msg})", p) from None
+    return _checked(rec, p)
+
+
+def _checked(rec: Record, p: Path) -> Record:
+    """Refuse records no later step can use (no samples, absurd rate, names/rows mismatch)."""
+    if not np.isfinite(rec.fs) or rec.fs <= 0 or rec.fs > _MAX_FS:
+        raise EcgMoeError(f"sampling rate {rec.fs} Hz is not plausible", p)
+    if rec.signal.ndim != 2 or rec.signal.shape[0] == 0 or rec.signal.shape[1] == 0:
+        raise EcgMoeError("record has no samples", p)
+    if len(rec.lead_names) != rec.signal.shape[0]:
+        raise EcgMoeError(f"{len(rec.lead_names)} lead names for {rec.signal.shape[0]} signals", p)
+    if rec.signal.dtype != np.float32:
+        rec.signal = rec.signal.astype(np.float32)
+    return rec
+
+
+def read_header(path: str | Path) -> Record:
+    """A Record without samples (signal (leads, 0)) from a WFDB header: what label sources need."""
+    p = Path(path)
+    h = parse_header(p)
+    names = [c.name or f"ch{i}" for i, c in enumerate(h.channels)]
+    return Record(str(p), p.stem, np.zeros((len(names), 0), np.float32), h.fs, names,
+                  h.comments, {"format": "wfdb"})
+
+
+def _read_wfdb(p: Path) -> Record:
+    h = parse_header(p)
+    for c in h.channels:
+        data_file(p, c.file)  # refuse '../../etc/passwd' before anything opens it
+    if h.channels and not h.multi_segment and (h.n_samples == 0):
+        raise EcgMoeError("record has no samples (header says 0)", p)
+    if fast_path_ok(h):
+        signal = read_fast(p, h)
+        names = [c.name or f"ch{i}" for i, c in enumerate(h.channels)]
+        units = [c.units for c in h.channels]
+        return Record(str(p), p.stem, signal, h.fs, names, h.comments,
+                      {"format": "wfdb", "storage": h.channels[0].fmt, "units": units})
+    return _read_wfdb_lib(p, h)
+
+
+def _read_wfdb_lib(p: Path, h: Header) -> Record:
+    """Everything the fast path does not cover, through wfdb (the reference reader)."""
+    import wfdb
+
+    for c in h.channels:
+        if c.file != "~" and not data_file(p, c.file).is_file():
+            raise EcgMoeError(f"signal file {c.file!r} is missing", p)
+    spf = [c.spf for c in h.channels]
+    smooth = len(set(spf)) > 1  # mixed rates: average every channel down to the frame rate
+    rec = wfdb.rdrecord(str(p.with_suffix("")), physical=True, smooth_frames=smooth)
+    if smooth or rec.p_signal is not None:
+        sig = np.asarray(rec.p_signal, dtype=np.float32).T
+        fs = float(rec.fs)
+    else:
+        sig = np.stack([np.asarray(s, dtype=np.float32) for s in rec.e_p_signal])
+        fs = float(rec.fs) * spf[0]
+    units = list(rec.units or ["mV"] * sig.shape[0])
+    scale = np.array([unit_scale(u or "mV") or 1.0 for u in units], np.float32)[:, None]
+    names = [n or f"ch{i}" for i, n in enumerate(rec.sig_name or [])]
+    return Record(str(p), p.stem, sig * scale, fs, names, list(rec.comments or h.comments),
+                  {"format": "wfdb", "storage": ",".join(sorted(set(map(str, rec.fmt or [])))),
+                   "units": units})
+
+
+def _read_edf(p: Path) -> Record:
+    """EDF/EDF+ via pyedflib; keeps the signals at the ECG (else the most common) rate."""
+    import pyedflib
+
+    from ecgmoe_cli.signal.leads import is_ecg_name
+
+    with open(p, "rb"):
+        pass  # a missing or unreadable file gets its plain cause before pyedflib's
+    f = pyedflib.EdfReader(str(p))
+    try:
+        labels = [s.strip() for s in f.getSignalLabels()]
+        rates = [float(r) for r in f.getSampleFrequencies()]
+        if not labels:
+            raise EcgMoeError("EDF file has no signals", p)
+        ecg_rates = [r for r, n in zip(rates, labels) if is_ecg_name(n)]
+        pool = ecg_rates or rates
+        fs = max(set(pool), key=pool.count)
+        keep = [i for i, r in enumerate(rates) if r == fs]
+        rows = []
+        for i in keep:
+            scale = unit_scale(f.getPhysicalDimension(i)) or 1.0
+            rows.append(f.readSignal(i).astype(np.float32) * np.float32(scale))
+        n = min(len(r) for r in rows)
+        sig = np.stack([r[:n] for r in rows])
+        dropped = [labels[i] for i in range(len(labels)) if i not in keep]
+        meta: dict[str, object] = {"format": "edf", "dropped_other_rate": dropped,
+                "units": [f.getPhysicalDimension(i) for i in keep]}
+        return Record(str(p), p.stem, sig, fs, [labels[i] for i in keep], [], meta)
+    finally:
+        f.close()
+
+
+def _need(p: Path, fs: float | None, names: list[str] | None, what: str) -> float:
+    if fs is None:
+        raise EcgMoeError(f"{what} files carry no sampling rate: pass --fs (and --leads)", p)
+    if not np.isfinite(fs) or fs <= 0 or fs > _MAX_FS:
+        raise EcgMoeError(f"sampling rate {fs} Hz is not plausible", p)
+    return float(fs)
+
+
+def _read_csv(p: Path, fs: float | None, lead_names: list[str] | None) -> Record:
+    """Rows are samples, columns leads; a non-numeric first row names the leads."""
+    fs_ = _need(p, fs, lead_names, "CSV")
+    text = p.read_bytes().decode("utf-8", errors="strict")
+    first = text.split("\n", 1)[0]
+    dialect = ";" if first.count(";") > first.count(",") else ("\t" if "\t" in first else ",")
+    head = next(csv.reader(io.StringIO(first), delimiter=dialect), [])
+    header = [h.strip() for h in head]
+    has_header = any(not _is_number(h) for h in header)
+    body = text.split("\n", 1)[1] if has_header and "\n" in text else ("" if has_header else text)
+    try:
+        data = np.loadtxt(io.StringIO(body), delimiter=dialect, dtype=np.float32, ndmin=2)
+    except ValueError as e:
+        raise EcgMoeError(f"CSV holds non-numeric samples ({e})", p) from None
+    cols = list(range(data.shape[1]))
+    if has_header:
+        if len(header) != data.shape[1]:
+            raise EcgMoeError(f"CSV header has {len(header)} names for {data.shape[1]} columns", p)
+        cols = [i for i in cols if header[i].lower() not in _TIME_COLUMNS]
+    names = lead_names or ([header[i] for i in cols] if has_header else None)
+    if names is None:
+        raise EcgMoeError("CSV has no header row naming the leads: pass --leads", p)
+    if len(names) != len(cols):
+        raise EcgMoeError(f"{len(names)} lead names for {len(cols)} CSV columns", p)
+    sig = np.ascontiguousarray(data[:, cols].T)
+    return Record(str(p), p.stem, sig, fs_, list(names), [], {"format": "csv"})
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return s.strip() == ""
+    return True
+
+
+def _read_npy(p: Path, fs: float | None, lead_names: list[str] | None) -> Record:
+    """A 2-D array, (leads, n) or (n, leads): the short axis is the leads."""
+    fs_ = _need(p, fs, lead_names, "NPY")
+    if not lead_names:
+        raise EcgMoeError("NPY files carry no lead names: pass --leads", p)
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except ValueError as e:
+        raise EcgMoeError(f"not a plain numeric .npy array ({e})", p) from None
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
+        raise EcgMoeError(f"expected a 2-D numeric array, got {arr.dtype} {arr.shape}", p)
+    if arr.shape[0] != len(lead_names) and arr.shape[1] == len(lead_names):
+        arr = arr.T
+    if arr.shape[0] != len(lead_names):
+        raise EcgMoeError(f"{len(lead_names)} lead names for an array of shape {arr.shape}", p)
+    return Record(str(p), p.stem, np.ascontiguousarray(arr, dtype=np.float32), fs_,
+                  list(lead_names), [], {"format": "npy"})

@@ -1,0 +1,96 @@
+"""Ordered, chunked process-pool map shared by `preprocess` and `predict`.
+
+Records are read and prepared in worker processes (NumPy/SciPy work holds the GIL for short
+stretches only, but file parsing does not scale in threads). Results come back in input order
+so a run is deterministic whatever the number of workers. Workers are forked where the platform
+allows it, so large read-only state (a label table) is shared instead of pickled.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from ecgmoe_cli.errors import EcgMoeError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_STATE: dict[str, Any] = {}  # per-worker state set by the pool initializer
+
+
+def worker_state() -> dict[str, Any]:
+    """What `ordered_map(..., state=...)` gave this process (empty in the parent)."""
+    return _STATE
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: ask the kernel to SIGTERM this worker when its parent dies (even by SIGKILL),
+    so no orphan keeps running, or keeps the parent's stdout pipe open, after a kill."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _init(state: dict[str, Any], parent: int | None = None) -> None:
+    if parent is not None:
+        _die_with_parent(parent)
+    _STATE.clear()
+    _STATE.update(state)
+
+
+def _run_chunk(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    return [fn(x) for x in items]
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else (os.cpu_count() or 1))
+
+
+def ordered_map(fn: Callable[[T], R], items: Sequence[T], *, workers: int = 1, chunk: int = 8,
+                state: dict[str, Any] | None = None, max_pending: int | None = None) -> Iterator[R]:
+    """Yield fn(item) for every item, in order. `fn` must be a module-level function; it can
+    read `worker_state()`. workers <= 1 runs in this process (no pickling, easy debugging).
+    At most `max_pending` chunks are in flight, which bounds memory on long runs."""
+    if workers <= 1 or len(items) <= chunk:
+        _init(state or {})
+        try:
+            for x in items:
+                yield fn(x)
+        finally:
+            _STATE.clear()
+        return
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+    chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
+    limit = max_pending or workers * 4
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init,
+                             initargs=(state or {}, os.getpid())) as pool:
+        pending: deque[Future[list[R]]] = deque()
+        it: Iterable[Sequence[T]] = iter(chunks)
+        for c in it:
+            pending.append(pool.submit(_run_chunk, fn, c))
+            if len(pending) >= limit:
+                break
+        while pending:
+            try:
+                results = pending.popleft().result()
+            except BrokenProcessPool:
+                raise EcgMoeError("a worker process died (killed, or out of memory?); rerun "
+                                  "with --workers 1 to find the record") from None
+            nxt = next(it, None)  # type: ignore[call-overload]
+            if nxt is not None:
+                pending.append(pool.submit(_run_chunk, fn, nxt))
+            yield from results

@@ -1,0 +1,204 @@
+"""The work behind `ecgmoe preprocess`: discover, prepare in worker processes, label, write.
+
+Workers read and prepare each record and compute its labels from the same in-memory Record,
+so no file is read twice; the parent only writes, in input order (deterministic output).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.io.readers import read_record
+from ecgmoe_cli.io.record import Record
+from ecgmoe_cli.parallel import default_workers, ordered_map, worker_state
+from ecgmoe_cli.prepare import (  # imported before the fork: workers share them
+    CHUNK_S,
+    Prepared,
+    prepare_chunks,
+    prepare_from_record,
+)
+from ecgmoe_cli.signal.spec import PreprocessSpec
+
+_CHUNK = 16  # records per worker task: amortises inter-process overhead
+_SHOW_ERRORS = 5  # error lines printed in the summary
+
+
+@dataclass(frozen=True)
+class PreprocessOptions:
+    labels: str = "auto"
+    workers: int = 0  # 0 = one per core
+    fs: float | None = None
+    lead_names: list[str] | None = None
+    lead_map: dict[str, str] | None = None
+    overwrite: bool = False
+
+
+@dataclass
+class Done:
+    """A prepared record with one label dict per window, ready for DatasetWriter.add."""
+
+    prepared: Any
+    labels: list[dict[str, float]]
+    fold: int
+
+
+@dataclass
+class Long:
+    """A record longer than one block: the parent prepares and writes it block by block."""
+
+    path: Path
+
+
+@dataclass
+class Failed:
+    path: str
+    record: str
+    error: str
+
+
+def safe_text(text: str) -> str:
+    """Text that Parquet can store: undecodable file-name bytes become U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def one_line(text: str) -> str:
+    return safe_text(" ".join(str(text).split()))
+
+
+def _job(path: Path) -> Done | Long | Failed:
+    """Worker: read, prepare and label one record; every failure becomes a Failed row."""
+    st = worker_state()
+    spec: PreprocessSpec = st["spec"]
+    opts: PreprocessOptions = st["opts"]
+    source = st["source"]
+    try:
+        record = read_record(path, fs=opts.fs, lead_names=opts.lead_names)
+        if record.duration_s > CHUNK_S:
+            return Long(path)
+        return _labelled(record, prepare_from_record(record, spec, lead_map=opts.lead_map),
+                         source, spec)
+    except EcgMoeError as e:
+        return Failed(str(path), path.stem, one_line(str(e)))
+    except Exception as e:  # noqa: BLE001 (one unforeseen file must not stop a long run)
+        return Failed(str(path), path.stem, one_line(f"{path}: {type(e).__name__}: {e}"))
+
+
+def _labelled(record: Record, prepared: Prepared, source: Any, spec: PreprocessSpec) -> Done:
+    """Attach per-window labels and the fold; the signal goes back as float16 (the dataset's
+    dtype), half the bytes through the pipe."""
+    base = source.labels_for(record)
+    labels = []
+    for start in prepared.window_start_s:
+        row = dict(base)
+        row.update(source.window_labels(record, float(start), spec.window_s))
+        labels.append(row)
+    prepared.signal = prepared.signal.astype(np.float16)
+    return Done(prepared, labels, int(source.fold_for(record)))
+
+
+def _long_blocks(path: Path, spec: PreprocessSpec, opts: PreprocessOptions,
+                 source: Any) -> Iterator[Done]:
+    """A long record block by block (bounded memory). heart_rate_bpm and n_beats of its rows
+    describe their block; a block where no lead is usable is still written (masked)."""
+    record = read_record(path, fs=opts.fs, lead_names=opts.lead_names)
+    for block in prepare_chunks(record, spec, lead_map=opts.lead_map):
+        yield _labelled(record, block, source, spec)
+
+
+def preprocess_folder(root: Path, out: Path, spec: PreprocessSpec, opts: PreprocessOptions,
+                      progress: bool = False) -> dict[str, Any]:
+    """Write the dataset for every record under `root`; returns the run's summary."""
+    from ecgmoe_cli.io.dataset import DatasetWriter
+    from ecgmoe_cli.io.discover import discover_records
+    from ecgmoe_cli.io.labels import open_label_source
+
+    t0 = time.perf_counter()
+    root, out = Path(root), Path(out)
+    paths = discover_records(root)
+    if not paths:
+        raise EcgMoeError("no ECG records found (WFDB .hea, .edf, .csv, .npy)", root)
+    source = open_label_source(root, opts.labels)
+    workers = opts.workers or default_workers()
+    workers = max(1, min(workers, len(paths) // _CHUNK + 1))
+    ok = errors = windows = 0
+    first_errors: list[str] = []
+    state = {"spec": spec, "opts": opts, "source": source}
+    with DatasetWriter(out, spec, source.tasks, overwrite=opts.overwrite) as writer, \
+            _Progress(len(paths), progress) as bar:
+        for item in ordered_map(_job, paths, workers=workers, chunk=_CHUNK, state=state):
+            if isinstance(item, Long):  # prepared here, so only one block is ever in memory
+                try:
+                    for done in _long_blocks(item.path, spec, opts, source):
+                        _write(writer, done)
+                        windows += len(done.prepared.n_valid)
+                    ok += 1
+                except EcgMoeError as e:
+                    item = Failed(str(item.path), item.path.stem, one_line(str(e)))
+            if isinstance(item, Failed):
+                writer.add_error(safe_text(item.path), safe_text(item.record), item.error)
+                errors += 1
+                if len(first_errors) < _SHOW_ERRORS:
+                    first_errors.append(item.error)
+            elif isinstance(item, Done):
+                _write(writer, item)
+                ok += 1
+                windows += len(item.prepared.n_valid)
+            bar.advance()
+    seconds = time.perf_counter() - t0
+    return {
+        "input": safe_text(str(root)), "output": safe_text(str(out)), "records": len(paths),
+        "ok": ok, "errors": errors, "windows": windows, "seconds": round(seconds, 3),
+        "records_per_s": round(len(paths) / seconds, 1) if seconds > 0 else 0.0,
+        "workers": workers, "label_source": source.kind,
+        "tasks": [t.name for t in source.tasks], "spec_hash": spec.hash(),
+        "first_errors": first_errors,
+    }
+
+
+def _write(writer: Any, done: Done) -> None:
+    p = done.prepared
+    p.path, p.record = safe_text(str(p.path)), safe_text(p.record)
+    writer.add(p, done.labels, done.fold)
+
+
+class _Progress:
+    """A rich progress bar on stderr, or nothing."""
+
+    def __init__(self, total: int, show: bool) -> None:
+        self.total, self.show = total, show and total > 1
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _Progress:  # noqa: PYI034
+        if self.show:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            from ecgmoe_cli.commands.common import err_console
+
+            self._bar = Progress(TextColumn("preprocess"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=err_console, transient=True)
+            self._bar.__enter__()
+            self._task = self._bar.add_task("records", total=self.total)
+        return self
+
+    def advance(self) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+

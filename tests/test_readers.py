@@ -1,0 +1,206 @@
+"""Readers: every format into a Record in mV; the WFDB fast path equals wfdb.rdrecord; every
+broken input is an EcgMoeError."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.io.discover import discover_records
+from ecgmoe_cli.io.readers import read_header, read_record
+from ecgmoe_cli.io.wfdb_fast import fast_path_ok, parse_header
+
+FAST_RECORDS = ["cinc2021/E07505", "ptbxl/00001_lr", "ludb/1", "svdb/800", "wfdb-sample/100",
+                "wfdb-sample/v102s", "wfdb-sample/a103l", "cpsc2021/data_21_7",
+                "wfdb-sample/s0010_re", "wfdb-sample/test01_00s"]
+
+
+@pytest.mark.parametrize("name", FAST_RECORDS)
+def test_fast_path_equals_wfdb(real_dir: Path, name: str) -> None:
+    import wfdb
+
+    hea = real_dir / f"{name}.hea"
+    assert fast_path_ok(parse_header(hea))
+    rec = read_record(hea)
+    ref = wfdb.rdrecord(str(real_dir / name))
+    assert rec.fs == ref.fs and rec.lead_names == ref.sig_name
+    expected = ref.p_signal.T.astype(np.float32)
+    for i, unit in enumerate(ref.units):
+        if unit.lower() == "uv":
+            expected[i] /= 1000
+    np.testing.assert_allclose(rec.signal, expected, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def test_wfdb_fallback_multirate_record(real_dir: Path) -> None:
+    h = parse_header(real_dir / "wfdb-sample/03700181.hea")
+    assert not fast_path_ok(h)  # 212 with 4 samples per frame and skew: wfdb reads it
+    rec = read_record(real_dir / "wfdb-sample/03700181.hea")
+    assert rec.lead_names == ["MCL1", "ABP", "RESP"]
+    assert rec.signal.shape[0] == 3 and rec.signal.dtype == np.float32
+
+
+def test_header_only_record_keeps_comments(real_dir: Path) -> None:
+    rec = read_header(real_dir / "cinc2021/E07505.hea")
+    assert rec.signal.shape == (12, 0) and any(c.startswith("Dx") for c in rec.comments)
+
+
+def test_microvolts_are_converted(tmp_path: Path) -> None:
+    x = np.array([[0.0, 1.0, -2.0, 0.5] * 100], dtype=np.float64)  # mV
+    (tmp_path / "u.dat").write_bytes(np.round(x * 1000).astype("<i2").T.tobytes())
+    (tmp_path / "u.hea").write_text("u 1 100 400\nu.dat 16 1(0)/uV 16 0 0 0 0 II\n")
+    np.testing.assert_allclose(read_record(tmp_path / "u.hea").signal, x, atol=1e-6)
+
+
+def test_format_80_and_212_round_trip(tmp_path: Path) -> None:
+    import wfdb
+
+    rng = np.random.default_rng(0)
+    sig = rng.normal(0, 0.5, size=(1001, 3))
+    for fmt in ("80", "212"):
+        wfdb.wrsamp(f"r{fmt}", fs=360, units=["mV"] * 3, sig_name=["I", "II", "V1"],
+                    p_signal=sig, fmt=[fmt] * 3, adc_gain=[50.0] * 3, baseline=[0] * 3,
+                    write_dir=str(tmp_path))
+        ref = wfdb.rdrecord(str(tmp_path / f"r{fmt}"))
+        rec = read_record(tmp_path / f"r{fmt}.hea")
+        np.testing.assert_allclose(rec.signal, ref.p_signal.T, atol=1e-5, equal_nan=True)
+
+
+def test_edf_keeps_the_ecg_rate_and_converts_units(tmp_path: Path) -> None:
+    import pyedflib
+
+    path = tmp_path / "a b.edf"
+    n = 256 * 10
+    t = np.arange(n) / 256
+    ecg = 0.8 * np.sin(2 * np.pi * 1.2 * t)
+    heads: list[dict] = [
+        {"label": "ECG II", "dimension": "uV", "sample_frequency": 256, "physical_min": -5000,
+         "physical_max": 5000, "digital_min": -32768, "digital_max": 32767},
+        {"label": "V1", "dimension": "mV", "sample_frequency": 256, "physical_min": -5,
+         "physical_max": 5, "digital_min": -32768, "digital_max": 32767},
+        {"label": "Resp", "dimension": "a.u.", "sample_frequency": 32, "physical_min": -1,
+         "physical_max": 1, "digital_min": -32768, "digital_max": 32767},
+    ]
+    with pyedflib.EdfWriter(str(path), 3, file_type=pyedflib.FILETYPE_EDFPLUS) as w:
+        w.setSignalHeaders(heads)
+        w.writeSamples([ecg * 1000, ecg, np.zeros(320)])
+    rec = read_record(path)
+    assert rec.fs == 256 and rec.lead_names == ["ECG II", "V1"]
+    np.testing.assert_allclose(rec.signal[0], ecg, atol=2e-3)
+    np.testing.assert_allclose(rec.signal[1], ecg, atol=2e-3)
+
+
+def test_csv_with_header_and_npy(tmp_path: Path) -> None:
+    x = np.random.default_rng(1).normal(size=(2, 500)).astype(np.float32)
+    csv = tmp_path / "rec.csv"
+    csv.write_text("time,II,V5\n" + "\n".join(f"{i / 250},{a},{b}" for i, (a, b) in
+                                                enumerate(x.T)))
+    rec = read_record(csv, fs=250)
+    assert rec.lead_names == ["II", "V5"] and rec.fs == 250
+    np.testing.assert_allclose(rec.signal, x, atol=1e-5)
+    np.save(tmp_path / "rec.npy", x.T)  # (n, leads): the short axis is the leads
+    rec = read_record(tmp_path / "rec.npy", fs=250, lead_names=["II", "V5"])
+    np.testing.assert_allclose(rec.signal, x)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"fs": 250}])
+def test_npy_without_fs_or_names_is_a_clear_error(tmp_path: Path, kwargs: dict) -> None:
+    np.save(tmp_path / "a.npy", np.zeros((2, 100)))
+    with pytest.raises(EcgMoeError, match="--fs|--leads"):
+        read_record(tmp_path / "a.npy", **kwargs)
+
+
+def test_headerless_csv_needs_leads(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("0.1,0.2\n0.3,0.4\n")
+    with pytest.raises(EcgMoeError, match="--leads"):
+        read_record(tmp_path / "a.csv", fs=100)
+    assert read_record(tmp_path / "a.csv", fs=100, lead_names=["I", "II"]).signal.shape == (2, 2)
+
+
+def _hea(folder: Path, text: str, dat: bytes | None = b"\0\0" * 200) -> Path:
+    (folder / "r.hea").write_text(text)
+    if dat is not None:
+        (folder / "r.dat").write_bytes(dat)
+    return folder / "r.hea"
+
+
+@pytest.mark.parametrize("text,dat,cause", [
+    ("r 1 250 100\nr.dat 16 200/mV 16 0 0 0 0 I\n", None, "missing"),
+    ("r 1 250 1000\nr.dat 16 200/mV 16 0 0 0 0 I\n", b"\0\0" * 10, "truncated"),
+    ("r 1 250 0\nr.dat 16 200/mV 16 0 0 0 0 I\n", b"", "no samples"),
+    ("r 1 -250 100\nr.dat 16 200/mV 16 0 0 0 0 I\n", b"\0\0" * 100, "sampling rate"),
+    ("r 1 1e12 100\nr.dat 16 200/mV 16 0 0 0 0 I\n", b"\0\0" * 100, "sampling rate"),
+    ("r 1 fast 100\nr.dat 16 200/mV 16 0 0 0 0 I\n", b"\0\0" * 100, "sampling rate"),
+    ("r 1 250 100\n../../etc/passwd 16 200/mV 16 0 0 0 0 I\n", None, "outside"),
+    ("r 1 250 100\n/etc/passwd 16 200/mV 16 0 0 0 0 I\n", None, "outside"),
+    ("hello world\n", None, "header"),
+    ("", None, "header"),
+    ("r 1 250 100\nr.dat 999 200/mV 16 0 0 0 0 I\n", b"\0\0" * 100, "unreadable"),
+    ("r 3 250 100\nr.dat 16 200/mV 16 0 0 0 0 I\n", b"\0\0" * 100, "3 signals"),
+])
+def test_broken_wfdb_is_one_ecgmoe_error(tmp_path: Path, text: str, dat: bytes | None,
+                                          cause: str) -> None:
+    with pytest.raises(EcgMoeError, match=cause) as e:
+        read_record(_hea(tmp_path, text, dat))
+    assert "\n" not in str(e.value) and "r.hea" in str(e.value)
+
+
+def test_binary_garbage_and_bad_files(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    (tmp_path / "g.hea").write_bytes(rng.bytes(300))
+    (tmp_path / "e.edf").write_bytes(b"")
+    (tmp_path / "t.edf").write_bytes(b"0       " + rng.bytes(500))
+    (tmp_path / "p.npy").write_bytes(b"\x93NUMPY\x01\x00v\x00{'descr': '|O', 'fortran_order': "
+                                     b"False, 'shape': (2,), }" + b" " * 50 + b"\n" + b"\x80" * 30)
+    kws: tuple[tuple[str, dict], ...] = (
+        ("g.hea", {}), ("e.edf", {}), ("t.edf", {}), ("p.npy", {"fs": 100, "lead_names": ["I"]}),
+        ("nope.hea", {}), ("x.xyz", {}))
+    for name, kw in kws:
+        with pytest.raises(EcgMoeError):
+            read_record(tmp_path / name, **kw)
+
+
+def test_permission_denied_is_one_line(tmp_path: Path, real_dir: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """As root chmod 000 changes nothing, so the denial is simulated at the read."""
+    def deny(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", deny)
+    with pytest.raises(EcgMoeError, match="Permission denied"):
+        read_record(real_dir / "ptbxl/00001_lr.hea")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_permission_denied(tmp_path: Path, real_dir: Path) -> None:
+    for ext in ("hea", "dat"):
+        shutil.copy(real_dir / f"ptbxl/00001_lr.{ext}", tmp_path / f"00001_lr.{ext}")
+        (tmp_path / f"00001_lr.{ext}").chmod(0)
+    with pytest.raises(EcgMoeError, match="ermission"):
+        read_record(tmp_path / "00001_lr.hea")
+
+
+def test_discover_is_recursive_sorted_and_tolerant(tmp_path: Path, real_dir: Path) -> None:
+    root = tmp_path / "in"
+    (root / "sub dir").mkdir(parents=True)
+    for ext in ("hea", "dat"):
+        (root / "sub dir" / f"00001_lr.{ext}").symlink_to(real_dir / f"ptbxl/00001_lr.{ext}")
+    (root / "notes.txt").write_text("hello")
+    (root / "x.dat").write_bytes(b"\0")
+    (root / "labels.csv").write_text("record,age\n")
+    (root / "b.edf").write_bytes(b"")
+    (root / "loop").symlink_to(root)  # a link back up the tree must not loop
+    (root / "again").symlink_to(root / "sub dir")  # a second path to the same record
+    found = discover_records(root)
+    # the record reached as "again/..." and "sub dir/..." is listed once, by its first path
+    assert [p.relative_to(root).as_posix() for p in found] == ["again/00001_lr.hea", "b.edf"]
+    assert discover_records(root) == found
+    assert discover_records(root / "b.edf") == [root / "b.edf"]
+
+
+def test_discover_real_folder_finds_48_records(real_dir: Path) -> None:
+    assert len(discover_records(real_dir)) == 48
