@@ -1,0 +1,263 @@
+"""`run_bench`: every contender on the same batches, interleaved, with sizes, FLOPs and accuracy.
+
+Result (what `ecgmoe bench --json` prints):
+```
+{"device": "cpu", "device_name": ..., "matmul_gflops": ..., "config": "base", "dtype": "fp32",
+ "compile": false, "inputs": "synthetic" | DATASET, "tasks": [...], "warmup": 2, "repeats": 10,
+ "load_average": [1-min load before, after],
+ "results": [{"model": "ecgmoe", "batch_size": 64, "records_per_s": ..., ...}, ...],
+ "accuracy": [{"model": ..., "trained": bool, "fold": 10, "tasks": {task: {metric, value}}}]}
+```
+Accuracy needs trained weights: `ecgmoe` (and `ecgmoe_merged`) get them from --weights; the
+baselines have no weights format of their own, so they are reported `trained: false` with no
+figure rather than the score of a random model.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ecgmoe_cli.benchmark.contenders import MODELS, Contender, active_parameters, build_contenders
+from ecgmoe_cli.benchmark.inputs import dataset_batch, synthetic_batch
+from ecgmoe_cli.benchmark.timing import (
+    CudaClock,
+    CudaMemory,
+    RssMemory,
+    Timing,
+    WallClock,
+    interleaved,
+    matmul_gflops,
+)
+from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.model.ecgmoe import count_parameters
+from ecgmoe_cli.model.summary import flops_per_record
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+TEST_FOLD = 10
+HEADLINE = {"binary": "macro_auroc", "multilabel": "macro_auroc", "multiclass": "accuracy",
+            "regression": "mae"}
+
+
+@dataclass
+class BenchOptions:
+    """What `ecgmoe bench` was asked for (CLI options, parsed)."""
+
+    device: str = "cpu"
+    batch_sizes: tuple[int, ...] = (1, 8, 64)
+    tasks: tuple[str, ...] = ("all",)
+    config: str = "base"
+    weights: Path | None = None
+    data: Path | None = None
+    dtype: str = "fp32"
+    compile: bool = False
+    repeats: int = 10
+    warmup: int = 2
+    models: tuple[str, ...] = MODELS
+    seed: int = 0
+    probe_size: int | None = None
+    """Side of the matmul probe; None: 1024 on CPU, 8192 on CUDA (big enough to saturate)."""
+
+    def validate(self) -> None:
+        """Collect every bad option, then raise once."""
+        p = []
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            p.append(f"--batch-size needs positive sizes, got {list(self.batch_sizes)}")
+        if self.repeats < 1 or self.warmup < 0:
+            p.append("--repeats must be >= 1 and --warmup >= 0")
+        if self.dtype not in DTYPES:
+            p.append(f"--dtype {self.dtype!r} unknown; use {', '.join(DTYPES)}")
+        unknown = [m for m in self.models if m not in MODELS]
+        if unknown or not self.models:
+            p.append(f"--models {list(self.models)}: use some of {', '.join(MODELS)}")
+        if p:
+            raise EcgMoeError("; ".join(p))
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {torch.get_num_threads()} threads"
+
+
+def _load_average() -> float | None:
+    """1-minute load average: other processes on a shared machine skew the timings."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def _resolve_device(device: str) -> torch.device:
+    from ecgmoe_cli.training.ddp import resolve_device
+
+    return torch.device(resolve_device(device))  # clear error when CUDA is not there
+
+
+def _load(opts: BenchOptions) -> tuple[Any, list[Any], Any, Any]:
+    """(config, tasks, trained model or None, dataset or None)."""
+    from ecgmoe_cli.model.config import EcgMoeConfig, get_config
+    from ecgmoe_cli.tasks import TASKS, get_task
+
+    everything = list(opts.tasks) == ["all"]
+    ds = None
+    if opts.data is not None:
+        from ecgmoe_cli.io.dataset import open_dataset
+
+        ds = open_dataset(opts.data)
+    if opts.weights is not None:
+        from ecgmoe_cli.weights import load_model
+
+        model, spec, _ = load_model(opts.weights, None if everything else list(opts.tasks))
+        if ds is not None and spec != ds.spec:
+            raise EcgMoeError(f"dataset {ds.path} was preprocessed with spec {ds.spec.hash()}, the "
+                              f"weights expect {spec.hash()}", opts.weights)
+        return model.config, list(model.tasks.values()), model.eval(), ds
+    tasks = list(TASKS.values()) if everything else [get_task(t) for t in opts.tasks]
+    config = get_config(opts.config) if ds is None else EcgMoeConfig.from_spec(opts.config,
+                                                                              ds.spec)
+    return config, tasks, None, ds
+
+
+def _test_rows(ds: Any) -> np.ndarray:
+    rows = ds.rows(fold=TEST_FOLD)
+    if len(rows) == 0:
+        raise EcgMoeError(f"no windows in test fold {TEST_FOLD}", ds.path)
+    return rows
+
+
+def run_bench(opts: BenchOptions, on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Time every contender at every batch size; sizes, FLOPs, memory and accuracy beside."""
+    opts.validate()
+    device = _resolve_device(opts.device)
+    step = on_step or (lambda _msg: None)
+    step("building models")
+    config, tasks, trained, ds = _load(opts)
+    contenders = build_contenders(opts.models, config, tasks, trained, opts.seed)
+    for c in contenders:
+        c.module.to(device).eval()
+        if opts.compile:
+            c.runner = torch.compile(c.module, dynamic=True)  # MoE slices vary per batch
+    dtype = DTYPES[opts.dtype]
+    cuda = device.type == "cuda"
+    load_before = _load_average()
+    step("matmul probe")
+    with torch.inference_mode():
+        peak_gflops = matmul_gflops(device, dtype, opts.probe_size or (8192 if cuda else 1024))
+    clock = CudaClock(device) if cuda else WallClock()
+    memory = CudaMemory(device) if cuda else RssMemory()
+    warmup = max(opts.warmup, 2) if opts.compile else opts.warmup  # compiling is no timing
+    rows = _test_rows(ds) if ds is not None else np.zeros(0, np.int64)
+    results: list[dict[str, Any]] = []
+    for bs in opts.batch_sizes:
+        batch = (dataset_batch(ds, rows, bs, str(device)) if ds is not None
+                 else synthetic_batch(config, bs, str(device), seed=opts.seed))
+        step(f"batch {bs}: counting FLOPs")
+        flops = {c.name: flops_per_record(c.module, batch, c.task_arg) for c in contenders}
+        fns = {c.name: _caller(c, batch) for c in contenders}
+        step(f"batch {bs}: timing {len(contenders)} models x {opts.repeats} repeats")
+        timings = interleaved(fns, warmup, opts.repeats, clock, memory,
+                              context=lambda: _inference(device, dtype))
+        kind = memory.kind if memory.resettable else f"{memory.kind}_process_peak"
+        results += [_row(c, bs, timings[c.name], flops[c.name], peak_gflops, kind)
+                    for c in contenders]
+    _add_speedups(results)
+    accuracy = []
+    if ds is not None:
+        step("accuracy on the test fold")
+        accuracy = [score_contender(c, ds, rows, device, dtype) for c in contenders]
+    return {
+        "device": str(device), "device_name": _device_name(device), "torch": torch.__version__,
+        "matmul_gflops": peak_gflops, "config": config.name, "dtype": opts.dtype,
+        "compile": opts.compile, "inputs": str(opts.data) if ds is not None else "synthetic",
+        "weights": None if opts.weights is None else str(opts.weights),
+        "tasks": [t.name for t in tasks], "warmup": warmup, "repeats": opts.repeats,
+        "load_average": [load_before, _load_average()], "results": results,
+        "accuracy": accuracy,
+    }
+
+
+def _autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager[Any]:
+    """Mixed precision for bf16 / fp16 (weights stay fp32); nothing for fp32."""
+    return nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
+
+
+@contextmanager
+def _inference(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
+    with torch.inference_mode(), _autocast(device, dtype):
+        yield
+
+
+def _row(c: Contender, bs: int, t: Timing, flops: float, peak_gflops: float, memory_kind: str
+         ) -> dict[str, Any]:
+    """One line of results: speed, latency, memory, sizes and how busy the device was."""
+    med = t.percentile(50)
+    return {
+        "model": c.name, "batch_size": bs, "tasks_served": len(c.tasks),
+        "records_per_s": bs / med,
+        "latency_ms_p50": 1000 * med, "latency_ms_p95": 1000 * t.percentile(95),
+        "peak_memory_mb": t.peak_bytes / 2**20, "working_memory_mb": t.working_bytes / 2**20,
+        "memory_kind": memory_kind,
+        "parameters_total": count_parameters(c.module),
+        "parameters_active_per_record": active_parameters(c.module),
+        "flops_per_record": flops, "achieved_gflops": flops * bs / med / 1e9,
+        "fraction_of_matmul_peak": flops * bs / med / 1e9 / peak_gflops, "trained": c.trained,
+    }
+
+
+def _caller(c: Contender, batch: dict[str, torch.Tensor]) -> Callable[[], object]:
+    return lambda: c(batch)
+
+
+def _add_speedups(results: list[dict[str, Any]]) -> None:
+    """`ecgmoe_speedup`: how many times ecgmoe's records/s this row's is, at the same batch."""
+    ref = {r["batch_size"]: r["records_per_s"] for r in results if r["model"] == "ecgmoe"}
+    for r in results:
+        r["ecgmoe_speedup"] = ref[r["batch_size"]] / r["records_per_s"] \
+            if r["batch_size"] in ref else None
+
+
+def score_contender(c: Contender, ds: Any, rows: np.ndarray, device: torch.device,
+                    dtype: torch.dtype, batch_size: int = 64) -> dict[str, Any]:
+    """Each task's headline metric on the test fold; nothing for a model without weights."""
+    from ecgmoe_cli.model.batch import to_torch
+    from ecgmoe_cli.training.scoring import score_task
+
+    entry: dict[str, Any] = {"model": c.name, "trained": c.trained, "fold": TEST_FOLD,
+                             "n_windows": len(rows), "tasks": None}
+    if not c.trained:
+        return entry
+    chunks: dict[str, list[np.ndarray]] = {t: [] for t in c.tasks}
+    with _autocast(device, dtype):
+        for i in range(0, len(rows), batch_size):
+            for t, v in c.predict(to_torch(ds.batch(rows[i:i + batch_size]), str(device))).items():
+                chunks[t].append(v.float().cpu().numpy())
+    module: Any = c.module
+    entry["tasks"] = {}
+    for name in c.tasks:
+        task = module.tasks[name]
+        if not ds.has_columns(task):
+            entry["tasks"][name] = {"metric": HEADLINE[task.kind], "value": None, "n": 0}
+            continue
+        target = ds.targets(rows, [task])[name]
+        s = score_task(task, np.concatenate(chunks[name]), target,
+                       thresholds=module.heads[name].thresholds, n_boot=0)
+        entry["tasks"][name] = {"metric": HEADLINE[task.kind], "value": s[HEADLINE[task.kind]],
+                                "n": s["n"]}
+    return entry

@@ -1,0 +1,156 @@
+"""Timing that is fair between models: interleaved runs, warm-up, repeats, medians.
+
+Every repeat runs each model once, starting from a different one each time (rotation), so
+machine noise and cache state hit all models alike. A clock times one call: on CPU a wall
+clock; on CUDA a pair of events recorded on the stream, read after the end event synchronises
+(kernels are asynchronous, so a host clock would time the launch, not the work).
+Peak memory is per call: process RSS high-water mark on CPU (reset through /proc), the
+allocator's peak on CUDA.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class WallClock:
+    """Host wall clock; `now` is injectable so tests can drive it."""
+
+    def __init__(self, now: Callable[[], float] = time.perf_counter) -> None:
+        self.now = now
+
+    def measure(self, fn: Callable[[], object]) -> float:
+        """Seconds one call of `fn` takes."""
+        t0 = self.now()
+        fn()
+        return self.now() - t0
+
+
+class CudaClock:
+    """CUDA events around the call; synchronised before (no earlier work) and after."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def measure(self, fn: Callable[[], object]) -> float:
+        torch.cuda.synchronize(self.device)
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000.0
+
+
+class RssMemory:
+    """Process resident memory: the kernel's high-water mark (VmHWM), reset per call."""
+
+    kind = "rss"
+
+    def __init__(self, proc: Path = Path("/proc/self")) -> None:
+        self.proc = proc
+        self.resettable = self._reset()
+
+    def _reset(self) -> bool:
+        try:  # writing 5 to clear_refs resets VmHWM (Linux >= 4.0)
+            (self.proc / "clear_refs").write_text("5")
+            return True
+        except OSError:
+            return False
+
+    def _status_kb(self, key: str) -> int:
+        for line in (self.proc / "status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+        return 0
+
+    def start(self) -> int:
+        """Reset the peak; returns the current usage in bytes."""
+        self._reset()
+        return self._status_kb("VmRSS") * 1024
+
+    def peak(self) -> int:
+        """Peak bytes since `start` (since process start when the peak cannot be reset)."""
+        return self._status_kb("VmHWM") * 1024
+
+
+class CudaMemory:
+    """The CUDA caching allocator's peak of allocated bytes."""
+
+    kind = "cuda_allocated"
+    resettable = True
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def start(self) -> int:
+        torch.cuda.reset_peak_memory_stats(self.device)
+        return int(torch.cuda.memory_allocated(self.device))
+
+    def peak(self) -> int:
+        return int(torch.cuda.max_memory_allocated(self.device))
+
+
+class NoMemory:
+    """For tests and devices where memory is not measured."""
+
+    kind = "none"
+    resettable = False
+
+    def start(self) -> int:
+        return 0
+
+    def peak(self) -> int:
+        return 0
+
+
+@dataclass
+class Timing:
+    """One model's timed calls (seconds) and memory (bytes) at one batch size."""
+
+    seconds: list[float] = field(default_factory=list)
+    peak_bytes: int = 0
+    working_bytes: int = 0  # peak minus what was in use just before the call
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.seconds, q))
+
+
+def interleaved(fns: Mapping[str, Callable[[], object]], warmup: int, repeats: int,
+                clock: WallClock | CudaClock, memory: RssMemory | CudaMemory | NoMemory,
+                context: Callable[[], AbstractContextManager[object]] = nullcontext
+                ) -> dict[str, Timing]:
+    """Warm every model up, then `repeats` rounds of one timed call each, rotating the order."""
+    names = list(fns)
+    out = {n: Timing() for n in names}
+    with context():
+        for _ in range(warmup):
+            for n in names:
+                clock.measure(fns[n])
+        for r in range(repeats):
+            for n in names[r % len(names):] + names[:r % len(names)]:
+                before = memory.start()
+                out[n].seconds.append(clock.measure(fns[n]))
+                peak = memory.peak()
+                out[n].peak_bytes = max(out[n].peak_bytes, peak)
+                out[n].working_bytes = max(out[n].working_bytes, peak - before)
+    return out
+
+
+def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 1024, repeats: int = 5,
+                  clock: WallClock | CudaClock | None = None) -> float:
+    """Achievable GFLOP/s of the device: the median time of an n x n matmul in `dtype`."""
+    clock = clock or (CudaClock(device) if device.type == "cuda" else WallClock())
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    torch.mm(a, b)  # warm-up (library init, clocks)
+    seconds = float(np.median([clock.measure(lambda: torch.mm(a, b)) for _ in range(repeats)]))
+    return 2 * n ** 3 / max(seconds, 1e-12) / 1e9
