@@ -105,3 +105,25 @@ def test_cached_features_give_the_full_models_outputs(tmp_path):
                                    torch.zeros(())), ["hypertrophy"])
     torch.testing.assert_close(cached["hypertrophy"], full["hypertrophy"])
     assert torch.isfinite(obj(f, {})[0])
+
+
+def test_several_tasks_in_one_run_share_one_encoding(tmp_path, backbone, monkeypatch):
+    from ecgmoe_cli.training import encoded as enc_mod
+
+    calls = []
+    real_init = enc_mod.EncodedDataset.__init__
+
+    def counting_init(self, *a, **kw):
+        calls.append(1)
+        real_init(self, *a, **kw)
+
+    monkeypatch.setattr(enc_mod.EncodedDataset, "__init__", counting_init)
+    ds = make_fake_dataset(tmp_path / "ds", n_records=40)
+    out = tmp_path / "out"
+    r = _finetune(["--task", "sex,rhythm", "--data", str(ds), "--backbone", str(backbone),
+                   "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert [a["task"] for a in json.loads(r.stdout)["adapters"]] == ["sex", "rhythm"]
+    assert (out / "adapters" / "sex.safetensors").is_file()
+    assert (out / "adapters" / "rhythm.safetensors").is_file()
+    assert len(calls) == 1

@@ -13,8 +13,10 @@ import typer
 
 
 def run(
-    task: Annotated[str, typer.Option(help="Task to fine-tune: a built-in name, or a labels.csv "
-                                      "column with --kind.")],
+    task: Annotated[list[str], typer.Option(help="Task to fine-tune: a built-in name, or a "
+                                            "labels.csv column with --kind. Repeat (or "
+                                            "comma-separate) to train several adapters on "
+                                            "one pass of the backbone.")],
     data: Annotated[list[Path], typer.Option(help="Dataset folder made by `ecgmoe preprocess`; "
                                              "repeat to mix datasets of the same spec.")],
     backbone: Annotated[Path | None, typer.Option(help="Weights folder holding the backbone "
@@ -46,14 +48,15 @@ def run(
 
     fit_cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                         patience=patience)
-    summary = finetune_adapter(task, data, backbone, output, fit_cfg, kind=kind, rank=rank,
-                               alpha=alpha, device=device, resume=resume,
-                               progress=not (quiet or as_json))
-    if summary is None:
-        return
+    names = [n.strip() for item in task for n in item.split(",") if n.strip()]
+    summaries = [finetune_adapter(name, data, backbone, output, fit_cfg, kind=kind, rank=rank,
+                                  alpha=alpha, device=device, resume=resume,
+                                  progress=not (quiet or as_json)) for name in names]
     if as_json:
-        console.print_json(json.dumps(summary))
-    elif not quiet:
+        console.print_json(json.dumps(summaries[0] if len(summaries) == 1 else
+                                      {"adapters": summaries}))
+        return
+    for summary in summaries if not quiet else []:
         t = ", ".join(f"{v:.2f}" for v in summary["thresholds"])
         console.print(f"adapter [bold]{summary['task']}[/]: {summary['epochs_run']} epochs "
                       f"(best {summary['best_epoch']}), temperature "

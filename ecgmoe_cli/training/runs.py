@@ -22,6 +22,7 @@ from ecgmoe_cli.training.loop import FitConfig, iterate_batches
 from ecgmoe_cli.training.scoring import score_task
 
 TRAIN_FOLDS, VAL_FOLD, TEST_FOLD = tuple(range(1, 9)), 9, 10
+_ENCODED: dict[tuple[Any, ...], Any] = {}  # the last backbone features finetune computed
 
 
 def default_weights_dir() -> Path:
@@ -96,11 +97,34 @@ def predictions(model: Any, ds: Dataset, rows: np.ndarray, tasks: Sequence[str],
     return {t: np.concatenate(v) for t, v in chunks.items()}
 
 
+def decoded_outputs(model: Any, encoded: Any, rows: np.ndarray, tasks: Sequence[str],
+                    batch_size: int, device: str) -> dict[str, np.ndarray]:
+    """`raw_outputs` from cached backbone features (finetune: the backbone is frozen)."""
+    from ecgmoe_cli.model.ecgmoe import Features
+    from ecgmoe_cli.training.encoded import features_to_torch
+
+    model.eval()
+    chunks: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
+    with torch.no_grad():
+        for i in range(0, len(rows), batch_size):
+            f = features_to_torch(encoded.batch(rows[i:i + batch_size]), device)
+            feats = Features(f["morphology"], f["rhythm"], f["temporal"], f["temporal"].new_zeros(()))
+            for t, v in model.decode(feats, list(tasks)).items():
+                chunks[t].append(v.float().cpu().numpy())
+    return {t: np.concatenate(v) if v else np.zeros((0, model.tasks[t].n_outputs))
+            for t, v in chunks.items()}
+
+
 def calibrate_heads(model: Any, ds: Dataset, rows: np.ndarray, tasks: Sequence[Any],
-                    batch_size: int, device: str) -> dict[str, dict[str, Any]]:
-    """Fit each head's temperature (min NLL) then thresholds (max F1) on `rows`; score them."""
+                    batch_size: int, device: str, encoded: Any = None
+                    ) -> dict[str, dict[str, Any]]:
+    """Fit each head's temperature (min NLL) then thresholds (max F1) on `rows`; score them.
+
+    With `encoded` (cached backbone features of `rows`) only the adapters and heads run.
+    """
     names = [t.name for t in tasks]
-    raw = raw_outputs(model, ds, rows, names, batch_size, device)
+    raw = (raw_outputs(model, ds, rows, names, batch_size, device) if encoded is None else
+           decoded_outputs(model, encoded, rows, names, batch_size, device))
     target = ds.targets(rows, tasks)
     scores = {}
     for t in tasks:
@@ -112,11 +136,12 @@ def calibrate_heads(model: Any, ds: Dataset, rows: np.ndarray, tasks: Sequence[A
                 meta["thresholds"] = fit_thresholds(probabilities(t.kind, raw[t.name], temp),
                                                     target[t.name])
             head.set_metadata(meta)
-    pred = predictions(model, ds, rows, names, batch_size, device) if len(rows) else {}
     for t in tasks:
         if not len(rows):
             continue
-        scores[t.name] = score_task(t, pred[t.name], target[t.name],
+        with torch.no_grad():  # what predict reports, from the same raw outputs
+            pred = model.heads[t.name].predict(torch.from_numpy(raw[t.name])).float().numpy()
+        scores[t.name] = score_task(t, pred, target[t.name],
                                     thresholds=model.heads[t.name].thresholds, n_boot=0)
     return scores
 
@@ -231,19 +256,23 @@ def finetune_adapter(task_name: str, dataset: Path | Sequence[Path], backbone: P
     model.to(device)
     model.mark_trainable(task.name)
     set_regression_scaling(model, ds, train_rows, [task])
+    key = (meta["backbone_hash"], str(dataset), len(ds), device)
+    if key not in _ENCODED:  # one finetune run serving several tasks encodes once
+        _ENCODED.clear()
+        _ENCODED[key] = encode_rows(model, ds, np.concatenate([train_rows, val_rows]),
+                                    cfg.batch_size, device, progress)
+    encoded = _ENCODED[key]
     known = _rows_with_targets(ds, np.concatenate([train_rows, val_rows]), task)
     train_rows, val_rows = np.intersect1d(train_rows, known), np.intersect1d(val_rows, known)
     if len(train_rows) == 0:
         raise EcgMoeError(f"no training window has a {task.name!r} target", ds.path)
-    encoded = encode_rows(model, ds, np.concatenate([train_rows, val_rows]), cfg.batch_size,
-                          device, progress)
     objective = DecodeObjective(model, [task.name])
     run_dir = output / "runs" / task.name  # metrics.jsonl stays; checkpoints go when done
     result = fit(model, objective, model.trainable_parameters(task.name), encoded, train_rows,
                  val_rows, [task], replace(cfg, lead_dropout=0.0), run_dir,
                  DistInfo(0, 1, device), resume=resume, show_progress=progress,
                  to_batch=features_to_torch)
-    scores = calibrate_heads(model, ds, val_rows, [task], cfg.batch_size, device)
+    scores = calibrate_heads(model, ds, val_rows, [task], cfg.batch_size, device, encoded)
     metrics = {"best_epoch": result.best_epoch, "val_loss": result.best_val_loss,
                "validation": scores[task.name]}
     if output.resolve() != backbone.resolve():  # the adapter needs its backbone beside it
