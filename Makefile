@@ -5,8 +5,10 @@ REAL ?= ../shared/ecg-real
 
 # `make weights`: the shipped weights, reproducibly (synthetic corpus + real AF episodes).
 WEIGHTS_N ?= 20000
-WEIGHTS_EPOCHS ?= 6
+WEIGHTS_EPOCHS ?= 4
 WORK ?= data/weights-build
+comma := ,
+space := $(empty) $(empty)
 TASKS := infarction hypertrophy conduction st_t rhythm age sex rr_interval arrhythmia potassium
 
 .PHONY: install demo test weights examples clean
@@ -34,9 +36,8 @@ weights: install
 	$(BIN)/ecgmoe preprocess $(REAL)/cpsc2021 -o $(WORK)/cpsc2021-ds --overwrite --quiet
 	rm -rf $(WORK)/run
 	$(BIN)/ecgmoe train $(WORK)/sim-ds -o $(WORK)/run --epochs $(WEIGHTS_EPOCHS) --quiet
-	for t in $(filter-out rhythm,$(TASKS)); do \
-	  $(BIN)/ecgmoe finetune --task $$t --data $(WORK)/sim-ds --backbone $(WORK)/run/weights --quiet || exit 1; \
-	done
+	$(BIN)/ecgmoe finetune --task $(subst $(space),$(comma),$(filter-out rhythm,$(TASKS))) \
+	  --data $(WORK)/sim-ds --backbone $(WORK)/run/weights --quiet
 	$(BIN)/ecgmoe finetune --task rhythm --data $(WORK)/sim-ds --data $(WORK)/cpsc2021-ds \
 	  --backbone $(WORK)/run/weights --quiet
 	rm -rf weights/backbone.* weights/adapters
