@@ -1,8 +1,152 @@
-"""`ecgmoe predict`: not yet built."""
+"""`ecgmoe predict`: a folder of ECG records into a Parquet report, one row per record."""
 
-from ecgmoe_cli.errors import EcgMoeError
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from ecgmoe_cli.predict_folder import PredictResult
 
 
-def run() -> None:
-    """Not yet built."""
-    raise EcgMoeError("`ecgmoe predict` is not yet built")
+def run(
+    input: Annotated[Path, typer.Argument(metavar="INPUT", help="A folder of records (searched recursively: WFDB "
+                                          ".hea, .edf, .csv, .npy) or one record file.",
+                                          exists=True)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="out.parquet (one file, written "
+                                         "atomically) or a directory (a Parquet dataset of part "
+                                         "files; needed with --shard i/n, n > 1).")],
+    weights: Annotated[Path | None, typer.Option(help="Weights folder (default: the shipped "
+                                                 "weights).")] = None,
+    tasks: Annotated[list[str] | None, typer.Option("--tasks", help="Tasks to predict (repeat or "
+                                                    "comma-separate; default: every adapter "
+                                                    "the weights have).")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    workers: Annotated[int, typer.Option(min=0, help="Reader processes (0 = one per core; 1 "
+                                         "reads in the main process).")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 64,
+    windows: Annotated[bool, typer.Option("--windows", help="Also write one row per 10 s "
+                                          "window to OUT.windows.parquet (or OUT.windows/).")
+                       ] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Add an `explain` column: expert "
+                                          "routing and the beats behind each positive call.")
+                       ] = False,
+    shard: Annotated[str, typer.Option(help="i/n: process a deterministic 1/n of the records "
+                                       "(Slurm arrays); write to a directory.")] = "0/1",
+    resume: Annotated[bool, typer.Option("--resume", help="Skip records already in OUT (after "
+                                         "an interrupted run).")] = False,
+    checkpoint_every: Annotated[int, typer.Option(help="Records per sealed part file: the most "
+                                                  "a killed run loses before --resume.")
+                                ] = 2048,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any record failed.")
+                      ] = False,
+    lead_map: Annotated[list[str] | None, typer.Option(
+        "--lead-map", help="NAME=LEAD: read the file's channel NAME as lead LEAD, or NAME=none "
+                           "to ignore it (repeatable).")] = None,
+    fs: Annotated[float | None, typer.Option(
+        help="Sampling rate in Hz, for files that do not store one (CSV, NPY).")] = None,
+    leads: Annotated[str | None, typer.Option(
+        help="Comma-separated lead names for CSV/NPY files, e.g. I,II,V1.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")
+                     ] = False,
+) -> None:
+    """Predict every task for each record into a Parquet report (schema: README)."""
+    from ecgmoe_cli.commands.common import console, err_console
+    from ecgmoe_cli.io.report import parse_shard
+    from ecgmoe_cli.predict_folder import PredictOptions, predict_folder
+    from ecgmoe_cli.signal.leads import parse_lead_map
+
+    names = [n.strip() for item in tasks or [] for n in item.split(",") if n.strip()]
+    opts = PredictOptions(
+        weights=weights, tasks=names or None, device=device, workers=workers,
+        batch_size=batch_size, windows=windows, explain=explain, shard=parse_shard(shard),
+        resume=resume, checkpoint_every=checkpoint_every, lead_map=parse_lead_map(lead_map) or None, fs=fs,
+        lead_names=[n.strip() for n in leads.split(",") if n.strip()] if leads else None)
+    with _LazyProgress(show=not (quiet or as_json)) as bar:
+        result = predict_folder(input, output, opts, progress=bar.update)
+    if as_json:
+        console.print_json(json.dumps(_summary_dict(result)))
+    elif not quiet:
+        _print_summary(result)
+    n_errors = result.tally.status.get("error", 0)
+    if strict and n_errors:
+        err_console.print(f"[red]error:[/] {n_errors} record(s) failed (--strict)")
+        raise typer.Exit(1)
+
+
+class _LazyProgress:
+    """A transient progress bar on stderr that appears with the first record, not before (so a
+    setup error prints one line alone)."""
+
+    def __init__(self, show: bool) -> None:
+        self.show = show
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _LazyProgress:  # noqa: PYI034
+        return self
+
+    def update(self, done: int, total: int) -> None:
+        if not self.show:
+            return
+        if self._bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+            from ecgmoe_cli.commands.common import err_console
+
+            self._bar = Progress("predict", BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=err_console, transient=True)
+            self._bar.__enter__()
+            self._task = self._bar.add_task("records", total=total)
+        self._bar.update(self._task, completed=done)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+def _summary_dict(r: PredictResult) -> dict[str, Any]:
+    n = r.n_processed
+    return {"output": str(r.output), "windows_output": r.windows_output and str(r.windows_output),
+            "weights": str(r.weights_dir), "weights_id": r.weights_id, "tasks": r.tasks,
+            "records_found": r.n_found, "records_in_shard": r.n_shard,
+            "records_resumed": r.n_resumed, "records_processed": n,
+            "status": dict(r.tally.status), "positives": {t: dict(c) for t, c in
+                                                          r.tally.positives.items()},
+            "seconds": round(r.seconds, 3),
+            "records_per_s": round(n / r.seconds, 2) if r.seconds > 0 else None}
+
+
+def _print_summary(r: PredictResult) -> None:
+    from rich.table import Table
+
+    from ecgmoe_cli.commands.common import console
+
+    n = r.n_processed
+    rate = n / r.seconds if r.seconds > 0 else float("nan")
+    console.print(f"[bold]predict[/]: {n} records in {r.seconds:.1f} s ({rate:.1f} records/s)")
+    head = Table(show_header=False)
+    head.add_column(no_wrap=True)
+    head.add_column(justify="right")
+    for status, count in sorted(r.tally.status.items()):
+        head.add_row(f"status {status}", f"[{'green' if status == 'ok' else 'red'}]{count}[/]")
+    if r.n_resumed:
+        head.add_row("already in the report (--resume)", str(r.n_resumed))
+    if r.n_shard != r.n_found:
+        head.add_row("in other shards", str(r.n_found - r.n_shard))
+    console.print(head)
+    if r.tally.positives:
+        table = Table(title="records per predicted label")
+        table.add_column("task", no_wrap=True)
+        table.add_column("positive / class counts")
+        for task, counts in r.tally.positives.items():
+            if counts:
+                table.add_row(task, ", ".join(f"{k} {v}" for k, v in counts.most_common()))
+        console.print(table)
+    console.print(f"report: [bold]{r.output}[/]" + (f"; windows: [bold]{r.windows_output}[/]"
+                                                      if r.windows_output else "")
+                  + f"; weights {r.weights_id}")

@@ -1,0 +1,252 @@
+"""`predict` as a plain function: a folder of records into a Parquet report, at any scale.
+
+```
+discover (sorted) ─shard─▶ --resume skips done ─▶ worker processes: read + prepare (the weights'
+spec) ─in order─▶ main process: windows of many records stacked ─▶ Predictor (backbone once, all
+adapters) ─▶ rows ─▶ ReportWriter row groups ─close─▶ atomic rename (or dataset parts)
+```
+Memory stays flat: about `batch_size` windows (plus one long record's) wait for the model, the
+pool holds a bounded number of prepared records ahead of it, and rows leave in row groups.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.inference import WINDOW_FIELDS, Predictor, weights_id
+from ecgmoe_cli.io.discover import discover_records
+from ecgmoe_cli.io.report import ReportWriter, report_schema, shard_of
+from ecgmoe_cli.parallel import default_workers, ordered_map, worker_state
+from ecgmoe_cli.prepare import prepare_record  # imported before the fork: workers share it
+from ecgmoe_cli.preprocess_folder import Failed, one_line, safe_text
+from ecgmoe_cli.report_rows import RowContext, Tally, error_row, record_row, window_rows
+from ecgmoe_cli.signal.spec import PreprocessSpec
+from ecgmoe_cli.tasks import TASKS
+
+_CHUNK = 16  # records per worker task: amortises inter-process overhead
+
+
+@dataclass
+class PredictOptions:
+    """Everything `ecgmoe predict` accepts besides INPUT and -o."""
+
+    weights: Path | None = None  # None: the shipped weights (weights.default_weights_dir)
+    tasks: Sequence[str] | None = None  # None: every adapter the weights have
+    device: str = "cpu"
+    workers: int = 0  # reader processes; 0: one per core; 1: read in the main process
+    batch_size: int = 64  # windows per forward pass
+    windows: bool = False  # also write per-window rows (windows_path)
+    explain: bool = False  # add the `explain` column
+    shard: tuple[int, int] = (0, 1)
+    resume: bool = False
+    checkpoint_every: int = 2048  # records per sealed part file: the most a kill can lose
+    lead_map: dict[str, str] | None = None
+    fs: float | None = None  # for headerless CSV/NPY
+    lead_names: list[str] | None = None  # for headerless CSV/NPY
+
+
+@dataclass
+class PredictResult:
+    """What the summary prints."""
+
+    output: Path
+    windows_output: Path | None
+    weights_dir: Path
+    weights_id: str
+    tasks: list[str]
+    n_found: int  # records under INPUT
+    n_shard: int  # of which in this shard
+    n_resumed: int  # of which already in the report (--resume)
+    seconds: float = 0.0
+    tally: Tally = field(default_factory=Tally)
+
+    @property
+    def n_processed(self) -> int:
+        return sum(self.tally.status.values())
+
+
+def windows_path(out: Path) -> Path:
+    """Where --windows rows go: `r.parquet` -> `r.windows.parquet`; dataset `res/` -> `res.windows/`."""
+    out = Path(out)
+    if out.suffix == ".parquet" and not out.is_dir():
+        return out.with_name(out.stem + ".windows.parquet")
+    return out.with_name(out.name + ".windows")
+
+
+def record_key(path: Path, root: Path) -> str:
+    """The shard key: the path under INPUT, so every machine of a job agrees on the split."""
+    return path.name if path == root else path.relative_to(root).as_posix()
+
+
+def _prepare_job(path: str) -> Any:
+    """Worker: read + prepare one record with the weights' spec; a failure becomes Failed."""
+    st = worker_state()
+    opts: PredictOptions = st["opts"]
+    if os.getpid() != st["parent"] and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    try:
+        prepared = prepare_record(path, st["spec"], lead_map=opts.lead_map, fs=opts.fs,
+                                  lead_names=opts.lead_names)
+        prepared.path = path  # the report's key, exactly as discovered (--resume compares it)
+        return prepared
+    except EcgMoeError as e:
+        return Failed(path, Path(path).stem, one_line(str(e)))
+    except Exception as e:  # noqa: BLE001 (one unforeseen file must not stop a long run)
+        return Failed(path, Path(path).stem, one_line(f"{path}: {type(e).__name__}: {e}"))
+
+
+def _stack(items: Sequence[Any]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([getattr(p, k) for p in items]) for k in WINDOW_FIELDS}
+
+
+class _Sink:
+    """Turns prepared records into rows: batches their windows through the model."""
+
+    def __init__(self, predictor: Predictor, ctx: RowContext, writer: ReportWriter,
+                 win_writer: ReportWriter | None, skip_main: set[str], skip_windows: set[str],
+                 explain: bool, tally: Tally) -> None:
+        self.predictor, self.ctx, self.writer, self.win_writer = predictor, ctx, writer, win_writer
+        self.skip_main, self.skip_windows, self.explain, self.tally = (skip_main, skip_windows,
+                                                                       explain, tally)
+        self.pending: list[Any] = []
+        self.n_windows = 0
+
+    def add(self, item: Any) -> int:
+        """Queue one prepared record (or failure); returns how many records were written."""
+        self.pending.append(item)
+        if not isinstance(item, Failed):
+            self.n_windows += len(item.n_valid)
+        return self.flush() if self.n_windows >= self.predictor.batch_size else 0
+
+    def flush(self) -> int:
+        items, self.pending, self.n_windows = self.pending, [], 0
+        ok = [p for p in items if not isinstance(p, Failed)]
+        out = self.predictor(_stack(ok)) if ok else None
+        start = 0
+        for item in items:
+            if isinstance(item, Failed):
+                self._write(error_row(item.path, item.record, item.error, self.ctx), [])
+                continue
+            assert out is not None
+            mine = out.rows(start, start + len(item.n_valid))
+            start += len(item.n_valid)
+            wrows = window_rows(item, mine, self.ctx) if self.win_writer is not None else []
+            self._write(record_row(item, mine, self.ctx, self.explain), wrows)
+        return len(items)
+
+    def _write(self, row: dict[str, Any], wrows: list[dict[str, Any]]) -> None:
+        path = str(row["path"])
+        if path not in self.skip_main:
+            self.writer.write(row)
+            self.tally.add(row, self.ctx.tasks)
+        if self.win_writer is not None and path not in self.skip_windows:
+            for w in wrows:
+                self.win_writer.write(w)
+
+
+def _check_options(opts: PredictOptions, out: Path) -> None:
+    """Every problem with the options at once, before the model loads."""
+    i, n = opts.shard
+    problems = []
+    if n > 1 and out.suffix == ".parquet" and not out.is_dir():
+        problems.append(f"--shard {i}/{n} needs a directory output (e.g. -o results/) where "
+                        "each shard writes its own part files; got a single file")
+    if opts.batch_size < 1:
+        problems.append(f"--batch-size must be >= 1, got {opts.batch_size}")
+    if opts.checkpoint_every < 1:
+        problems.append(f"--checkpoint-every must be >= 1, got {opts.checkpoint_every}")
+    if opts.workers < 0:
+        problems.append(f"--workers must be >= 0, got {opts.workers}")
+    if problems:
+        raise EcgMoeError("; ".join(problems), out)
+
+
+def predict_folder(root: Path, out: Path, opts: PredictOptions,
+                   progress: Callable[[int, int], None] | None = None) -> PredictResult:
+    """Predict every record under `root` (this shard, not yet done) into the report `out`.
+
+    progress(done, total) is called as records are written.
+    """
+    from ecgmoe_cli import weights
+    from ecgmoe_cli.training.ddp import resolve_device
+
+    t0 = time.perf_counter()
+    root, out = Path(root), Path(out)
+    _check_options(opts, out)
+    i, n = opts.shard
+    device = resolve_device(opts.device)
+    if device == "cpu":  # the model gets a third of the cores; the readers share them all
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // 3))
+    weights_dir = Path(opts.weights) if opts.weights else weights.default_weights_dir()
+    model, spec, meta = weights.load_model(weights_dir, opts.tasks, device)
+    if not model.tasks:
+        raise EcgMoeError("weights have no task adapters (adapters/*.json)", weights_dir)
+    order = list(TASKS)  # report columns in the registry's order, user tasks after
+    names = sorted(model.tasks, key=lambda t: (order.index(t) if t in order else len(order), t))
+    tasks = tuple(model.tasks[t] for t in names)
+    ctx = RowContext(tasks, {t: tuple(model.heads[t].thresholds) for t in names},  # type: ignore
+                     spec.fs, weights_id(meta, names), spec.hash())
+
+    paths = discover_records(root)
+    if not paths:
+        raise EcgMoeError("no ECG records found (WFDB .hea, .edf, .csv, .npy)", root)
+    mine = [os.path.abspath(p) for p in paths if shard_of(record_key(p, root), n) == i]
+    keys = {p: safe_text(p) for p in mine}  # the `path` column: undecodable bytes made U+FFFD
+
+    if not opts.resume and out.is_file():
+        out.unlink()  # a fresh run replaces an earlier report (it would be merged into the new one)
+
+    def report_writer(path: Path, schema: Any) -> ReportWriter:
+        return ReportWriter(path, schema, shard=opts.shard, resume=opts.resume,
+                            rows_per_part=opts.checkpoint_every,
+                            rows_per_group=min(512, opts.checkpoint_every))
+
+    writer = report_writer(out, report_schema(tasks, explain=opts.explain))
+    win_writer = (report_writer(windows_path(out), report_schema(tasks, window=True))
+                  if opts.windows else None)
+    done = writer.done_keys() if opts.resume else set()
+    win_done = win_writer.done_keys() if (win_writer is not None and opts.resume) else set()
+    todo = [p for p in mine if keys[p] not in done
+            or (win_writer is not None and keys[p] not in win_done)]
+    result = PredictResult(out, windows_path(out) if opts.windows else None, weights_dir,
+                           ctx.weights_id, names, len(paths), len(mine),
+                           sum(keys[p] in done for p in mine))
+    sink = _Sink(Predictor(model, names, device, opts.batch_size, opts.explain), ctx, writer,
+                 win_writer, done, win_done, opts.explain, result.tally)
+    written = 0
+    try:
+        for item in prepared_stream(todo, spec, opts):
+            written += sink.add(item)
+            if progress:
+                progress(written, len(todo))
+        written += sink.flush()
+        if progress:
+            progress(written, len(todo))
+        writer.close()
+        if win_writer is not None:
+            win_writer.close()
+    except BaseException:
+        writer.abort()
+        if win_writer is not None:
+            win_writer.abort()
+        raise
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def prepared_stream(paths: Sequence[str], spec: PreprocessSpec, opts: PredictOptions
+                    ) -> Iterator[Any]:
+    """Prepared records (or Failed) in input order, read by worker processes."""
+    workers = max(1, min(opts.workers or default_workers(), len(paths) // _CHUNK + 1))
+    return ordered_map(_prepare_job, paths, workers=workers, chunk=_CHUNK,
+                       state={"spec": spec, "opts": opts, "parent": os.getpid()})

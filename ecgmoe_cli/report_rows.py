@@ -1,0 +1,181 @@
+"""Report rows for `predict`: one per record (window results aggregated), one per window, errors.
+
+Aggregation over the windows of a long record (README, 'Report schema'):
+- multilabel findings (rhythm, conduction, ...) can be episodic: each label's probability is
+  the MAX over windows (the record shows it if any window does);
+- binary tasks describe the patient (sex, potassium): the MEAN over windows;
+- `<task>_prob` of a binary/multilabel task is the max of its labels' record probabilities, and
+  `<task>_pred` lists the labels at or over their calibrated thresholds (comma-separated);
+- multiclass: class probabilities are averaged over windows, the class is their argmax;
+- regression values and rates: the MEDIAN over windows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ecgmoe_cli.inference import WindowOutputs
+from ecgmoe_cli.io.report import regression_column
+from ecgmoe_cli.preprocess_folder import one_line, safe_text
+from ecgmoe_cli.tasks import Task
+
+EXPLAIN_TOP_EXPERTS = 3  # experts listed per MoE layer
+EXPLAIN_TOP_BEATS = 3  # beats listed per positive call
+
+
+class PreparedLike(Protocol):
+    """The fields of prepare.Prepared that rows are made of."""
+
+    path: str
+    record: str
+    fs_in: float
+    duration_s: float
+    leads_used: list[str]
+    lead_warnings: list[str]
+    n_valid: np.ndarray
+    rpeaks: np.ndarray
+    window_start_s: np.ndarray
+    heart_rate_bpm: float
+    n_beats: int
+    quality: float
+
+
+@dataclass(frozen=True)
+class RowContext:
+    """What every row of one run shares: tasks, calibrated thresholds, model rate, provenance."""
+
+    tasks: tuple[Task, ...]
+    thresholds: dict[str, tuple[float, ...]]
+    fs: float  # the model's sampling rate (spec.fs): R-peak indices are in these samples
+    weights_id: str
+    spec_hash: str
+
+
+def _task_values(task: Task, p: np.ndarray, thresholds: Sequence[float]) -> dict[str, Any]:
+    """One task's report columns from its (n_outputs,) record-level outputs."""
+    values = p.tolist()
+    if task.kind in ("binary", "multilabel"):
+        cols: dict[str, Any] = {f"{task.name}_{lab}_prob": v for lab, v in zip(task.labels, values)}
+        cols[f"{task.name}_prob"] = max(values)
+        cols[f"{task.name}_pred"] = ",".join(lab for lab, v, th in
+                                             zip(task.labels, values, thresholds) if v >= th)
+        return cols
+    if task.kind == "multiclass":
+        k = int(p.argmax())
+        return {f"{task.name}_class": task.labels[k], f"{task.name}_prob": values[k]}
+    return {regression_column(task): values[0]}
+
+
+def aggregate(task: Task, per_window: np.ndarray) -> np.ndarray:
+    """(nw, n_outputs) window outputs -> (n_outputs,) record outputs, by the module's rule."""
+    if len(per_window) == 1:
+        return per_window[0]
+    if task.kind == "multilabel":
+        return per_window.max(0)
+    if task.kind in ("binary", "multiclass"):
+        return per_window.mean(0)
+    return np.median(per_window, 0)
+
+
+def _common(prep: PreparedLike, ctx: RowContext) -> dict[str, Any]:
+    return {"path": safe_text(str(prep.path)), "record": safe_text(str(prep.record)),
+            "status": "ok", "error": "",
+            "fs_in": float(prep.fs_in), "duration_s": float(prep.duration_s),
+            "n_windows": len(prep.n_valid), "leads_used": ",".join(prep.leads_used),
+            "lead_warnings": "; ".join(prep.lead_warnings),
+            "weights_id": ctx.weights_id, "spec_hash": ctx.spec_hash}
+
+
+def record_row(prep: PreparedLike, out: WindowOutputs, ctx: RowContext,
+               explain: bool = False) -> dict[str, Any]:
+    """The one row of an ok record: its windows' outputs aggregated."""
+    row = _common(prep, ctx)
+    row.update(heart_rate_bpm=float(prep.heart_rate_bpm), n_beats=int(prep.n_beats),
+               quality=float(prep.quality))
+    for task in ctx.tasks:
+        row.update(_task_values(task, aggregate(task, out.probs[task.name]),
+                                ctx.thresholds[task.name]))
+    if explain:
+        row["explain"] = json.dumps(explanation(prep, out, ctx, row), separators=(",", ":"))
+    return row
+
+
+def window_rows(prep: PreparedLike, out: WindowOutputs, ctx: RowContext) -> list[dict[str, Any]]:
+    """One row per window (`--windows`): that window's outputs, beats and rate."""
+    rows = []
+    for w in range(len(prep.n_valid)):
+        peaks = prep.rpeaks[w][prep.rpeaks[w] >= 0]
+        rr = np.diff(peaks) / ctx.fs
+        row = _common(prep, ctx)
+        row.update(window=w, start_s=float(prep.window_start_s[w]),
+                   duration_s=float(prep.n_valid[w]) / ctx.fs,
+                   heart_rate_bpm=float(60.0 / np.median(rr)) if len(rr) else float("nan"),
+                   n_beats=len(peaks), quality=float(prep.quality))
+        for task in ctx.tasks:
+            row.update(_task_values(task, out.probs[task.name][w], ctx.thresholds[task.name]))
+        rows.append(row)
+    return rows
+
+
+def error_row(path: str, record: str, error: str, ctx: RowContext) -> dict[str, Any]:
+    """A record that could not be read or prepared: its cause on one line, no outputs."""
+    return {"path": safe_text(path), "record": safe_text(record), "status": "error",
+            "error": one_line(error) or "unknown error",
+            "weights_id": ctx.weights_id, "spec_hash": ctx.spec_hash}
+
+
+def explanation(prep: PreparedLike, out: WindowOutputs, ctx: RowContext,
+                row: dict[str, Any]) -> dict[str, Any]:
+    """Which experts the record's tokens went to, and the beats behind each positive call.
+
+    experts: per MoE layer, the most used experts and their share of the routed tokens.
+    beats: for each label over threshold, the R-peak times (s from the record start) of the
+    beats with the highest morphology attention in the window where that label peaks. The
+    attention pools beats before the task adapters, so it is shared by all tasks.
+    """
+    experts = {}
+    for layer, counts in out.routing.items():
+        total = counts.sum(0)
+        share = total / max(float(total.sum()), 1.0)
+        top = np.argsort(-share, kind="stable")[:EXPLAIN_TOP_EXPERTS]
+        experts[layer] = [[int(e), round(float(share[e]), 3)] for e in top]
+    beats: dict[str, list[float]] = {}
+    for task in ctx.tasks:
+        if task.kind not in ("binary", "multilabel") or out.beat_weights is None:
+            continue
+        for label in filter(None, str(row[f"{task.name}_pred"]).split(",")):
+            w = int(out.probs[task.name][:, task.labels.index(label)].argmax())
+            valid = prep.rpeaks[w] >= 0
+            order = [k for k in np.argsort(-out.beat_weights[w], kind="stable") if valid[k]]
+            beats[f"{task.name}_{label}"] = sorted(
+                round(float(prep.window_start_s[w] + prep.rpeaks[w][k] / ctx.fs), 3)
+                for k in order[:EXPLAIN_TOP_BEATS])
+    return {"experts": experts, "beats": beats}
+
+
+@dataclass
+class Tally:
+    """Running counts for the end-of-run summary: statuses and per-task positives."""
+
+    status: Counter[str] = field(default_factory=Counter)
+    positives: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def add(self, row: dict[str, Any], tasks: Sequence[Task]) -> None:
+        self.status[str(row["status"])] += 1
+        if row["status"] != "ok":
+            return
+        for task in tasks:
+            c = self.positives.setdefault(task.name, Counter())
+            if task.kind in ("binary", "multilabel"):
+                labels = [lab for lab in str(row[f"{task.name}_pred"]).split(",") if lab]
+                if task.kind == "multilabel":
+                    c["(any)"] += bool(labels)
+                c.update(labels)
+            elif task.kind == "multiclass":
+                c[str(row[f"{task.name}_class"])] += 1

@@ -1,0 +1,271 @@
+"""`ecgmoe predict` end to end on real records (symlinked in place) with tiny random weights."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.io.report import report_schema
+from ecgmoe_cli.model.config import EcgMoeConfig
+from ecgmoe_cli.model.ecgmoe import EcgMoe
+from ecgmoe_cli.report_rows import aggregate
+from ecgmoe_cli.signal.leads import CANONICAL_LEADS
+from ecgmoe_cli.signal.spec import PreprocessSpec
+from ecgmoe_cli.tasks import TASKS
+from ecgmoe_cli.weights import save_model
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = PreprocessSpec()
+# sinus brady and sinus tachy 12-lead, 100 Hz PTB-XL, lower-case LUDB, a 112 s Holter (11 windows)
+REAL = ["cinc2021/E07500", "cinc2021/E07501", "ptbxl/00001_lr", "ludb/1", "cpsc2021/data_101_6"]
+
+
+def _cli():
+    import typer
+
+    from ecgmoe_cli.commands import predict
+    from ecgmoe_cli.commands.common import cli_errors
+
+    app = typer.Typer()
+    app.command("predict")(cli_errors(predict.run))
+    app.command("other")(lambda: None)  # two commands: typer keeps `predict` as a subcommand
+    return app
+
+
+def _predict(*args: object) -> tuple[int, str]:
+    res = CliRunner().invoke(_cli(), ["predict", *map(str, args)])
+    return res.exit_code, res.output
+
+
+def _link_record(real_dir: Path, name: str, dest: Path) -> None:
+    """Symlink every file of a real record into dest (the data stay in shared/)."""
+    src = real_dir / name
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in src.parent.glob(src.name + ".*"):
+        (dest / f.name).symlink_to(f)
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny random weights with every built-in task, trained with the default spec; calibrated
+    so that every rhythm label is called and no sex label is."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights")
+    model = EcgMoe(EcgMoeConfig.from_spec("tiny", SPEC), list(TASKS.values()))
+    model.heads["rhythm"].thresholds = [0.0] * 4  # type: ignore[union-attr]
+    model.heads["sex"].thresholds = [1.0]  # type: ignore[union-attr]
+    save_model(model, SPEC, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def records(real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("records")
+    for name in REAL:
+        _link_record(real_dir, name, root / name.split("/")[0])
+    (root / "broken").mkdir()
+    (root / "broken" / "bad.hea").write_text("bad 12 500 five-thousand\nnot a signal line\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(records: Path, weights_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("out") / "r.parquet"
+    code, output = _predict(records, "-o", out, "--weights", weights_dir, "--workers", 1,
+                            "--json")
+    assert code == 0, output
+    summary = json.loads(output)
+    assert summary["status"] == {"ok": len(REAL), "error": 1}
+    return out
+
+
+def _sorted(table) -> dict[str, list]:  # type: ignore[no-untyped-def]
+    d = table.to_pydict()
+    order = np.argsort(d["path"], kind="stable")
+    return {k: [v[i] for i in order] for k, v in d.items()}
+
+
+def _assert_same_rows(a: dict[str, list], b: dict[str, list]) -> None:
+    assert a.keys() == b.keys() and a["path"] == b["path"]
+    for col, va in a.items():
+        if all(isinstance(v, float) or v is None for v in va + b[col]):
+            np.testing.assert_allclose(np.array(va, float), np.array(b[col], float),
+                                       rtol=1e-4, atol=1e-5, err_msg=col)
+        else:
+            assert va == b[col], col
+
+
+def test_report_has_a_row_per_record_with_the_documented_schema(report: Path) -> None:
+    table = pq.read_table(report)
+    assert table.schema.names == report_schema(TASKS.values()).names
+    rows = table.to_pylist()
+    assert len(rows) == len(REAL) + 1
+    bad = [r for r in rows if r["status"] == "error"]
+    assert len(bad) == 1 and bad[0]["record"] == "bad" and "\n" not in bad[0]["error"]
+    assert bad[0]["error"] and bad[0]["rhythm_prob"] is None
+    ok = [r for r in rows if r["status"] == "ok"]
+    for r in ok:
+        assert r["error"] == "" and len(r["weights_id"]) == 21 and len(r["spec_hash"]) == 16
+        assert 0 <= r["rhythm_afib_prob"] <= 1 and r["rhythm_prob"] == max(
+            r[f"rhythm_{lab}_prob"] for lab in TASKS["rhythm"].labels)
+        assert r["rhythm_pred"] == "afib,tachy,brady,irregular" and r["sex_pred"] == ""
+        assert r["arrhythmia_class"] in TASKS["arrhythmia"].labels
+        assert np.isfinite(r["age_years"]) and np.isfinite(r["rr_interval_ms"])
+    by_name = {r["record"]: r for r in ok}
+    assert by_name["data_101_6"]["n_windows"] == 11 and by_name["E07500"]["n_windows"] == 1
+    assert by_name["E07500"]["leads_used"].split(",")[:3] == ["I", "II", "III"]
+    assert by_name["E07500"]["heart_rate_bpm"] < 60  # sinus bradycardia
+    assert by_name["E07501"]["heart_rate_bpm"] > 100  # sinus tachycardia
+
+
+def test_strict_fails_on_an_error_row(records: Path, weights_dir: Path, tmp_path: Path) -> None:
+    code, output = _predict(records, "-o", tmp_path / "r.parquet", "--weights", weights_dir,
+                            "--workers", 0, "--strict", "--quiet")
+    assert code == 1 and "1 record(s) failed" in output
+    assert (tmp_path / "r.parquet").is_file()  # the report is still written
+
+
+def test_shards_together_equal_the_unsharded_report(records: Path, weights_dir: Path,
+                                                    report: Path, tmp_path: Path) -> None:
+    for i in range(2):
+        code, output = _predict(records, "-o", tmp_path / "ds", "--weights", weights_dir,
+                                "--shard", f"{i}/2", "--workers", 1, "--quiet")
+        assert code == 0, output
+    sharded = pq.read_table(tmp_path / "ds")
+    assert 0 < pq.read_table(next((tmp_path / "ds").glob("part-00000-*"))).num_rows < 6
+    _assert_same_rows(_sorted(sharded), _sorted(pq.read_table(report)))
+
+
+def test_shard_of_a_single_file_is_refused(records: Path, weights_dir: Path,
+                                           tmp_path: Path) -> None:
+    code, output = _predict(records, "-o", tmp_path / "r.parquet", "--weights", weights_dir,
+                            "--shard", "1/2")
+    assert code == 1 and "directory output" in output
+
+
+def test_resume_adds_only_new_records(records: Path, weights_dir: Path, real_dir: Path,
+                                      tmp_path: Path) -> None:
+    folder = tmp_path / "recs"
+    _link_record(real_dir, "cinc2021/E07502", folder)
+    out = tmp_path / "r.parquet"
+    assert _predict(folder, "-o", out, "--weights", weights_dir, "--workers", 0, "-q")[0] == 0
+    _link_record(real_dir, "cinc2021/E07503", folder)
+    code, output = _predict(folder, "-o", out, "--weights", weights_dir, "--workers", 0,
+                            "--resume", "--json")
+    assert code == 0 and json.loads(output)["records_processed"] == 1
+    assert sorted(pq.read_table(out).column("record").to_pylist()) == ["E07502", "E07503"]
+    code, output = _predict(folder, "-o", out, "--weights", weights_dir, "--resume", "--json")
+    assert json.loads(output)["records_processed"] == 0
+    assert pq.read_table(out).num_rows == 2
+    _predict(folder, "-o", out, "--weights", weights_dir, "--workers", 0, "-q")  # fresh: replaces
+    assert pq.read_table(out).num_rows == 2
+
+
+def test_windows_and_explain(records: Path, weights_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.parquet"
+    code, output = _predict(records, "-o", out, "--weights", weights_dir, "--workers", 1,
+                            "--windows", "--explain", "--tasks", "rhythm,age", "-q")
+    assert code == 0, output
+    rows = pq.read_table(out).to_pylist()
+    assert "sex_prob" not in rows[0] and "rhythm_pred" in rows[0]
+    wins = pq.read_table(tmp_path / "r.windows.parquet").to_pylist()
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(wins) == sum(r["n_windows"] for r in ok)
+    holter = [w for w in wins if w["record"] == "data_101_6"]
+    assert [w["window"] for w in holter] == list(range(11))
+    record = next(r for r in ok if r["record"] == "data_101_6")
+    assert record["rhythm_afib_prob"] == pytest.approx(max(w["rhythm_afib_prob"] for w in holter))
+    assert record["age_years"] == pytest.approx(np.median([w["age_years"] for w in holter]))
+    for r in ok:
+        exp = json.loads(r["explain"])
+        assert exp["experts"] and all(len(v) >= 1 for v in exp["experts"].values())
+        for label in filter(None, r["rhythm_pred"].split(",")):
+            times = exp["beats"][f"rhythm_{label}"]
+            assert times and all(0 <= t <= r["duration_s"] for t in times)
+
+
+def test_aggregation_rules() -> None:
+    p = np.array([[0.1, 0.9], [0.3, 0.2], [0.5, 0.4]], np.float32)
+    np.testing.assert_allclose(aggregate(TASKS["conduction"], p), [0.5, 0.9])  # max
+    np.testing.assert_allclose(aggregate(TASKS["sex"], p[:, :1]), [0.3])  # mean
+    np.testing.assert_allclose(aggregate(TASKS["age"], p[:, :1]), [0.3])  # median
+
+
+def test_missing_weights_and_cuda_are_one_line_errors(records: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    code, output = _predict(records, "-o", tmp_path / "r.parquet", "--weights", tmp_path)
+    assert code == 1 and "backbone.json" in output and "Traceback" not in output
+    if not torch.cuda.is_available():
+        code, output = _predict(records, "-o", tmp_path / "r.parquet", "--device", "cuda")
+        assert code == 1 and "CUDA" in output and len(output.strip().splitlines()) == 1
+    import ecgmoe_cli.weights as w
+
+    monkeypatch.setattr(w.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(w, "__file__", str(tmp_path / "pkg" / "weights.py"))
+    with pytest.raises(EcgMoeError, match="no shipped weights"):
+        w.default_weights_dir()
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "backbone.json").write_text("{}")
+    assert w.default_weights_dir() == tmp_path / "weights"
+
+
+def _many_records(root: Path, n: int) -> None:
+    """n distinct 10 s 12-lead 500 Hz WFDB records (format 16): spikes at 75 bpm plus noise."""
+    rng = np.random.default_rng(0)
+    t = np.arange(5000) / 500
+    beat = np.exp(-((t[:, None] - np.arange(0.2, 10, 0.8)) / 0.01) ** 2).sum(1)
+    noise = rng.normal(0, 0.02, (5000, 12))
+    root.mkdir(parents=True)
+    for i in range(n):
+        adu = (1000 * (beat[:, None] + np.roll(noise, 7 * i, axis=0))).astype("<i2")  # distinct
+        adu.tofile(root / f"r{i:04d}.dat")
+        lines = [f"r{i:04d} 12 500 5000"] + [f"r{i:04d}.dat 16 1000/mV 16 0 0 0 0 {name}"
+                                            for name in CANONICAL_LEADS]
+        (root / f"r{i:04d}.hea").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_killed_run_leaves_no_report_and_resume_completes(sig: int, weights_dir: Path,
+                                                          tmp_path: Path) -> None:
+    n = 150
+    _many_records(tmp_path / "recs", n)
+    out = tmp_path / "r.parquet"
+    cmd = [sys.executable, "-m", "ecgmoe_cli", "predict", str(tmp_path / "recs"), "-o", str(out),
+           "--weights", str(weights_dir), "--checkpoint-every", "8", "--workers", "2", "-q"]
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stderr=subprocess.PIPE)
+    partial = tmp_path / "r.parquet.partial"
+    deadline = time.monotonic() + 60
+    while len(list(partial.glob("part-*.parquet"))) < 2:  # killed mid-way, with parts sealed
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+        time.sleep(0.05)
+    os.killpg(proc.pid, sig)  # as Ctrl-C does: the whole process group
+    try:
+        rc = proc.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # readers left by the kill, if any
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert rc == (130 if sig == signal.SIGINT else -signal.SIGKILL)
+    if sig == signal.SIGINT:  # one line, no traceback from the reader processes
+        assert proc.stderr is not None and proc.stderr.read().decode().strip() == "interrupted"
+    assert not out.exists() and not list(tmp_path.glob(".r.parquet*"))
+    done = sum(pq.read_metadata(p).num_rows for p in partial.glob("part-*.parquet"))
+    assert 0 < done < n
+    code, output = _predict(tmp_path / "recs", "-o", out, "--weights", weights_dir, "--resume",
+                            "--workers", 1, "--json")
+    assert code == 0, output
+    assert json.loads(output)["records_processed"] == n - done
+    paths = pq.read_table(out).column("path").to_pylist()
+    assert len(paths) == len(set(paths)) == n
