@@ -70,3 +70,13 @@ def test_shard_parsing_and_determinism() -> None:
             parse_shard(bad)
     assert shard_of("a/b.hea", 7) == shard_of("a/b.hea", 7)
     assert len({shard_of(f"r{i}", 4) for i in range(100)}) == 4
+
+
+def test_a_fresh_run_replaces_a_finished_report(tmp_path):
+    out = tmp_path / "r.parquet"
+    for rows in ([1, 2], [3]):
+        w = ReportWriter(out, report_schema([TASKS["age"]]))
+        for i in rows:
+            w.write(_row(i))
+        w.close()
+    assert pq.read_table(out).column("path").to_pylist() == ["r3.hea"]

@@ -101,6 +101,7 @@ class ReportWriter:
         self.prefix = f"part-{shard[0]:05d}-of-{shard[1]:05d}"
         self.rows_per_group = rows_per_group
         self.rows_per_part = rows_per_part
+        self.resume = resume
         if not resume:
             self._clear_previous()
         self.parts_dir.mkdir(parents=True, exist_ok=True)
@@ -169,7 +170,8 @@ class ReportWriter:
         if self.as_dataset:
             return self.out
         tmp = self.out.with_name(f".{self.out.name}.tmp-{os.getpid()}")
-        sources = ([self.out] if self.out.is_file() else []) + self._parts()
+        # a finished report is carried over only when resuming; a fresh run replaces it
+        sources = ([self.out] if self.resume and self.out.is_file() else []) + self._parts()
         with pq.ParquetWriter(tmp, self.schema, compression="zstd") as writer:
             for src in sources:
                 pf = pq.ParquetFile(src)

@@ -20,18 +20,10 @@ from ecgmoe_cli.training.calibrate import fit_temperature, fit_thresholds, proba
 from ecgmoe_cli.training.ddp import barrier, init_distributed, resolve_device, shutdown
 from ecgmoe_cli.training.loop import FitConfig, iterate_batches
 from ecgmoe_cli.training.scoring import score_task
+from ecgmoe_cli.weights import default_weights_dir
 
 TRAIN_FOLDS, VAL_FOLD, TEST_FOLD = tuple(range(1, 9)), 9, 10
 _ENCODED: dict[tuple[Any, ...], Any] = {}  # the last backbone features finetune computed
-
-
-def default_weights_dir() -> Path:
-    """The weights shipped in the package, or a clear error when this install has none."""
-    path = Path(__file__).resolve().parents[1] / "weights"
-    if not (path / "backbone.json").is_file():
-        raise EcgMoeError("no shipped weights in this install; pass a weights folder "
-                          "(--weights / --backbone)", path)
-    return path
 
 
 def _check_spec(ds: Dataset, spec: Any, weights_dir: Path) -> None:
