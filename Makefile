@@ -5,7 +5,7 @@ REAL ?= ../shared/ecg-real
 
 # `make weights`: the shipped weights, reproducibly (synthetic corpus + real AF episodes).
 WEIGHTS_N ?= 20000
-WEIGHTS_EPOCHS ?= 4
+WEIGHTS_EPOCHS ?= 1
 WORK ?= data/weights-build
 comma := ,
 space := $(empty) $(empty)
@@ -36,10 +36,8 @@ weights: install
 	$(BIN)/ecgmoe preprocess $(REAL)/cpsc2021 -o $(WORK)/cpsc2021-ds --overwrite --quiet
 	rm -rf $(WORK)/run
 	$(BIN)/ecgmoe train $(WORK)/sim-ds -o $(WORK)/run --epochs $(WEIGHTS_EPOCHS) --quiet
-	$(BIN)/ecgmoe finetune --task $(subst $(space),$(comma),$(filter-out rhythm,$(TASKS))) \
-	  --data $(WORK)/sim-ds --backbone $(WORK)/run/weights --quiet
-	$(BIN)/ecgmoe finetune --task rhythm --data $(WORK)/sim-ds --data $(WORK)/cpsc2021-ds \
-	  --backbone $(WORK)/run/weights --quiet
+	$(BIN)/ecgmoe finetune --task $(subst $(space),$(comma),$(TASKS)) --epochs 8 \
+	  --data $(WORK)/sim-ds --data $(WORK)/cpsc2021-ds --backbone $(WORK)/run/weights --quiet
 	rm -rf weights/backbone.* weights/adapters
 	cp $(WORK)/run/weights/backbone.* weights/
 	cp -r $(WORK)/run/weights/adapters weights/
