@@ -81,7 +81,7 @@ def test_whole_report_draws_flagged_rows_only(real_dir, tmp_path):
 def test_user_errors_are_one_line(real_dir, tmp_path):
     rec = str(real_dir / "cinc2021/E07505.hea")
     res = _plot(rec, "-o", str(tmp_path / "a.png"), "--weights", str(tmp_path))
-    assert res.exit_code == 1 and "--weights is not available yet" in res.output
+    assert res.exit_code == 1 and "backbone.json" in res.output and "Traceback" not in res.output
     res = _plot("-o", str(tmp_path / "a.png"))
     assert res.exit_code == 1 and "nothing to draw" in res.output
     res = _plot(str(tmp_path / "missing.hea"), "-o", str(tmp_path / "a.png"))
@@ -90,3 +90,25 @@ def test_user_errors_are_one_line(real_dir, tmp_path):
     assert res.exit_code == 1 and "ends in .png but --format is pdf" in res.output
     res = _plot(rec, "-o", str(tmp_path / "a.png"), "--lead-map", "II")
     assert res.exit_code == 2 and "NAME=LEAD" in res.output
+
+
+def test_weights_predict_the_record_for_the_header(real_dir, tmp_path):
+    import torch
+
+    from ecgmoe_cli.model.config import EcgMoeConfig
+    from ecgmoe_cli.model.ecgmoe import EcgMoe
+    from ecgmoe_cli.signal.spec import PreprocessSpec
+    from ecgmoe_cli.tasks import get_task
+    from ecgmoe_cli.weights import save_model
+
+    torch.manual_seed(0)
+    spec = PreprocessSpec()
+    model = EcgMoe(EcgMoeConfig.from_spec("tiny", spec), [get_task("rhythm")])
+    model.heads["rhythm"].thresholds = [0.0] * 4  # every label called: all in the header
+    save_model(model, spec, tmp_path / "w")
+    out = tmp_path / "t.svg"
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        res = _plot(str(real_dir / "cinc2021/E07505.hea"), "-o", str(out), "--weights",
+                    str(tmp_path / "w"))
+    assert res.exit_code == 0, res.output
+    assert "rhythm: afib" in out.read_text()

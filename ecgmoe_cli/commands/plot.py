@@ -69,10 +69,10 @@ def run(
     from ecgmoe_cli.plotting.sheets import PlotOptions, plot_flagged, plot_record, read_report
 
     out = Path(output)
-    if weights is not None:
-        if report is not None:
-            raise EcgMoeError("give --weights or --report, not both")
-        _no_predictor(weights)
+    if weights is not None and report is not None:
+        raise EcgMoeError("give --weights or --report, not both")
+    if weights is not None and record is None:
+        raise EcgMoeError("--weights predicts one RECORD; give the record to draw")
     opts = PlotOptions(window=window, fmt=_format(out, fmt), dpi=dpi,
                        lead_map=_lead_map(lead_map), fs=fs)
     if record is None:
@@ -95,13 +95,28 @@ def run(
         return
     if _is_dir(out, output):
         out = out / f"{record.stem}.{opts.fmt}"
-    rows = read_report(report) if report is not None else None
+    if weights is not None:
+        rows = _predict(record, weights, opts.lead_map, fs)
+    else:
+        rows = read_report(report) if report is not None else None
     path = plot_record(record, out, opts, rows)
     console.print(f"wrote {path} (297 x 210 mm, {opts.dpi:g} dpi: print at 100 % for 25 mm/s, "
                   "10 mm/mV)", highlight=False, soft_wrap=True)
 
 
-def _no_predictor(weights: Path) -> None:
-    """--weights needs the in-process predictor, which is not part of the project yet."""
-    raise EcgMoeError("--weights is not available yet: run `ecgmoe predict` and pass its report "
-                      "with --report", weights)
+def _predict(record: Path, weights: Path, lead_map: dict[str, str] | None,
+             fs: float | None) -> list[dict[str, object]]:
+    """The record's report row, predicted in-process exactly as `ecgmoe predict` would."""
+    import tempfile
+
+    from ecgmoe_cli.plotting.sheets import read_report
+    from ecgmoe_cli.predict_folder import PredictOptions, predict_folder
+
+    with tempfile.TemporaryDirectory(prefix="ecgmoe-plot-") as tmp:
+        out = Path(tmp) / "report.parquet"
+        predict_folder(record, out, PredictOptions(
+            weights=weights, workers=1, lead_map=lead_map, fs=fs))
+        rows = read_report(out)
+    if rows and rows[0].get("status") == "error":
+        raise EcgMoeError(f"cannot predict: {rows[0].get('error')}", record)
+    return rows
