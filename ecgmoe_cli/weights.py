@@ -14,7 +14,9 @@ a file under the real name.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -22,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from torch.overrides import TorchFunctionMode
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.model.config import EcgMoeConfig
@@ -139,31 +143,95 @@ def _read_json(path: Path) -> dict[str, Any]:
     return obj
 
 
-def _read_tensors(path: Path, expected_hash: str) -> dict[str, torch.Tensor]:
+def _bad_file(path: Path, e: Exception) -> EcgMoeError:
+    return EcgMoeError(f"not a valid safetensors file ({str(e).splitlines()[0]})", path)
+
+
+def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes from the safetensors header alone: nothing is loaded or allocated."""
     if not path.is_file():
         raise EcgMoeError("file not found", path)
     try:
+        with safe_open(str(path), framework="pt") as f:
+            names = f.keys()  # a safe_open handle is not iterable
+            return {k: tuple(f.get_slice(k).get_shape()) for k in names}
+    except Exception as e:  # noqa: BLE001 (safetensors raises several types for a bad header)
+        raise _bad_file(path, e) from None
+
+
+def _read_tensors(path: Path, expected_hash: str) -> dict[str, torch.Tensor]:
+    try:
         tensors = load_file(str(path))
-    except Exception as e:  # safetensors raises several types for a bad header or a short file
-        raise EcgMoeError(f"not a valid safetensors file ({str(e).splitlines()[0]})",
-                          path) from None
+    except Exception as e:  # noqa: BLE001 (as above)
+        raise _bad_file(path, e) from None
     if tensors_hash(tensors) != expected_hash:
         raise EcgMoeError("tensors do not match the hash in their JSON sidecar (file modified "
                           "or corrupted)", path)
     return tensors
 
 
-def _check_shapes(model: EcgMoe, tensors: dict[str, torch.Tensor], keys: Sequence[str],
+class _AllocationBudget(TorchFunctionMode):
+    """Refuses to create tensors past `limit` bytes in all: the model a JSON describes may not
+    be much larger than the tensors its file holds (a lying JSON could ask for terabytes).
+
+    Cheaper than building on the meta device, whose first use imports torch._dynamo (seconds).
+    """
+
+    _SIZED = frozenset({torch.empty, torch.zeros, torch.ones, torch.randn, torch.rand, torch.full})
+
+    def __init__(self, limit: int, refusal: EcgMoeError) -> None:
+        super().__init__()
+        self.limit, self.used, self.refusal = limit, 0, refusal
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None
+                           ) -> Any:
+        kwargs = kwargs or {}
+        if func in self._SIZED:
+            first_is_size = func is torch.full or (len(args) == 1 and not isinstance(args[0], int))
+            size = kwargs.get("size", args[0] if first_is_size and args else args)
+            itemsize = (kwargs.get("dtype") or torch.get_default_dtype()).itemsize
+            self.used += math.prod(int(n) for n in size) * itemsize
+            if self.used > self.limit:
+                raise self.refusal
+        return func(*args, **kwargs)
+
+
+def _budget(path: Path, what: str) -> _AllocationBudget:
+    """Twice the bytes of the tensor file at `path`, plus slack for buffers and small layers."""
+    limit = 2 * path.stat().st_size + (64 << 20)
+    return _AllocationBudget(limit, EcgMoeError(
+        f"{what} is far larger than the {path.stat().st_size} bytes of tensors in {path.name}",
+        path.with_suffix(".json")))
+
+
+def _check_shapes(model: EcgMoe, found: dict[str, tuple[int, ...]], keys: Sequence[str],
                   path: Path) -> None:
+    """`found` (the file's tensor shapes) must be exactly the `keys` of `model`, shape for shape."""
     state = model.state_dict()
-    missing, extra = sorted(set(keys) - set(tensors)), sorted(set(tensors) - set(keys))
+    missing, extra = sorted(set(keys) - set(found)), sorted(set(found) - set(keys))
     if missing or extra:
         raise EcgMoeError(f"tensors do not fit the model: missing {missing[:3]}, "
                           f"unexpected {extra[:3]}", path)
     for k in keys:
-        if tensors[k].shape != state[k].shape:
-            raise EcgMoeError(f"tensor {k} has shape {tuple(tensors[k].shape)}, the model "
+        if found[k] != tuple(state[k].shape):
+            raise EcgMoeError(f"tensor {k} has shape {found[k]}, the model "
                               f"expects {tuple(state[k].shape)}", path)
+
+
+def default_weights_dir() -> Path:
+    """The shipped weights/: package data `ecgmoe_weights` of a wheel (an editable install maps it
+    to the clone's weights/), else the clone's weights/ beside the package; a clear error if none.
+    """
+    spec = importlib.util.find_spec("ecgmoe_weights")
+    found = (spec.submodule_search_locations or []) if spec else []
+    candidates = [Path(p) for p in found if Path(p).is_dir()]  # skips import-hook placeholders
+    candidates.append(Path(__file__).resolve().parents[1] / "weights")
+    for path in candidates:
+        if (path / f"{BACKBONE}.json").is_file():
+            return path
+    raise EcgMoeError("no shipped weights in this install (looked in "
+                      f"{', '.join(dict.fromkeys(map(str, candidates)))}); pass --weights DIR, "
+                      "or build them with `make weights`")
 
 
 def read_backbone_meta(directory: Path) -> dict[str, Any]:
@@ -189,11 +257,12 @@ def load_model(directory: Path, tasks: Sequence[str] | None = None, device: str 
         raise EcgMoeError(f"backbone sidecar lacks or mangles {e}", json_path) from None
     except EcgMoeError as e:
         raise EcgMoeError(str(e), json_path) from None
-    model = EcgMoe(config)
     st_path = directory / f"{BACKBONE}.safetensors"
-    tensors = _read_tensors(st_path, meta["backbone_hash"])
-    _check_shapes(model, tensors, model.backbone_keys(), st_path)
-    model.load_state_dict(tensors, strict=False)
+    shapes = _header_shapes(st_path)
+    with _budget(st_path, "the model backbone.json describes"):
+        model = EcgMoe(config)
+    _check_shapes(model, shapes, model.backbone_keys(), st_path)
+    model.load_state_dict(_read_tensors(st_path, meta["backbone_hash"]), strict=False)
     available = sorted(p.stem for p in (directory / ADAPTERS).glob("*.json"))
     wanted = available if tasks is None else list(tasks)
     absent = [t for t in wanted if t not in available]
@@ -227,14 +296,22 @@ def load_adapter(model: EcgMoe, directory: Path, task: str, backbone_hash: str |
     if spec_task.name != task:
         raise EcgMoeError(f"sidecar describes task {spec_task.name!r}, not {task!r}", json_path)
     st_path = json_path.with_suffix(".safetensors")
-    tensors = _read_tensors(st_path, hashed)
-    model.add_task(spec_task, rank, alpha)
+    shapes = _header_shapes(st_path)
     try:
-        _check_shapes(model, tensors, model.adapter_keys(task), st_path)
+        with _budget(st_path, f"the adapter {task}.json describes"):
+            model.add_task(spec_task, rank, alpha)
+    except EcgMoeError:
+        if task not in model.tasks:  # a refusal may stop add_task half-way
+            for layer in lora_layers(model.fusion):
+                layer.remove_adapter(task)
+        raise
+    try:
+        _check_shapes(model, shapes, model.adapter_keys(task), st_path)
         try:
             model.heads[task].set_metadata(ameta)  # type: ignore[operator]
         except EcgMoeError as e:
             raise EcgMoeError(str(e), json_path) from None
+        tensors = _read_tensors(st_path, hashed)
     except EcgMoeError:
         model.remove_task(task)  # leave the model as it was
         raise

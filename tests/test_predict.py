@@ -269,3 +269,26 @@ def test_killed_run_leaves_no_report_and_resume_completes(sig: int, weights_dir:
     assert json.loads(output)["records_processed"] == n - done
     paths = pq.read_table(out).column("path").to_pylist()
     assert len(paths) == len(set(paths)) == n
+
+
+def test_long_record_streams_through_the_model_with_whole_record_figures(
+        weights_dir: Path, tmp_path: Path) -> None:
+    """A record longer than one block goes through the model block by block; its row holds every
+    window and the whole record's heart rate and beats, as prepare_from_record gives."""
+    from broken_inputs import holter_24h
+
+    from ecgmoe_cli.io.readers import read_record
+    from ecgmoe_cli.prepare import CHUNK_S, prepare_from_record
+
+    case = holter_24h(tmp_path, hours=1.2 * CHUNK_S / 3600)  # two blocks
+    out = tmp_path / "r.parquet"
+    code, output = _predict(tmp_path, "-o", out, "--weights", weights_dir, "--workers", 1,
+                            "--windows", "--quiet")
+    assert code == 0, output
+    row = pq.read_table(out).to_pylist()[0]
+    whole = prepare_from_record(read_record(case.record), SPEC)
+    assert row["status"] == "ok" and row["n_windows"] == len(whole.n_valid)
+    assert row["n_beats"] == whole.n_beats and row["heart_rate_bpm"] == pytest.approx(
+        whole.heart_rate_bpm)
+    windows = pq.read_table(tmp_path / "r.windows.parquet").column("window").to_pylist()
+    assert windows == list(range(len(whole.n_valid)))

@@ -98,3 +98,25 @@ def test_all_48_real_records_are_ok(real_dir: Path, tmp_path: Path) -> None:
     assert s["records"] == 48 and s["ok"] == 48, s["first_errors"]
     idx = open_dataset(tmp_path / "ds").index
     assert (idx["status"] == "ok").all() and idx["record"].nunique() == 48
+
+
+def test_long_record_rows_carry_the_whole_record_rate(tmp_path: Path) -> None:
+    """A record longer than one block is written block by block, yet every index row holds the
+    whole record's heart rate and beat count (INTERFACES.md), as prepare_from_record gives."""
+    from broken_inputs import holter_24h
+
+    from ecgmoe_cli.io.readers import read_record
+    from ecgmoe_cli.prepare import CHUNK_S, prepare_from_record
+    from ecgmoe_cli.signal.spec import PreprocessSpec
+
+    case = holter_24h(tmp_path, hours=1.2 * CHUNK_S / 3600)  # two blocks
+    out = tmp_path / "ds"
+    r = runner.invoke(app, ["preprocess", str(tmp_path), "-o", str(out), "--workers", "1",
+                            "--quiet", "--labels", "none"])
+    assert r.exit_code == 0, r.output
+    idx = open_dataset(out).index
+    whole = prepare_from_record(read_record(case.record), PreprocessSpec())
+    assert len(idx) == len(whole.n_valid) and whole.n_beats > 2000
+    assert set(idx["n_beats"]) == {whole.n_beats}
+    assert np.allclose(idx["heart_rate_bpm"], whole.heart_rate_bpm)
+    assert abs(whole.heart_rate_bpm - 66) < 2

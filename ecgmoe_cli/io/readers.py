@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -129,8 +130,7 @@ def _read_edf(p: Path) -> Record:
 
     from ecgmoe_cli.signal.leads import is_ecg_name
 
-    with open(p, "rb"):
-        pass  # a missing or unreadable file gets its plain cause before pyedflib's
+    _check_edf_size(p)  # pyedflib would print its size complaint on stdout, from C
     f = pyedflib.EdfReader(str(p))
     try:
         labels = [s.strip() for s in f.getSignalLabels()]
@@ -155,6 +155,36 @@ def _read_edf(p: Path) -> Record:
         f.close()
 
 
+def _check_edf_size(p: Path) -> None:
+    """Refuse an EDF/BDF whose size is not what its header declares (header + records).
+
+    Fields that do not parse are left to pyedflib, which names them.
+    """
+    with open(p, "rb") as fh:  # a missing or unreadable file gets its plain cause here
+        head = fh.read(256)
+        size = os.fstat(fh.fileno()).st_size
+        if len(head) < 256:
+            return
+        try:
+            n_records, ns = int(head[236:244]), int(head[252:256])
+        except ValueError:
+            return
+        if n_records < 0 or not 0 < ns <= 4096:
+            return  # -1 records: still being recorded; pyedflib judges the rest
+        fh.seek(256 + ns * 216)
+        try:
+            per_record = sum(int(fh.read(8)) for _ in range(ns))
+        except ValueError:
+            return
+    width = 3 if head[:1] == b"\xff" else 2  # BDF stores 24-bit samples
+    expected = 256 * (ns + 1) + n_records * per_record * width
+    if size < expected:
+        raise EcgMoeError(f"truncated EDF: {size} bytes, the header declares {expected}", p)
+    if size > expected:
+        raise EcgMoeError(f"EDF holds {size} bytes, more than the {expected} its header "
+                          "declares", p)
+
+
 def _need(p: Path, fs: float | None, names: list[str] | None, what: str) -> float:
     if fs is None:
         raise EcgMoeError(f"{what} files carry no sampling rate: pass --fs (and --leads)", p)
@@ -167,12 +197,16 @@ def _read_csv(p: Path, fs: float | None, lead_names: list[str] | None) -> Record
     """Rows are samples, columns leads; a non-numeric first row names the leads."""
     fs_ = _need(p, fs, lead_names, "CSV")
     text = p.read_bytes().decode("utf-8", errors="strict")
+    if not text.strip():
+        raise EcgMoeError("empty file", p)
     first = text.split("\n", 1)[0]
     dialect = ";" if first.count(";") > first.count(",") else ("\t" if "\t" in first else ",")
     head = next(csv.reader(io.StringIO(first), delimiter=dialect), [])
     header = [h.strip() for h in head]
     has_header = any(not _is_number(h) for h in header)
     body = text.split("\n", 1)[1] if has_header and "\n" in text else ("" if has_header else text)
+    if not body.strip():
+        raise EcgMoeError("CSV has a header row but no samples", p)
     try:
         data = np.loadtxt(io.StringIO(body), delimiter=dialect, dtype=np.float32, ndmin=2)
     except ValueError as e:

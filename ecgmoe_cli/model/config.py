@@ -8,10 +8,23 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from ecgmoe_cli.errors import EcgMoeError
+
+# Upper bounds far above any real model: a lying JSON may not ask for terabytes.
+_MAX_WIDTH = 8192
+_MAX_LAYERS = 64
+_INT_BOUNDS = {"n_leads": 64, "window_samples": 1 << 20, "beat_samples": 1 << 16,
+               "max_beats": 4096, "d_model": _MAX_WIDTH, "n_heads": 256,
+               "n_temporal_layers": _MAX_LAYERS, "n_experts": 1024, "top_k": 1024,
+               "expert_hidden": 1 << 16, "mlp_ratio": 64, "ssl_downsample": 1 << 16}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -76,38 +89,65 @@ class EcgMoeConfig:
     """The SSL decoder reconstructs each masked beat averaged over this many samples."""
 
     def __post_init__(self) -> None:
-        problems = []
-        positive = ["n_leads", "window_samples", "beat_samples", "max_beats", "d_model", "n_heads",
-                    "n_temporal_layers", "n_experts", "top_k", "expert_hidden", "mlp_ratio",
-                    "ssl_downsample"]
-        problems += [f"{f} must be >= 1, got {getattr(self, f)}" for f in positive
-                     if getattr(self, f) < 1]
+        problems = self._bad_types()
+        if problems:  # no arithmetic on values of the wrong type
+            raise EcgMoeError(f"invalid model config {self.name!r}: " + "; ".join(problems))
+        problems += [f"{f} must be in [1, {hi}], got {getattr(self, f)}"
+                     for f, hi in _INT_BOUNDS.items() if not 1 <= getattr(self, f) <= hi]
+        if not 0 <= self.lora_rank <= _MAX_WIDTH:
+            problems.append(f"lora_rank must be in [0, {_MAX_WIDTH}], got {self.lora_rank}")
+        for f in ("tokenizer_channels", "beat_channels"):
+            if not all(1 <= c <= _MAX_WIDTH for c in getattr(self, f)):
+                problems.append(f"{f} must be in [1, {_MAX_WIDTH}], got {getattr(self, f)}")
+        if problems:  # the checks below divide and multiply by these
+            raise EcgMoeError(f"invalid model config {self.name!r}: " + "; ".join(problems))
         if not 0 <= self.beat_pre < self.beat_samples:
             problems.append(f"beat_pre must be in [0, beat_samples), got {self.beat_pre}")
         if self.d_model % self.n_heads:
             problems.append(f"d_model {self.d_model} must be divisible by n_heads {self.n_heads}")
         if self.top_k > self.n_experts:
             problems.append(f"top_k {self.top_k} must be <= n_experts {self.n_experts}")
-        if self.n_morph_layers < 0 or self.n_rhythm_layers < 0:
-            problems.append("n_morph_layers and n_rhythm_layers must be >= 0")
+        if not all(0 <= n <= _MAX_LAYERS for n in (self.n_morph_layers, self.n_rhythm_layers)):
+            problems.append(f"n_morph_layers and n_rhythm_layers must be in [0, {_MAX_LAYERS}]")
         if not (self.use_morphology or self.use_rhythm):
             problems.append("at least one of use_morphology / use_rhythm must be on")
-        if self.lora_rank < 0 or self.lora_alpha <= 0:
-            problems.append("lora_rank must be >= 0 and lora_alpha > 0")
+        if not 0 < self.lora_alpha < math.inf:
+            problems.append(f"lora_alpha must be finite and > 0, got {self.lora_alpha}")
         if not 0 < self.ssl_mask_frac < 1:
             problems.append(f"ssl_mask_frac must be in (0, 1), got {self.ssl_mask_frac}")
-        if self.balance_coef < 0:
-            problems.append("balance_coef must be >= 0")
-        stride = 1
-        for s in self.tokenizer_strides:
-            stride *= s
-        if min(self.tokenizer_strides) < 1 or stride > self.window_samples:
+        if not 0 <= self.balance_coef < math.inf:
+            problems.append(f"balance_coef must be finite and >= 0, got {self.balance_coef}")
+        if min(self.tokenizer_strides) < 1 or self.token_samples > self.window_samples:
             problems.append(f"tokenizer_strides {self.tokenizer_strides} give no token for "
                             f"{self.window_samples} samples")
-        if any(k < 1 or k % 2 == 0 for k in self.tokenizer_kernels):
-            problems.append("tokenizer_kernels must be odd and >= 1")
+        if not self.tokenizer_kernels or any(k < 1 or k % 2 == 0 or k > self.window_samples
+                                             for k in self.tokenizer_kernels):
+            problems.append("tokenizer_kernels must be odd, >= 1 and <= window_samples")
         if problems:
             raise EcgMoeError(f"invalid model config {self.name!r}: " + "; ".join(problems))
+
+    def _bad_types(self) -> list[str]:
+        """Fields whose JSON value has the wrong type (a string, a float size, a bad tuple)."""
+        problems = []
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.type == "int":
+                ok = _is_int(v)
+            elif f.type == "float":
+                ok = _is_int(v) or isinstance(v, float)
+            elif f.type == "bool":
+                ok = isinstance(v, bool)
+            elif f.type == "str":
+                ok = isinstance(v, str)
+            elif f.name == "lora_targets":
+                ok = isinstance(v, tuple) and all(isinstance(t, str) for t in v)
+            else:  # tuples of ints, of fixed length unless "..."
+                n = None if "..." in f.type else f.type.count("int")
+                ok = (isinstance(v, tuple) and all(_is_int(k) for k in v)
+                      and (n is None or len(v) == n))
+            if not ok:
+                problems.append(f"{f.name} has the wrong type or length: {v!r}")
+        return problems
 
     @property
     def token_samples(self) -> int:

@@ -12,6 +12,8 @@ not tensors: calibration and dataset statistics set them, gradients never touch 
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +26,11 @@ from ecgmoe_cli.errors import EcgMoeError
 KINDS = ("binary", "multilabel", "multiclass", "regression")
 # Priors for the regression target scaling before training measures the data (by unit).
 _UNIT_PRIORS = {"years": (60.0, 18.0), "ms": (800.0, 200.0)}
+
+
+def _is_number(v: Any) -> bool:
+    """A finite int or float from JSON (not a bool, a string or NaN)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 class TaskHead(nn.Module):
@@ -45,14 +52,30 @@ class TaskHead(nn.Module):
                 "target_mean": self.target_mean, "target_scale": self.target_scale}
 
     def set_metadata(self, meta: dict[str, Any]) -> None:
-        """Restore calibration from an adapter JSON (missing keys keep their defaults)."""
-        t = float(meta.get("temperature", self.temperature))
-        scale = float(meta.get("target_scale", self.target_scale))
-        thresholds = [float(v) for v in meta.get("thresholds", self.thresholds)]
-        if not t > 0 or not scale > 0 or len(thresholds) != len(self.thresholds):
-            raise EcgMoeError(f"task {self.task.name!r}: bad calibration metadata {meta}")
-        self.temperature, self.target_scale, self.thresholds = t, scale, thresholds
-        self.target_mean = float(meta.get("target_mean", self.target_mean))
+        """Restore calibration from an adapter JSON (missing keys keep their defaults).
+
+        An EcgMoeError for values of the wrong type or range: a JSON sidecar is untrusted.
+        """
+        t = meta.get("temperature", self.temperature)
+        mean = meta.get("target_mean", self.target_mean)
+        scale = meta.get("target_scale", self.target_scale)
+        thresholds = meta.get("thresholds", self.thresholds)
+        problems = []
+        if not (_is_number(t) and t > 0):
+            problems.append(f"temperature must be a finite number > 0, got {t!r}")
+        if not _is_number(mean):
+            problems.append(f"target_mean must be a finite number, got {mean!r}")
+        if not (_is_number(scale) and scale > 0):
+            problems.append(f"target_scale must be a finite number > 0, got {scale!r}")
+        if not (isinstance(thresholds, (list, tuple)) and len(thresholds) == len(self.thresholds)
+                and all(_is_number(v) and 0 <= v <= 1 for v in thresholds)):
+            problems.append(f"thresholds must be a list of {len(self.thresholds)} numbers in "
+                            f"[0, 1], got {str(thresholds)[:80]}")
+        if problems:
+            raise EcgMoeError(f"task {self.task.name!r}: bad calibration metadata: "
+                              + "; ".join(problems))
+        self.temperature, self.target_mean, self.target_scale = float(t), float(mean), float(scale)
+        self.thresholds = [float(v) for v in thresholds]
 
     def predict(self, raw: Tensor) -> Tensor:
         """Raw outputs (B, n) -> probabilities, class probabilities or values in the unit."""

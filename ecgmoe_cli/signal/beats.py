@@ -49,8 +49,13 @@ def _fill_nan(x: np.ndarray) -> np.ndarray | None:
 
 @lru_cache(maxsize=16)
 def _band_sos(fd: float) -> np.ndarray:
-    """The QRS band-pass at rate fd (cached: designing it costs more than filtering 10 s)."""
-    return butter(2, [_BAND_HZ[0] / (fd / 2), _BAND_HZ[1] / (fd / 2)], btype="band", output="sos")
+    """The QRS band-pass at rate fd (cached: designing it costs more than filtering 10 s).
+
+    Below 44 Hz the 5-20 Hz band does not fit under Nyquist: it shrinks to 0.225-0.45 fd.
+    """
+    hi = min(_BAND_HZ[1], 0.45 * fd)
+    lo = min(_BAND_HZ[0], hi / 2)
+    return butter(2, [lo / (fd / 2), hi / (fd / 2)], btype="band", output="sos")
 
 
 def _feature(x: np.ndarray, fd: float) -> tuple[np.ndarray, np.ndarray]:
@@ -173,13 +178,15 @@ def _locate(x: np.ndarray, lead: np.ndarray, centres: np.ndarray, fs: float) -> 
 def detect_rpeaks(signal: np.ndarray, fs: float) -> np.ndarray:
     """Sorted int64 R-peak sample indices of a raw (leads, n) or (n,) signal in mV.
 
-    NaN is treated as missing and flat leads are ignored; an input without beats gives an
-    empty array, never an exception.
+    NaN is treated as missing and flat leads are ignored; an input without beats, an empty
+    one or a rate that is not a finite positive number gives an empty array, never an exception.
     """
     x = np.asarray(signal, dtype=np.float64)
     if x.ndim == 1:
         x = x[None, :]
-    if x.ndim != 2 or not fs or fs <= 0 or x.shape[1] < _MIN_LEN_S * fs:
+    fs = float(fs)
+    if (x.ndim != 2 or x.size == 0 or not np.isfinite(fs) or fs <= 0
+            or x.shape[1] < _MIN_LEN_S * fs):
         return _EMPTY
     leads = []
     for row in x:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -101,13 +102,26 @@ def lr_factor(step: int, total: int, warmup_frac: float, min_frac: float) -> flo
     return min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
+def _metrics_epoch(line: str) -> int | None:
+    """The epoch of one metrics line, or None for a line that is not a whole JSON record."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    epoch = obj.get("epoch", 0) if isinstance(obj, dict) else None
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+
+
 def truncate_metrics(path: Path, last_epoch: int) -> None:
-    """Drop metrics lines of epochs after the checkpoint (a kill between the two writes)."""
+    """Drop metrics lines of epochs after the checkpoint (a kill between the two writes) and
+    lines cut short (a kill or a full disk in the middle of an append)."""
     if not path.is_file():
         return
-    keep = [ln for ln in path.read_text().splitlines()
-            if ln.strip() and json.loads(ln).get("epoch", 0) <= last_epoch]
-    path.write_text("".join(ln + "\n" for ln in keep))
+    keep = [ln for ln in path.read_text(errors="replace").splitlines()
+            if (epoch := _metrics_epoch(ln)) is not None and epoch <= last_epoch]
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text("".join(ln + "\n" for ln in keep))
+    os.replace(tmp, path)
 
 
 def fit(model: nn.Module, objective: nn.Module, params: list[nn.Parameter], dataset: Any,
