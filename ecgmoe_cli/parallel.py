@@ -45,8 +45,12 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _init(state: dict[str, Any], parent: int | None = None) -> None:
+    """Worker set-up (`parent` is None when running in the calling process itself)."""
     if parent is not None:
         _die_with_parent(parent)
+        # Ctrl-C reaches the whole process group: the parent handles it (abort, clean up), so
+        # workers ignore it rather than each printing a KeyboardInterrupt traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     _STATE.clear()
     _STATE.update(state)
 

@@ -12,7 +12,6 @@ pool holds a bounded number of prepared records ahead of it, and rows leave in r
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,12 +22,18 @@ import numpy as np
 import torch
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.inference import WINDOW_FIELDS, Predictor, weights_id
+from ecgmoe_cli.inference import WINDOW_FIELDS, Predictor, WindowOutputs, weights_id
 from ecgmoe_cli.io.discover import discover_records
+from ecgmoe_cli.io.readers import read_record
 from ecgmoe_cli.io.report import ReportWriter, report_schema, shard_of
 from ecgmoe_cli.parallel import default_workers, ordered_map, worker_state
-from ecgmoe_cli.prepare import prepare_record  # imported before the fork: workers share it
-from ecgmoe_cli.preprocess_folder import Failed, one_line, safe_text
+from ecgmoe_cli.prepare import (  # imported before the fork: workers share them
+    CHUNK_S,
+    join_blocks,
+    prepare_chunks,
+    prepare_from_record,
+)
+from ecgmoe_cli.preprocess_folder import Failed, Long, one_line, safe_text
 from ecgmoe_cli.report_rows import RowContext, Tally, error_row, record_row, window_rows
 from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.tasks import TASKS
@@ -89,20 +94,47 @@ def record_key(path: Path, root: Path) -> str:
 
 
 def _prepare_job(path: str) -> Any:
-    """Worker: read + prepare one record with the weights' spec; a failure becomes Failed."""
+    """Worker: read + prepare one record with the weights' spec; a failure becomes Failed, a
+    record longer than one block becomes Long (the parent streams it through the model)."""
     st = worker_state()
     opts: PredictOptions = st["opts"]
-    if os.getpid() != st["parent"] and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
-        prepared = prepare_record(path, st["spec"], lead_map=opts.lead_map, fs=opts.fs,
-                                  lead_names=opts.lead_names)
+        record = read_record(path, fs=opts.fs, lead_names=opts.lead_names)
+        if record.duration_s > CHUNK_S:
+            return Long(Path(path))
+        prepared = prepare_from_record(record, st["spec"], lead_map=opts.lead_map)
         prepared.path = path  # the report's key, exactly as discovered (--resume compares it)
         return prepared
     except EcgMoeError as e:
         return Failed(path, Path(path).stem, one_line(str(e)))
     except Exception as e:  # noqa: BLE001 (one unforeseen file must not stop a long run)
         return Failed(path, Path(path).stem, one_line(f"{path}: {type(e).__name__}: {e}"))
+
+
+def _long_record(path: Path, spec: PreprocessSpec, opts: PredictOptions,
+                 predictor: Predictor) -> tuple[Any, WindowOutputs]:
+    """A long record block by block through the model: only the per-window outputs and beat
+    indices are kept (a 24 h Holter's samples never sit in memory as windows); heart rate,
+    beats and quality are the whole record's."""
+    record = read_record(path, fs=opts.fs, lead_names=opts.lead_names)
+    blocks, outs = [], []
+    for block in prepare_chunks(record, spec, lead_map=opts.lead_map):
+        outs.append(predictor(_stack([block])))
+        block.signal, block.rr = _emptied(block.signal), _emptied(block.rr)
+        blocks.append(block)
+    del record
+    prepared = join_blocks(blocks, spec)
+    prepared.path = str(path)
+    return prepared, WindowOutputs(
+        {t: np.concatenate([o.probs[t] for o in outs]) for t in outs[0].probs},
+        {k: np.concatenate([o.routing[k] for o in outs]) for k in outs[0].routing},
+        None if outs[0].beat_weights is None
+        else np.concatenate([o.beat_weights for o in outs]))  # type: ignore[misc]
+
+
+def _emptied(a: np.ndarray) -> np.ndarray:
+    """A new 0-row array shaped like `a` (a slice `a[:0]` would keep all of `a` alive)."""
+    return np.empty((0, *a.shape[1:]), a.dtype)
 
 
 def _stack(items: Sequence[Any]) -> dict[str, np.ndarray]:
@@ -114,15 +146,29 @@ class _Sink:
 
     def __init__(self, predictor: Predictor, ctx: RowContext, writer: ReportWriter,
                  win_writer: ReportWriter | None, skip_main: set[str], skip_windows: set[str],
-                 explain: bool, tally: Tally) -> None:
+                 spec: PreprocessSpec, opts: PredictOptions, tally: Tally) -> None:
         self.predictor, self.ctx, self.writer, self.win_writer = predictor, ctx, writer, win_writer
-        self.skip_main, self.skip_windows, self.explain, self.tally = (skip_main, skip_windows,
-                                                                       explain, tally)
+        self.skip_main, self.skip_windows, self.tally = skip_main, skip_windows, tally
+        self.spec, self.opts, self.explain = spec, opts, opts.explain
         self.pending: list[Any] = []
         self.n_windows = 0
 
     def add(self, item: Any) -> int:
         """Queue one prepared record (or failure); returns how many records were written."""
+        if isinstance(item, Long):  # its windows go through the model block by block, now
+            written = self.flush()
+            try:
+                prepared, out = _long_record(item.path, self.spec, self.opts, self.predictor)
+            except EcgMoeError as e:
+                self._write(error_row(str(item.path), item.path.stem, one_line(str(e)),
+                                      self.ctx), [])
+                return written + 1
+            except Exception as e:  # noqa: BLE001 (as in the workers: the run goes on)
+                self._write(error_row(str(item.path), item.path.stem, one_line(
+                    f"{item.path}: {type(e).__name__}: {e}"), self.ctx), [])
+                return written + 1
+            self._emit(prepared, out)
+            return written + 1
         self.pending.append(item)
         if not isinstance(item, Failed):
             self.n_windows += len(item.n_valid)
@@ -138,11 +184,13 @@ class _Sink:
                 self._write(error_row(item.path, item.record, item.error, self.ctx), [])
                 continue
             assert out is not None
-            mine = out.rows(start, start + len(item.n_valid))
+            self._emit(item, out.rows(start, start + len(item.n_valid)))
             start += len(item.n_valid)
-            wrows = window_rows(item, mine, self.ctx) if self.win_writer is not None else []
-            self._write(record_row(item, mine, self.ctx, self.explain), wrows)
         return len(items)
+
+    def _emit(self, item: Any, out: WindowOutputs) -> None:
+        wrows = window_rows(item, out, self.ctx) if self.win_writer is not None else []
+        self._write(record_row(item, out, self.ctx, self.explain), wrows)
 
     def _write(self, row: dict[str, Any], wrows: list[dict[str, Any]]) -> None:
         path = str(row["path"])
@@ -222,7 +270,7 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
                            ctx.weights_id, names, len(paths), len(mine),
                            sum(keys[p] in done for p in mine))
     sink = _Sink(Predictor(model, names, device, opts.batch_size, opts.explain), ctx, writer,
-                 win_writer, done, win_done, opts.explain, result.tally)
+                 win_writer, done, win_done, spec, opts, result.tally)
     written = 0
     try:
         for item in prepared_stream(todo, spec, opts):
@@ -249,4 +297,4 @@ def prepared_stream(paths: Sequence[str], spec: PreprocessSpec, opts: PredictOpt
     """Prepared records (or Failed) in input order, read by worker processes."""
     workers = max(1, min(opts.workers or default_workers(), len(paths) // _CHUNK + 1))
     return ordered_map(_prepare_job, paths, workers=workers, chunk=_CHUNK,
-                       state={"spec": spec, "opts": opts, "parent": os.getpid()})
+                       state={"spec": spec, "opts": opts})

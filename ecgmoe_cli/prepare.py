@@ -23,9 +23,9 @@ from ecgmoe_cli.signal.leads import CANONICAL_LEADS, LeadMapping, canonicalize
 from ecgmoe_cli.signal.spec import PreprocessSpec
 
 CHUNK_S = 1800.0  # long records are processed in chunks of this many seconds
-MARGIN_S = 10.0
+MARGIN_S = 10.0  # context on each side of a chunk (filter edges, detector warm-up)
 MIN_DURATION_S = 1.0  # shorter records hold no full beat to analyse
-DETECT_LEADS = 3  # R-peaks are searched in this many of the cleanest leads  # context on each side of a chunk (filter edges, detector warm-up)
+DETECT_LEADS = 3  # R-peaks are searched in this many of the cleanest leads
 
 
 @dataclass
@@ -69,25 +69,36 @@ def prepare_from_record(record: Record, spec: PreprocessSpec,
     A record where no lead is usable in any window (all flat, saturated or missing) raises
     EcgMoeError: there is nothing to learn from or predict on.
     """
-    chunks = list(prepare_chunks(record, spec, lead_map=lead_map))
-    if not any(c.lead_mask.any() for c in chunks):
+    return join_blocks(list(prepare_chunks(record, spec, lead_map=lead_map)), spec)
+
+
+def join_blocks(blocks: list[Prepared], spec: PreprocessSpec) -> Prepared:
+    """One Prepared for a whole record from its `prepare_chunks` blocks, with heart_rate_bpm,
+    n_beats, quality and flags over the whole record.
+
+    Blocks whose window arrays were emptied (0 rows, once the model has seen them)
+    join too: that is how `predict` keeps a 24 h record's summary without its samples. A record
+    where no lead is usable in any window raises EcgMoeError: nothing to learn from or predict on.
+    """
+    if not any(c.lead_mask.any() for c in blocks):
         raise EcgMoeError("no usable ECG signal: every lead is flat, saturated or missing",
-                          record.path)
-    if len(chunks) == 1:
-        return chunks[0]
-    first = chunks[0]
-    peaks = np.concatenate([c.record_rpeaks for c in chunks])
-    cat = {k: np.concatenate([getattr(c, k) for c in chunks]) for k in
+                          blocks[0].path if blocks else None)
+    if len(blocks) == 1:
+        return blocks[0]
+    first = blocks[0]
+    peaks = np.concatenate([c.record_rpeaks for c in blocks])
+    cat = {k: np.concatenate([getattr(c, k) for c in blocks]) for k in
            ("signal", "lead_mask", "n_valid", "rpeaks", "rr", "window_start_s")}
-    quality = float(np.average([c.quality for c in chunks], weights=[len(c.n_valid) for c in chunks]))
-    flags = sorted({f for c in chunks for f in c.flags})
+    quality = float(np.average([c.quality for c in blocks], weights=[len(c.n_valid) for c in blocks]))
+    flags = sorted({f for c in blocks for f in c.flags})
     if peaks.size:
         flags = [f for f in flags if f != "no_beats"]
     return Prepared(first.path, first.record, first.fs_in, first.duration_s, first.leads_used,
                     first.lead_warnings, cat["signal"], cat["lead_mask"], cat["n_valid"],
                     cat["rpeaks"], cat["rr"], cat["window_start_s"],
                     heart_rate_bpm=heart_rate_bpm(peaks, spec.fs), n_beats=int(peaks.size),
-                    quality=quality, flags=flags, record_rpeaks=peaks)
+                    quality=quality, flags=flags, first_window=first.first_window,
+                    record_rpeaks=peaks)
 
 
 def window_starts(n: int, spec: PreprocessSpec) -> np.ndarray:
@@ -107,8 +118,8 @@ def prepare_chunks(record: Record, spec: PreprocessSpec, *, lead_map: dict[str, 
                    chunk_s: float = CHUNK_S) -> Iterator[Prepared]:
     """Yield the record's windows as Prepared blocks of about chunk_s seconds each.
 
-    Each block's heart_rate_bpm/n_beats cover that block; `prepare_from_record` joins blocks
-    and recomputes them over the whole record.
+    Each block's heart_rate_bpm/n_beats cover that block; `join_blocks` (used by
+    `prepare_from_record`) recomputes them over the whole record.
     """
     x = record.signal
     if x.ndim != 2 or x.shape[1] == 0 or record.fs <= 0:

@@ -24,6 +24,7 @@ from ecgmoe_cli.prepare import (  # imported before the fork: workers share them
     prepare_chunks,
     prepare_from_record,
 )
+from ecgmoe_cli.signal.beats import heart_rate_bpm
 from ecgmoe_cli.signal.spec import PreprocessSpec
 
 _CHUNK = 16  # records per worker task: amortises inter-process overhead
@@ -105,10 +106,16 @@ def _labelled(record: Record, prepared: Prepared, source: Any, spec: PreprocessS
 
 def _long_blocks(path: Path, spec: PreprocessSpec, opts: PreprocessOptions,
                  source: Any) -> Iterator[Done]:
-    """A long record block by block (bounded memory). heart_rate_bpm and n_beats of its rows
-    describe their block; a block where no lead is usable is still written (masked)."""
+    """A long record block by block (bounded memory); a block where no lead is usable is still
+    written (masked). Its index rows carry the whole record's heart_rate_bpm and n_beats, which
+    are only known once every block is through the detector: a first pass keeps just the
+    R-peaks, the second writes the blocks."""
     record = read_record(path, fs=opts.fs, lead_names=opts.lead_names)
+    peaks = [b.record_rpeaks for b in prepare_chunks(record, spec, lead_map=opts.lead_map)]
+    whole = np.concatenate(peaks)
+    rate, n_beats = heart_rate_bpm(whole, spec.fs), int(whole.size)
     for block in prepare_chunks(record, spec, lead_map=opts.lead_map):
+        block.heart_rate_bpm, block.n_beats = rate, n_beats
         yield _labelled(record, block, source, spec)
 
 

@@ -10,7 +10,7 @@ from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
-from scipy.signal import butter, firwin, resample_poly, sosfilt, sosfilt_zi
+from scipy.signal import butter, firwin, sosfilt, sosfilt_zi, upfirdn
 
 from ecgmoe_cli.signal.spec import PreprocessSpec
 
@@ -74,13 +74,35 @@ def _antialias(up: int, down: int) -> np.ndarray:
     return firwin(2 * _FIR_HALF_LEN * rate + 1, 1.0 / rate, window=("kaiser", 5.0))
 
 
+@lru_cache(maxsize=64)
+def _polyphase(up: int, down: int, n_in: int) -> tuple[np.ndarray, int, int]:
+    """(float32 FIR, first kept output, output length) so that upfirdn reproduces
+    scipy.signal.resample_poly(x, up, down, window=_antialias(up, down)) for n_in samples.
+
+    resample_poly re-derives the padded filter on every call, which costs as much as
+    filtering a 10 s record; records of one corpus share their length, so this is cached.
+    """
+    h = _antialias(up, down) * up
+    half = (h.size - 1) // 2
+    pre = down - half % down
+    first = (half + pre) // down
+    n_out = -(-n_in * up // down)
+    post = 0  # upfirdn gives ((n_in - 1) * up + len(h)) // down + 1 outputs
+    while ((n_in - 1) * up + h.size + pre + post) // down + 1 < n_out + first:
+        post += 1
+    h = np.concatenate([np.zeros(pre), h, np.zeros(post)]).astype(np.float32)
+    return h, first, n_out
+
+
 def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
-    """Polyphase resampling with an anti-aliasing FIR (scipy.signal.resample_poly)."""
+    """Polyphase resampling with an anti-aliasing FIR (as scipy.signal.resample_poly), float32."""
     up, down = resample_ratio(fs_in, fs_out)
+    x = np.asarray(x, dtype=np.float32)
     if up == down:
-        return np.asarray(x, dtype=np.float32)
-    y = resample_poly(x, up, down, axis=-1, window=_antialias(up, down))
-    return y.astype(np.float32, copy=False)
+        return x
+    h, first, n_out = _polyphase(up, down, x.shape[-1])
+    y = upfirdn(h, x, up, down, axis=-1)
+    return y[..., first:first + n_out]
 
 
 @lru_cache(maxsize=32)
@@ -135,8 +157,14 @@ def clean(x: np.ndarray, fs_in: float,
     y = resample(filled, fs_in, spec.fs)
     y = bandpass(y, spec.fs, spec.bandpass_hz, spec.filter_order)
     np.clip(y, -spec.clip_mv, spec.clip_mv, out=y)
-    src = np.minimum((np.arange(y.shape[1]) * (fs_in / spec.fs)).astype(np.int64), x.shape[1] - 1)
+    step = fs_in / spec.fs
+    k = int(step)
+    if k == step and -(-x.shape[1] // k) == y.shape[1]:  # 500 -> 250 Hz: every k-th sample
+        src: slice | np.ndarray = slice(None, None, k)
+    else:
+        src = np.minimum((np.arange(y.shape[1]) * step).astype(np.int64), x.shape[1] - 1)
+    if not long_gap.any():
+        return y, np.zeros(y.shape, bool), stuck[:, src]
     gap_out = long_gap[:, src]
-    if long_gap.any():
-        y[gap_out] = 0.0
+    y[gap_out] = 0.0
     return y, gap_out, stuck[:, src]
