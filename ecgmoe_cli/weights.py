@@ -46,7 +46,7 @@ def tensors_hash(tensors: dict[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
@@ -308,7 +308,8 @@ def load_adapter(model: EcgMoe, directory: Path, task: str, backbone_hash: str |
     try:
         _check_shapes(model, shapes, model.adapter_keys(task), st_path)
         try:
-            model.heads[task].set_metadata(ameta)  # type: ignore[operator]
+            # an adapter saved before anchors existed was trained without one
+            model.heads[task].set_metadata({"anchor": "", **ameta})  # type: ignore[operator]
         except EcgMoeError as e:
             raise EcgMoeError(str(e), json_path) from None
         tensors = _read_tensors(st_path, hashed)

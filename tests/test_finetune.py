@@ -84,11 +84,17 @@ def test_cached_features_give_the_full_models_outputs(tmp_path):
     """Finetune trains on cached backbone features: decoding them must equal a full forward."""
     from ecgmoe_cli.io.dataset import open_dataset
     from ecgmoe_cli.model.batch import to_torch
-    from ecgmoe_cli.training.encoded import DecodeObjective, EncodedDataset, features_to_torch
+    from ecgmoe_cli.training.encoded import (
+        DecodeObjective,
+        EncodedDataset,
+        cached_features,
+        features_to_torch,
+    )
 
     torch.manual_seed(1)
     ds = open_dataset(make_fake_dataset(tmp_path / "ds", n_records=12))
-    model = EcgMoe(EcgMoeConfig.from_spec("tiny", TINY_SPEC), [get_task("hypertrophy")])
+    tasks = ["hypertrophy", "rr_interval"]  # rr_interval: an anchored head rides on the cache too
+    model = EcgMoe(EcgMoeConfig.from_spec("tiny", TINY_SPEC), [get_task(t) for t in tasks])
     with torch.no_grad():  # a non-zero adapter, so the check covers LoRA too
         for n, p in model.named_parameters():
             if "lora_b" in n.lower():
@@ -96,14 +102,12 @@ def test_cached_features_give_the_full_models_outputs(tmp_path):
     rows = ds.rows()
     enc = EncodedDataset(model, ds, rows, batch_size=5, device="cpu")
     pick = rows[[3, 0, 7]]
-    full, _ = model(to_torch(ds.batch(pick)), tasks=["hypertrophy"])
-    obj = DecodeObjective(model, ["hypertrophy"])
-    from ecgmoe_cli.model.ecgmoe import Features
-
+    full, _ = model(to_torch(ds.batch(pick)), tasks=tasks)
+    obj = DecodeObjective(model, tasks)
     f = features_to_torch(enc.batch(pick), "cpu")
-    cached = model.decode(Features(f["morphology"], f["rhythm"], f["temporal"],
-                                   torch.zeros(())), ["hypertrophy"])
-    torch.testing.assert_close(cached["hypertrophy"], full["hypertrophy"])
+    cached = model.decode(cached_features(f), tasks)
+    for t in tasks:
+        torch.testing.assert_close(cached[t], full[t])
     assert torch.isfinite(obj(f, {})[0])
 
 

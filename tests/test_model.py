@@ -195,3 +195,29 @@ def test_baselines_share_the_batch_and_outputs() -> None:
         assert ("morph.0" in m.aux["routing"]) == (name != "no_morphology")
     out, loss = ResNet1d(SOME, width=8)(b, y)
     assert out["rhythm"].shape == (2, 4) and torch.isfinite(loss)
+
+
+def test_rr_interval_head_starts_from_the_measured_rr_and_learns_a_residual() -> None:
+    """An untrained anchored head predicts the detected median RR; no beats -> the prior mean."""
+    model = _model([TASKS["rr_interval"], TASKS["age"]]).eval()
+    head = model.heads["rr_interval"]
+    assert head.anchor == "median_rr_ms" and model.heads["age"].anchor == ""
+    with torch.no_grad():
+        head.linear.weight.zero_()
+        head.linear.bias.zero_()
+    b = example_batch(TINY, 3, n_beats=6)
+    b["rr"][0, :6, 0] = torch.tensor([9.0, 0.6, 0.7, 0.9, 2.0, 0.8])  # beat 0's RR is borrowed
+    b["rr"][2, 2:] = 0.0
+    b["rpeaks"][2, 1:] = -1  # one beat: no interval measured
+    pred = model.predict(b)["rr_interval"][:, 0]
+    assert pred[0].item() == pytest.approx(800.0, abs=1e-3)  # median of 600 700 900 2000 800
+    assert pred[1].item() == pytest.approx(800.0, abs=1e-3)  # all 0.8 s
+    assert pred[2].item() == pytest.approx(head.target_mean)
+    with torch.no_grad():
+        head.linear.bias.fill_(0.1)  # the residual is added in scaled units
+    assert model.predict(b)["rr_interval"][1, 0].item() == pytest.approx(
+        800.0 + 0.1 * head.target_scale, abs=1e-3)
+    meta = head.metadata()
+    assert meta["anchor"] == "median_rr_ms"
+    with pytest.raises(EcgMoeError, match="anchor"):
+        model.heads["age"].set_metadata({**model.heads["age"].metadata(), "anchor": "age_guess"})

@@ -167,3 +167,16 @@ def test_early_stopping_keeps_the_best_epoch(dataset, tmp_path, monkeypatch):
     assert res.epochs_run == 4 and res.best_epoch == 2 and res.best_val_loss == 0.5
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, snapshots[2][k], msg=k)  # best epoch's adapter restored
+
+
+def test_anchored_regression_is_scaled_by_its_residual(dataset):
+    """rr_interval learns target - detected RR: its scale is that residual's spread, not the RR's."""
+    ds = open_dataset(dataset)
+    model = EcgMoe(EcgMoeConfig.from_spec("tiny", ds.spec), ds.tasks)
+    train = ds.rows(fold=range(1, 9))
+    scaling = set_regression_scaling(model, ds, train, ds.tasks)
+    y = ds.targets(train, [model.tasks["rr_interval"]])["rr_interval"]
+    assert y.std() > 100  # the fake records' RR is 550 or 1000 ms...
+    mean, scale = scaling["rr_interval"]
+    assert mean == pytest.approx(y.mean()) and scale == 1.0  # ...and the detected RR is exact
+    assert model.heads["rr_interval"].anchor == "median_rr_ms"

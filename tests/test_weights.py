@@ -91,3 +91,19 @@ def test_base_adapter_file_is_small(tmp_path: Path) -> None:
     model = EcgMoe(get_config("base"), [TASKS["arrhythmia"]])
     out = save_adapter(model, "arrhythmia", tmp_path, backbone_hash="x")
     assert out.stat().st_size < 1_000_000
+
+
+def test_adapter_saved_before_anchors_loads_unanchored(tmp_path: Path) -> None:
+    """An rr_interval adapter whose JSON predates anchors keeps predicting as it was trained."""
+    torch.manual_seed(0)
+    model = EcgMoe(TINY, [TASKS["rr_interval"]]).eval()
+    save_model(model, SPEC, tmp_path)
+    sidecar = tmp_path / "adapters" / "rr_interval.json"
+    meta = json.loads(sidecar.read_text())
+    assert meta["anchor"] == "median_rr_ms"
+    loaded, _, _ = load_model(tmp_path)
+    assert loaded.heads["rr_interval"].anchor == "median_rr_ms"
+    del meta["anchor"]
+    sidecar.write_text(json.dumps(meta))
+    old, _, _ = load_model(tmp_path)
+    assert old.heads["rr_interval"].anchor == ""

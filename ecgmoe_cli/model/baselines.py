@@ -87,7 +87,8 @@ class ResNet1d(nn.Module):
                                   nn.BatchNorm1d(width), nn.ReLU())
         chans = [width, width, 2 * width, 2 * width]
         self.blocks = nn.Sequential(*(_ResBlock(a, b, 2) for a, b in zip([width] + chans, chans)))
-        self.heads = nn.ModuleDict({t.name: TaskHead(t, chans[-1]) for t in tasks})
+        # no anchors: the plain baseline sees only the signal, not the detected beats
+        self.heads = nn.ModuleDict({t.name: TaskHead(t, chans[-1], anchored=False) for t in tasks})
 
     def forward(self, batch: Mapping[str, Tensor], targets: Mapping[str, Tensor] | None = None
                 ) -> tuple[dict[str, Tensor], Tensor | None]:

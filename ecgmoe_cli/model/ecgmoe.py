@@ -64,6 +64,7 @@ class Features:
     balance_loss: Tensor  # () mean over MoE layers, with grad
     routing: dict[str, Tensor] = field(default_factory=dict)  # layer -> (B, E) counts
     beat_weights: Tensor | None = None  # (B, K) morphology attention pooling
+    median_rr_ms: Tensor | None = None  # (B,) detected median RR; NaN with < 2 beats
 
 
 class RhythmBlock(nn.Module):
@@ -232,7 +233,8 @@ class EcgMoe(nn.Module):
         balance = torch.stack([s.balance_loss for s in stats.values()]).mean() if stats else \
             t.sum() * 0.0
         feats = Features(m, r, t, balance, {k: s.counts.detach() for k, s in stats.items()},
-                         None if beat_w is None else beat_w.detach())
+                         None if beat_w is None else beat_w.detach(),
+                         median_rr_ms(batch["rr"], beat_mask))
         return feats, seq_out
 
     # ---- heads --------------------------------------------------------------------------
@@ -248,7 +250,12 @@ class EcgMoe(nn.Module):
         if not names:
             return {}
         h = self.fusion(feats.morphology, feats.rhythm, feats.temporal, names)  # (T, B, d)
-        outs = stacked_heads([self.heads[n] for n in names], h)  # type: ignore[misc]
+        heads = [self.heads[n] for n in names]
+        outs = stacked_heads(heads, h)  # type: ignore[arg-type]
+        for i, head in enumerate(heads):
+            offset = head.anchor_offset(feats)  # type: ignore[operator]
+            if offset is not None:
+                outs[i] = outs[i] + offset.to(outs[i].dtype).unsqueeze(-1)
         return dict(zip(names, outs))
 
     def forward(self, batch: Mapping[str, Tensor], targets: Mapping[str, Tensor] | None = None,
@@ -296,6 +303,16 @@ class EcgMoe(nn.Module):
         w = lead_mask.index_select(0, flat // K).float()  # present leads only
         recon = (err * w).sum() / w.sum().clamp_min(1.0)
         return recon + c.balance_coef * feats.balance_loss
+
+
+def median_rr_ms(rr: Tensor, beat_mask: Tensor) -> Tensor:
+    """(B,) median of the measured RR intervals in ms; NaN with fewer than two beats.
+
+    rr[..., 0] is each beat's pre-RR in seconds; the first beat only borrows its neighbour's.
+    """
+    pre = rr[:, 1:, 0].float() * 1000.0
+    known = beat_mask[:, 1:] & (pre > 0)
+    return torch.where(known, pre, torch.full_like(pre, float("nan"))).nanmedian(dim=1).values
 
 
 def _time_features(rpeaks: Tensor, W: int) -> Tensor:

@@ -1,9 +1,9 @@
 """The encoders that turn a model batch into tokens.
 
 - `gather_beats`: cuts the beat windows out of the signal with one gather (no stored copies);
-- `TemporalEncoder`: a multi-scale strided conv tokenizer over the 10 s window and a small
-  transformer over its tokens, gated together (record-level context);
-- `BeatEncoder`: a small conv net that embeds one beat (all leads) into one token;
+- `TemporalEncoder`: a multi-scale strided residual conv tokenizer over the 10 s window and a
+  small transformer over its tokens, gated together (record-level context);
+- `BeatEncoder`: a small residual conv net that embeds one beat (all leads) into one token;
 - `Attention`, `AttnPool`: masked self-attention and masked attention pooling shared by paths.
 """
 
@@ -77,8 +77,23 @@ class AttnPool(nn.Module):
         return torch.einsum("bt,btd->bd", w, x), w
 
 
-def _conv(cin: int, cout: int, k: int, stride: int) -> nn.Conv1d:
-    return nn.Conv1d(cin, cout, k, stride=stride, padding=k // 2)
+def _conv_bn(cin: int, cout: int, k: int, stride: int) -> nn.Sequential:
+    """Conv -> BatchNorm -> GELU. Without the norm the conv stacks learned several times slower
+    than a plain ResNet (benchmarks/ablation.py, BENCHMARKS.md)."""
+    return nn.Sequential(nn.Conv1d(cin, cout, k, stride=stride, padding=k // 2, bias=False),
+                         nn.BatchNorm1d(cout), nn.GELU())
+
+
+class ResBlock(nn.Module):
+    """Two same-width convs with BatchNorm and a skip: depth at a fixed resolution."""
+
+    def __init__(self, c: int, k: int = 7) -> None:
+        super().__init__()
+        self.a = _conv_bn(c, c, k, 1)
+        self.b = nn.Sequential(nn.Conv1d(c, c, k, padding=k // 2, bias=False), nn.BatchNorm1d(c))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.gelu(x + self.b(self.a(x)))
 
 
 class TemporalEncoder(nn.Module):
@@ -88,8 +103,8 @@ class TemporalEncoder(nn.Module):
         super().__init__()
         (c1, c2), (s1, s2, s3), d = c.tokenizer_channels, c.tokenizer_strides, c.d_model
         self.token_samples = c.token_samples
-        self.stem = nn.Sequential(_conv(c.n_leads, c1, 2 * s1 + 1, s1), nn.GELU(),
-                                  _conv(c1, c2, 2 * s2 + 1, s2), nn.GELU())
+        self.stem = nn.Sequential(_conv_bn(c.n_leads, c1, 2 * s1 + 1, s1), ResBlock(c1),
+                                  _conv_bn(c1, c2, 2 * s2 + 1, s2), ResBlock(c2))
         # multi-scale: cheap depthwise convs of growing reach, mixed by the token projection
         self.branches = nn.ModuleList(nn.Conv1d(c2, c2, k, padding=k // 2, groups=c2)
                                       for k in c.tokenizer_kernels)
@@ -120,13 +135,13 @@ class TemporalEncoder(nn.Module):
 
 
 class BeatEncoder(nn.Module):
-    """One beat (L, S) -> one token (d): three strided convs, mean+max pooling, a linear."""
+    """One beat (L, S) -> one token (d): strided + residual convs, mean+max pooling, a linear."""
 
     def __init__(self, c: EcgMoeConfig) -> None:
         super().__init__()
         (c1, c2), d = c.beat_channels, c.d_model
-        self.net = nn.Sequential(_conv(c.n_leads, c1, 9, 3), nn.GELU(), _conv(c1, c2, 5, 2),
-                                 nn.GELU(), _conv(c2, d, 3, 2), nn.GELU())
+        self.net = nn.Sequential(_conv_bn(c.n_leads, c1, 9, 3), _conv_bn(c1, c2, 5, 2),
+                                 ResBlock(c2, 5), _conv_bn(c2, d, 3, 2))
         self.out = nn.Linear(2 * d, d)
 
     def forward(self, beats: Tensor) -> Tensor:

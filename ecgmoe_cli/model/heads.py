@@ -8,6 +8,10 @@ Targets given to `task_loss`: binary/multilabel (B, n) 0/1; multiclass (B,) clas
 regression (B,) in the unit; NaN = unknown (left out of the loss).
 Temperature, thresholds and the regression mean/scale are metadata (saved in the adapter JSON),
 not tensors: calibration and dataset statistics set them, gradients never touch them.
+An anchored regression head (`anchor`, e.g. rr_interval on the detected median RR) predicts a
+residual: decode adds (anchor - mean) / scale to its raw output, so raw keeps the meaning above
+and the head only learns what the measurement gets wrong (detector misses, ectopy, the target's
+own definition). Where the anchor is unknown (fewer than two beats) it falls back to the mean.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from ecgmoe_cli.errors import EcgMoeError
 KINDS = ("binary", "multilabel", "multiclass", "regression")
 # Priors for the regression target scaling before training measures the data (by unit).
 _UNIT_PRIORS = {"years": (60.0, 18.0), "ms": (800.0, 200.0)}
+# Built-in regression tasks that start from a measurement of the signal (Features attribute).
+_ANCHORS = {"rr_interval": "median_rr_ms"}
+ANCHOR_NAMES = ("", "median_rr_ms")
 
 
 def _is_number(v: Any) -> bool:
@@ -36,7 +43,7 @@ def _is_number(v: Any) -> bool:
 class TaskHead(nn.Module):
     """Linear d -> n_outputs for one task, plus its calibration metadata."""
 
-    def __init__(self, task: Any, d: int) -> None:
+    def __init__(self, task: Any, d: int, anchored: bool = True) -> None:
         super().__init__()
         if task.kind not in KINDS:
             raise EcgMoeError(f"task {task.name!r}: unknown kind {task.kind!r}")
@@ -46,10 +53,12 @@ class TaskHead(nn.Module):
         self.thresholds = [0.5] * task.n_outputs
         self.target_mean, self.target_scale = _UNIT_PRIORS.get(getattr(task, "unit", None) or "",
                                                                (0.0, 1.0))
+        self.anchor = _ANCHORS.get(task.name, "") if anchored and task.kind == "regression" else ""
 
     def metadata(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "thresholds": list(self.thresholds),
-                "target_mean": self.target_mean, "target_scale": self.target_scale}
+                "target_mean": self.target_mean, "target_scale": self.target_scale,
+                "anchor": self.anchor}
 
     def set_metadata(self, meta: dict[str, Any]) -> None:
         """Restore calibration from an adapter JSON (missing keys keep their defaults).
@@ -60,6 +69,7 @@ class TaskHead(nn.Module):
         mean = meta.get("target_mean", self.target_mean)
         scale = meta.get("target_scale", self.target_scale)
         thresholds = meta.get("thresholds", self.thresholds)
+        anchor = meta.get("anchor", self.anchor)
         problems = []
         if not (_is_number(t) and t > 0):
             problems.append(f"temperature must be a finite number > 0, got {t!r}")
@@ -71,11 +81,22 @@ class TaskHead(nn.Module):
                 and all(_is_number(v) and 0 <= v <= 1 for v in thresholds)):
             problems.append(f"thresholds must be a list of {len(self.thresholds)} numbers in "
                             f"[0, 1], got {str(thresholds)[:80]}")
+        if anchor not in ANCHOR_NAMES or (anchor and self.task.kind != "regression"):
+            problems.append(f"anchor must be one of {ANCHOR_NAMES} (regression only), got "
+                            f"{str(anchor)[:40]!r}")
         if problems:
             raise EcgMoeError(f"task {self.task.name!r}: bad calibration metadata: "
                               + "; ".join(problems))
         self.temperature, self.target_mean, self.target_scale = float(t), float(mean), float(scale)
         self.thresholds = [float(v) for v in thresholds]
+        self.anchor = anchor
+
+    def anchor_offset(self, feats: Any) -> Tensor | None:
+        """(B,) scaled offset from the head's anchor measurement (0 where unknown), or None."""
+        value = getattr(feats, self.anchor, None) if self.anchor else None
+        if value is None:
+            return None
+        return torch.nan_to_num((value - self.target_mean) / self.target_scale, nan=0.0)
 
     def predict(self, raw: Tensor) -> Tensor:
         """Raw outputs (B, n) -> probabilities, class probabilities or values in the unit."""

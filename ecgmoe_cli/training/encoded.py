@@ -19,6 +19,7 @@ from ecgmoe_cli.model.ecgmoe import Features
 from ecgmoe_cli.model.heads import task_loss
 
 FEATURE_KEYS = ("morphology", "rhythm", "temporal")
+ANCHOR_KEYS = ("median_rr_ms",)  # (B,) measurements that anchored heads start from
 
 
 class EncodedDataset:
@@ -30,17 +31,18 @@ class EncodedDataset:
         rows = np.unique(np.asarray(rows, np.int64))
         self._pos = np.full(len(dataset), -1, np.int64)
         self._pos[rows] = np.arange(len(rows))
-        chunks: dict[str, list[np.ndarray]] = {k: [] for k in FEATURE_KEYS}
+        chunks: dict[str, list[np.ndarray]] = {k: [] for k in FEATURE_KEYS + ANCHOR_KEYS}
         model.eval()
         with torch.no_grad():
             for i in range(0, len(rows), batch_size):
                 feats = model.encode(to_torch(dataset.batch(rows[i:i + batch_size]), device))
-                for k in FEATURE_KEYS:
+                for k in FEATURE_KEYS + ANCHOR_KEYS:
                     chunks[k].append(getattr(feats, k).float().cpu().numpy())
                 if progress is not None:
                     progress()
         d = model.config.d_model
-        self.features = {k: np.concatenate(v) if v else np.zeros((0, d), np.float32)
+        self.features = {k: np.concatenate(v) if v else
+                         np.zeros((0, d) if k in FEATURE_KEYS else (0,), np.float32)
                          for k, v in chunks.items()}
 
     def batch(self, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -54,7 +56,13 @@ class EncodedDataset:
 
 
 def features_to_torch(batch: dict[str, np.ndarray], device: str) -> dict[str, Tensor]:
-    return {k: torch.as_tensor(batch[k]).to(device) for k in FEATURE_KEYS}
+    return {k: torch.as_tensor(batch[k]).to(device) for k in FEATURE_KEYS + ANCHOR_KEYS}
+
+
+def cached_features(f: dict[str, Tensor]) -> Features:
+    """The Features that `decode` needs, from a `features_to_torch` batch (no MoE statistics)."""
+    return Features(f["morphology"], f["rhythm"], f["temporal"], f["temporal"].new_zeros(()),
+                    median_rr_ms=f["median_rr_ms"])
 
 
 class DecodeObjective(nn.Module):
@@ -73,8 +81,7 @@ class DecodeObjective(nn.Module):
     def forward(self, batch: dict[str, Tensor], targets: dict[str, Tensor]
                 ) -> tuple[Tensor, dict[str, float]]:
         zero = batch["temporal"].new_zeros(())
-        feats = Features(batch["morphology"], batch["rhythm"], batch["temporal"], zero)
-        outputs = self.model.decode(feats, self.tasks)
+        outputs = self.model.decode(cached_features(batch), self.tasks)
         losses, parts = [], {}
         for name, y in targets.items():
             part = task_loss(self.model.heads[name], outputs[name], y)

@@ -93,6 +93,10 @@ def iterate_batches(dataset: Any, rows: np.ndarray, tasks: Sequence[Any], batch_
         yield batch, tg
 
 
+def _snapshot(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {n: t.detach().clone() for n, t in tensors.items()}
+
+
 def lr_factor(step: int, total: int, warmup_frac: float, min_frac: float) -> float:
     """Linear warm-up then cosine decay to min_frac."""
     warm = max(1, int(total * warmup_frac))
@@ -152,7 +156,9 @@ def fit(model: nn.Module, objective: nn.Module, params: list[nn.Parameter], data
     steps_per_epoch = math.ceil(len(epoch_rows(train_rows, cfg.seed, 0, info)) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     start, best_epoch, best_val, bad, history = 1, 0, math.inf, 0, []
-    best_state = {n: p.detach().clone() for n, p in trainable.items()}
+    # BatchNorm statistics belong with the weights they were measured under
+    tracked = {**trainable, **dict(model.named_buffers())}
+    best_state = _snapshot(tracked)
 
     if found is not None:
         epoch, tensors, meta = found
@@ -162,7 +168,7 @@ def fit(model: nn.Module, objective: nn.Module, params: list[nn.Parameter], data
         st = meta["state"]
         best_epoch, best_val, bad, history = (st["best_epoch"], st["best_val"], st["bad"],
                                               st["history"])
-        best_state = {n: tensors[f"best.{n}"] for n in trainable}
+        best_state = {n: tensors.get(f"best.{n}", t.detach().clone()) for n, t in tracked.items()}
         start = epoch + 1
         if info.is_main:
             truncate_metrics(metrics_path, epoch)
@@ -206,7 +212,7 @@ def fit(model: nn.Module, objective: nn.Module, params: list[nn.Parameter], data
         improved = val_loss < best_val or not math.isfinite(best_val)
         if improved:
             best_epoch, best_val, bad = epoch, val_loss, 0
-            best_state = {n: p.detach().clone() for n, p in trainable.items()}
+            best_state = _snapshot(tracked)
         else:
             bad += 1
         line = {
@@ -232,8 +238,8 @@ def fit(model: nn.Module, objective: nn.Module, params: list[nn.Parameter], data
         if stopped:
             break
     with torch.no_grad():
-        for n, p in trainable.items():
-            p.copy_(best_state[n].to(p.device))
+        for n, t in tracked.items():
+            t.copy_(best_state[n].to(t.device))
     return FitResult(epochs_run=epochs_run, best_epoch=best_epoch, best_val_loss=best_val,
                      history=history)
 

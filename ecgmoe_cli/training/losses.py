@@ -14,23 +14,40 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ecgmoe_cli.model.ecgmoe import median_rr_ms
 from ecgmoe_cli.model.heads import task_loss
+
+
+def anchor_values(anchor: str, dataset: Any, rows: np.ndarray) -> np.ndarray | None:
+    """The measurement an anchored head starts from, for dataset rows (NaN where unknown)."""
+    if anchor != "median_rr_ms":
+        return None
+    rr = torch.as_tensor(np.asarray(dataset.arrays["rr"][rows]))
+    beats = torch.as_tensor(np.asarray(dataset.arrays["rpeaks"][rows]) >= 0)
+    return median_rr_ms(rr, beats).numpy()
 
 
 def set_regression_scaling(model: Any, dataset: Any, rows: np.ndarray, tasks: Sequence[Any]
                            ) -> dict[str, tuple[float, float]]:
-    """Give each regression head the train fold's (mean, std): every loss term is O(1)."""
+    """Give each regression head the train fold's (mean, std): every loss term is O(1).
+
+    An anchored head learns target - anchor, so its scale is the std of that residual.
+    """
     out = {}
     for t in tasks:
         if t.kind != "regression":
             continue
         y = dataset.targets(rows, [t])[t.name]
-        y = y[np.isfinite(y)]
-        if len(y) < 2:
+        known = np.isfinite(y)
+        if known.sum() < 2:
             continue  # keep the head's unit prior
-        scale = float(y.std()) if y.std() > 1e-6 else 1.0
-        model.heads[t.name].set_metadata({"target_mean": float(y.mean()), "target_scale": scale})
-        out[t.name] = (float(y.mean()), scale)
+        anchor = anchor_values(model.heads[t.name].anchor, dataset, rows[known])
+        spread = y[known] - anchor if anchor is not None else y[known]
+        spread = spread[np.isfinite(spread)]
+        scale = float(spread.std()) if len(spread) > 1 and spread.std() > 1e-6 else 1.0
+        mean = float(y[known].mean())
+        model.heads[t.name].set_metadata({"target_mean": mean, "target_scale": scale})
+        out[t.name] = (mean, scale)
     return out
 
 

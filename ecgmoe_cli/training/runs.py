@@ -92,16 +92,14 @@ def predictions(model: Any, ds: Dataset, rows: np.ndarray, tasks: Sequence[str],
 def decoded_outputs(model: Any, encoded: Any, rows: np.ndarray, tasks: Sequence[str],
                     batch_size: int, device: str) -> dict[str, np.ndarray]:
     """`raw_outputs` from cached backbone features (finetune: the backbone is frozen)."""
-    from ecgmoe_cli.model.ecgmoe import Features
-    from ecgmoe_cli.training.encoded import features_to_torch
+    from ecgmoe_cli.training.encoded import cached_features, features_to_torch
 
     model.eval()
     chunks: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
     with torch.no_grad():
         for i in range(0, len(rows), batch_size):
             f = features_to_torch(encoded.batch(rows[i:i + batch_size]), device)
-            feats = Features(f["morphology"], f["rhythm"], f["temporal"], f["temporal"].new_zeros(()))
-            for t, v in model.decode(feats, list(tasks)).items():
+            for t, v in model.decode(cached_features(f), list(tasks)).items():
                 chunks[t].append(v.float().cpu().numpy())
     return {t: np.concatenate(v) if v else np.zeros((0, model.tasks[t].n_outputs))
             for t, v in chunks.items()}
