@@ -5,7 +5,7 @@ REAL ?= ../shared/ecg-real
 
 # `make weights`: the shipped weights, reproducibly (synthetic corpus + real AF episodes).
 WEIGHTS_N ?= 20000
-WEIGHTS_EPOCHS ?= 1
+WEIGHTS_EPOCHS ?= 6
 WORK ?= data/weights-build
 comma := ,
 space := $(empty) $(empty)
