@@ -200,6 +200,10 @@ def test_discover_is_recursive_sorted_and_tolerant(tmp_path: Path, real_dir: Pat
     assert [p.relative_to(root).as_posix() for p in found] == ["again/00001_lr.hea", "b.edf"]
     assert discover_records(root) == found
     assert discover_records(root / "b.edf") == [root / "b.edf"]
+    # a WFDB record named without its .hea, as wfdb and PhysioNet name them
+    assert discover_records(root / "sub dir" / "00001_lr") == [root / "sub dir" / "00001_lr.hea"]
+    with pytest.raises(EcgMoeError, match="no such folder or file"):
+        discover_records(root / "sub dir" / "00002_lr")
 
 
 def test_discover_real_folder_finds_48_records(real_dir: Path) -> None:

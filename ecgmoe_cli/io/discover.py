@@ -1,6 +1,6 @@
 """Find the record files under a folder: recursive, sorted, deterministic, tolerant.
 
-A WFDB record is listed as its .hea; EDF, CSV and NPY files as themselves. Files that are not
+A WFDB record is listed as its .hea (and may be named without it, as wfdb does: `.../100`); EDF, CSV and NPY files as themselves. Files that are not
 records (signal .dat/.mat files, annotations, notes, label tables) are skipped. Symlinked
 folders are followed once (a link back up the tree cannot loop) and a file reached through two
 paths is listed once.
@@ -31,6 +31,9 @@ def discover_records(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
     if not root.is_dir():
+        header = root.with_name(root.name + ".hea")  # a WFDB record named as wfdb does: 100
+        if header.is_file():
+            return [header]
         raise EcgMoeError("no such folder or file", root)
     found: dict[tuple[int, int], Path] = {}
     seen_dirs: set[tuple[int, int]] = set()
