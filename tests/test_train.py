@@ -48,6 +48,8 @@ def test_a_few_epochs_lower_the_loss_and_write_metrics_and_checkpoint(dataset, t
     epoch, tensors, meta = latest_checkpoint(tmp_path / "run" / "checkpoints")
     assert epoch == 4 and meta["epoch"] == 4
     assert any(k.startswith("optim.") for k in tensors) and "rng.torch" in tensors
+    # the best epoch's BatchNorm statistics are kept with its weights
+    assert any(k.startswith("best.") and k.endswith("running_mean") for k in tensors)
     assert not list((tmp_path / "run" / "checkpoints").glob("epoch-0003*"))  # older pruned
 
 
