@@ -1,5 +1,6 @@
 """Ablation table: full ECG-MoE vs no morphology path vs no rhythm path vs dense (no MoE) vs
-a plain 1-D ResNet, each trained the same way on the same dataset and scored on fold 10.
+a plain 1-D ResNet vs one full model per task (`ecgmoe bench`'s per_task), each trained the
+same way on the same dataset and scored on fold 10.
 
 Run: .venv/bin/python benchmarks/ablation.py DATASET [--config base] [--epochs 3]
      [--train-limit N] [--variants ecgmoe,no_morphology,...] [--json out.json]
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from ecgmoe_cli.io.dataset import open_dataset
-from ecgmoe_cli.model.baselines import ResNet1d, ablation, dense_multitask
+from ecgmoe_cli.model.baselines import PerTaskModels, ResNet1d, ablation, dense_multitask
 from ecgmoe_cli.model.batch import example_batch, to_torch
 from ecgmoe_cli.model.config import EcgMoeConfig
 from ecgmoe_cli.model.ecgmoe import EcgMoe
@@ -29,7 +30,7 @@ from ecgmoe_cli.training.loop import lr_factor
 from ecgmoe_cli.training.losses import set_regression_scaling
 from ecgmoe_cli.training.scoring import score_task
 
-VARIANTS = ("ecgmoe", "no_morphology", "no_rhythm", "dense", "resnet1d")
+VARIANTS = ("ecgmoe", "no_morphology", "no_rhythm", "dense", "resnet1d", "per_task")
 
 
 def build(name: str, config: EcgMoeConfig, tasks: list) -> torch.nn.Module:
@@ -41,6 +42,8 @@ def build(name: str, config: EcgMoeConfig, tasks: list) -> torch.nn.Module:
         return dense_multitask(config, tasks)
     if name == "resnet1d":
         return ResNet1d(tasks)
+    if name == "per_task":  # one full model per task, trained together on the mean task loss
+        return PerTaskModels(config, tasks)
     raise SystemExit(f"unknown variant {name}")
 
 

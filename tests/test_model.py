@@ -188,6 +188,7 @@ def test_baselines_share_the_batch_and_outputs() -> None:
     per = PerTaskModels(TINY, SOME)
     out, loss = per(b, y)
     assert set(out) == {t.name for t in SOME} and torch.isfinite(loss)
+    assert per.heads["age"] is per.models["age"].heads["age"]  # scaling/predict reach each head
     for name in ("no_morphology", "no_rhythm"):
         m = EcgMoe(ablation(TINY, name), SOME)
         out, loss = m(b, y)

@@ -51,6 +51,11 @@ class PerTaskModels(nn.Module):
         super().__init__()
         self.models = nn.ModuleDict({t.name: per_task(config, t) for t in tasks})
 
+    @property
+    def heads(self) -> dict[str, nn.Module]:
+        """Each task's head, keyed like EcgMoe.heads (target scaling and predict serve both)."""
+        return {n: m.heads[n] for n, m in self.models.items()}  # type: ignore[index]
+
     def forward(self, batch: Mapping[str, Tensor], targets: Mapping[str, Tensor] | None = None
                 ) -> tuple[dict[str, Tensor], Tensor | None]:
         outputs: dict[str, Tensor] = {}
