@@ -172,7 +172,7 @@ def test_early_stopping_keeps_the_best_epoch(dataset, tmp_path, monkeypatch):
 
 
 def test_anchored_regression_is_scaled_by_its_residual(dataset):
-    """rr_interval learns target - detected RR: its scale is that residual's spread, not the RR's."""
+    """rr_interval learns target - detected RR: its scale is that residual's spread."""
     ds = open_dataset(dataset)
     model = EcgMoe(EcgMoeConfig.from_spec("tiny", ds.spec), ds.tasks)
     train = ds.rows(fold=range(1, 9))

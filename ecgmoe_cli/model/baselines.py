@@ -93,7 +93,8 @@ class ResNet1d(nn.Module):
         chans = [width, width, 2 * width, 2 * width]
         self.blocks = nn.Sequential(*(_ResBlock(a, b, 2) for a, b in zip([width] + chans, chans)))
         # no anchors: the plain baseline sees only the signal, not the detected beats
-        self.heads = nn.ModuleDict({t.name: TaskHead(t, chans[-1], anchored=False) for t in tasks})
+        self.heads = nn.ModuleDict({t.name: TaskHead(t, chans[-1], anchored=False)
+                                    for t in tasks})
 
     def forward(self, batch: Mapping[str, Tensor], targets: Mapping[str, Tensor] | None = None
                 ) -> tuple[dict[str, Tensor], Tensor | None]:

@@ -32,7 +32,7 @@ KINDS = ("binary", "multilabel", "multiclass", "regression")
 _UNIT_PRIORS = {"years": (60.0, 18.0), "ms": (800.0, 200.0)}
 # Built-in regression tasks that start from a measurement of the signal (Features attribute).
 _ANCHORS = {"rr_interval": "median_rr_ms"}
-ANCHOR_NAMES = ("", "median_rr_ms")
+ANCHOR_NAMES = ("", *sorted(set(_ANCHORS.values())))  # "" = not anchored
 
 
 def _is_number(v: Any) -> bool:

@@ -16,10 +16,10 @@ from torch import Tensor, nn
 
 from ecgmoe_cli.model.batch import to_torch
 from ecgmoe_cli.model.ecgmoe import Features
-from ecgmoe_cli.model.heads import task_loss
+from ecgmoe_cli.model.heads import ANCHOR_NAMES, task_loss
 
 FEATURE_KEYS = ("morphology", "rhythm", "temporal")
-ANCHOR_KEYS = ("median_rr_ms",)  # (B,) measurements that anchored heads start from
+ANCHOR_KEYS = ANCHOR_NAMES[1:]  # (B,) measurements that anchored heads start from
 
 
 class EncodedDataset:
@@ -62,7 +62,7 @@ def features_to_torch(batch: dict[str, np.ndarray], device: str) -> dict[str, Te
 def cached_features(f: dict[str, Tensor]) -> Features:
     """The Features that `decode` needs, from a `features_to_torch` batch (no MoE statistics)."""
     return Features(f["morphology"], f["rhythm"], f["temporal"], f["temporal"].new_zeros(()),
-                    median_rr_ms=f["median_rr_ms"])
+                    **{k: f[k] for k in ANCHOR_KEYS})
 
 
 class DecodeObjective(nn.Module):

@@ -18,13 +18,17 @@ from ecgmoe_cli.model.ecgmoe import median_rr_ms
 from ecgmoe_cli.model.heads import task_loss
 
 
+_MEASURES = {"median_rr_ms": median_rr_ms}  # anchor name -> f(rr, beat_mask), as in encode
+
+
 def anchor_values(anchor: str, dataset: Any, rows: np.ndarray) -> np.ndarray | None:
     """The measurement an anchored head starts from, for dataset rows (NaN where unknown)."""
-    if anchor != "median_rr_ms":
+    measure = _MEASURES.get(anchor)
+    if measure is None:
         return None
     rr = torch.as_tensor(np.asarray(dataset.arrays["rr"][rows]))
     beats = torch.as_tensor(np.asarray(dataset.arrays["rpeaks"][rows]) >= 0)
-    return median_rr_ms(rr, beats).numpy()
+    return measure(rr, beats).numpy()
 
 
 def set_regression_scaling(model: Any, dataset: Any, rows: np.ndarray, tasks: Sequence[Any]
