@@ -259,6 +259,9 @@ def _fraction(mask: np.ndarray, starts: np.ndarray, n_valid: np.ndarray) -> np.n
     """(L, nw) fraction of each window's real samples where `mask` (L, n) is True."""
     if not mask.any():
         return np.zeros((mask.shape[0], starts.size))
+    if starts.size == 1:  # one window (a 10 s record): no running sum needed
+        s = int(min(starts[0], mask.shape[1]))
+        return mask[:, s:s + int(n_valid[0])].sum(axis=1, keepdims=True) / max(int(n_valid[0]), 1)
     cs = np.zeros((mask.shape[0], mask.shape[1] + 1), np.int64)
     np.cumsum(mask, axis=1, out=cs[:, 1:])
     end = np.minimum(starts + n_valid, mask.shape[1])

@@ -65,3 +65,36 @@ def test_clean_outputs_spec_rate_clipped() -> None:
     assert y.shape == (2, 2500) and gaps.shape == y.shape and stuck.shape == y.shape
     assert np.abs(y).max() <= spec.clip_mv
     assert gaps[1, 500:1000].all() and (y[1, 500:1000] == 0).all()
+
+
+def test_bandpass_is_sosfiltfilt_of_the_butterworth_filter() -> None:
+    """The FFT band-pass applies the exact |H|^2 of scipy's Butterworth design: away from the
+    record's edges it matches sosfiltfilt (which has its own edge transients)."""
+    from scipy.signal import butter, sosfiltfilt, sosfreqz
+
+    from ecgmoe_cli.signal.clean import butter_gain
+
+    for fs, band in [(250.0, (0.5, 45.0)), (180.0, (5.0, 20.0)), (250.0, (0.0, 40.0))]:
+        sos = butter(2, band[1] if band[0] == 0 else list(band),
+                     btype="low" if band[0] == 0 else "band", fs=fs, output="sos")
+        f, h = sosfreqz(sos, worN=512, fs=fs)
+        np.testing.assert_allclose(butter_gain(f, fs, band, 2), np.abs(h) ** 2, atol=1e-9)
+    rng = np.random.default_rng(0)
+    x = np.cumsum(rng.normal(size=(3, 30 * 250)), axis=1).astype(np.float32) * 0.01
+    x += np.sin(2 * np.pi * 8 * np.arange(x.shape[1]) / 250)
+    ref = sosfiltfilt(butter(2, [0.5, 45.0], btype="band", fs=250, output="sos"), x, axis=1,
+                      padlen=2500)
+    y = bandpass(x, 250, (0.5, 45.0), 2)
+    core = slice(5 * 250, -5 * 250)
+    assert np.abs(y[:, core] - ref[:, core]).max() < 1e-3 * np.abs(ref[:, core]).max()
+
+
+def test_resample_matches_polyphase_resampling_away_from_the_edges() -> None:
+    from scipy.signal import resample_poly
+
+    t = np.arange(20 * 360) / 360
+    x = (np.sin(2 * np.pi * 1.3 * t) + 0.5 * np.sin(2 * np.pi * 17 * t))[None]
+    y = resample(x, 360, 250)
+    ref = resample_poly(x, 25, 36, axis=1)
+    assert y.shape == ref.shape == (1, 5000)
+    assert np.abs(y[:, 500:-500] - ref[:, 500:-500]).max() < 0.01

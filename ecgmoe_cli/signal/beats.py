@@ -7,18 +7,15 @@ The detector is a Pan-Tompkins-style pipeline made fs-independent and multi-lead
       ─▶ candidate maxima ─▶ adaptive thresholds + T-wave check + searchback (loop over peaks)
       ─▶ R-peak = dominant extremum of the QRS in the best lead, at the input rate
 
-Only the candidate loop runs in Python; every per-sample step is NumPy/SciPy.
+Only the candidate loop runs in Python; every per-sample step is NumPy (the band-pass an FFT).
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
-from scipy.ndimage import maximum_filter1d, median_filter, uniform_filter1d
-from scipy.signal import butter, find_peaks
+from numpy.lib.stride_tricks import sliding_window_view
 
-from ecgmoe_cli.signal.clean import zero_phase
+from ecgmoe_cli.signal.clean import bandpass
 from ecgmoe_cli.signal.spec import PreprocessSpec
 
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -47,26 +44,75 @@ def _fill_nan(x: np.ndarray) -> np.ndarray | None:
     return out
 
 
-@lru_cache(maxsize=16)
-def _band_sos(fd: float) -> np.ndarray:
-    """The QRS band-pass at rate fd (cached: designing it costs more than filtering 10 s).
-
-    Below 44 Hz the 5-20 Hz band does not fit under Nyquist: it shrinks to 0.225-0.45 fd.
-    """
+def _qrs_band(fd: float) -> tuple[float, float]:
+    """The QRS band at rate fd; below 44 Hz 5-20 Hz does not fit under Nyquist: it shrinks to
+    0.225-0.45 fd."""
     hi = min(_BAND_HZ[1], 0.45 * fd)
-    lo = min(_BAND_HZ[0], hi / 2)
-    return butter(2, [lo / (fd / 2), hi / (fd / 2)], btype="band", output="sos")
+    return min(_BAND_HZ[0], hi / 2), hi
+
+
+def _median(a: np.ndarray, axis: int = -1) -> np.ndarray:
+    """np.median of finite values along one axis, without its NaN bookkeeping (a third of the
+    detector's time went to it on 10 s records)."""
+    n = a.shape[axis]
+    half = n // 2
+    if n % 2:
+        return np.partition(a, half, axis=axis).take(half, axis=axis)
+    part = np.partition(a, (half - 1, half), axis=axis)
+    return (part.take(half - 1, axis=axis) + part.take(half, axis=axis)) / 2
+
+
+def _moving_mean(a: np.ndarray, size: int) -> np.ndarray:
+    """Mean over `size` samples centred on each one (the later half longer when size is even)
+    along axis 1, edge values repeated: scipy.ndimage.uniform_filter1d(mode="nearest")."""
+    left = size // 2
+    c = np.zeros((a.shape[0], a.shape[1] + size))
+    np.cumsum(np.concatenate([np.repeat(a[:, :1], left, axis=1), a,
+                              np.repeat(a[:, -1:], size - 1 - left, axis=1)], axis=1),
+              axis=1, out=c[:, 1:])
+    return (c[:, size:] - c[:, :-size]) / size
+
+
+def _running_median(a: np.ndarray, size: int) -> np.ndarray:
+    """Median over `size` (odd) values centred on each one along axis 1, edge values repeated:
+    scipy.ndimage.median_filter(size=(1, size), mode="nearest")."""
+    half = size // 2
+    padded = np.concatenate([np.repeat(a[:, :1], half, axis=1), a,
+                             np.repeat(a[:, -1:], half, axis=1)], axis=1)
+    return np.sort(sliding_window_view(padded, size, axis=1), axis=2)[:, :, half]
+
+
+def _peaks(x: np.ndarray, height: float, distance: int) -> np.ndarray:
+    """Local maxima of x at least `height` tall (a plateau counts once, at its middle), thinned
+    so no two are closer than `distance`, the tallest kept first: scipy.signal.find_peaks."""
+    change = np.flatnonzero(np.diff(x)) + 1  # where a run of equal values starts
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change - 1, [x.size - 1]])
+    v = x[starts]
+    top = np.flatnonzero((v[1:-1] > v[:-2]) & (v[1:-1] > v[2:])) + 1  # runs above both sides
+    peaks = (starts[top] + ends[top]) // 2
+    peaks = peaks[x[peaks] >= height]
+    if distance <= 1 or peaks.size < 2 or np.diff(peaks).min() >= distance:
+        return peaks
+    pos, keep = peaks.tolist(), [True] * peaks.size
+    for j in np.argsort(x[peaks])[::-1].tolist():  # tallest first
+        if keep[j]:
+            k = j - 1
+            while k >= 0 and pos[j] - pos[k] < distance:
+                keep[k], k = False, k - 1
+            k = j + 1
+            while k < len(pos) and pos[k] - pos[j] < distance:
+                keep[k], k = False, k + 1
+    return peaks[np.array(keep)]
 
 
 def _feature(x: np.ndarray, fd: float) -> tuple[np.ndarray, np.ndarray]:
     """Band-passed signal and its integrated derivative energy, (L, m) each."""
-    sos = _band_sos(float(fd))
-    bp = zero_phase(sos, x, 3 * (2 * len(sos) + 1))  # = sosfiltfilt(sos, x, axis=-1)
+    bp = bandpass(x, fd, _qrs_band(float(fd)), 2)
     d = np.empty_like(bp)
     d[:, 1:] = np.diff(bp, axis=-1)
     d[:, 0] = d[:, 1] if bp.shape[1] > 1 else 0.0
-    energy = uniform_filter1d(d * d, size=max(int(_MWI_S * fd), 1), axis=-1, mode="nearest")
-    return d, energy
+    return d, _moving_mean(d * d, max(int(_MWI_S * fd), 1))
 
 
 def _combine(energy: np.ndarray, slope: np.ndarray, fd: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -82,10 +128,10 @@ def _combine(energy: np.ndarray, slope: np.ndarray, fd: float) -> tuple[np.ndarr
     nseg = max(m // seg, 1)
     blocks = energy[:, : nseg * seg].reshape(n_leads, nseg, -1)
     seg_max = blocks.max(axis=2)
-    height = np.maximum(np.median(seg_max, axis=1, keepdims=True), 1e-30)
+    height = np.maximum(_median(seg_max, axis=1)[:, None], 1e-30)
     # Follow drops only (a burst of artifact must not shrink the beats around it), down to a
     # floor so that a pause or asystole does not blow its noise up to beat size.
-    local = median_filter(seg_max, size=(1, _LOCAL_SEGS), mode="nearest")
+    local = _running_median(seg_max, _LOCAL_SEGS)
     local = np.clip(local, height / 40, height)
     centres = (np.arange(nseg) + 0.5) * blocks.shape[2]
     t = np.arange(m)
@@ -94,7 +140,7 @@ def _combine(energy: np.ndarray, slope: np.ndarray, fd: float) -> tuple[np.ndarr
     snorm = np.abs(slope) / np.sqrt(scale)
     if n_leads == 1:
         return norm[0], snorm[0], np.ones((1, m))
-    peaky = seg_max / np.maximum(np.median(blocks, axis=2), 1e-12 * height)
+    peaky = seg_max / np.maximum(_median(blocks, axis=2), 1e-12 * height)
     w = np.vstack([np.interp(t, centres, row) for row in peaky * peaky])
     total = w.sum(axis=0)
     return (w * norm).sum(axis=0) / total, (w * snorm).sum(axis=0) / total, w
@@ -104,13 +150,15 @@ def _threshold_peaks(feat: np.ndarray, sfeat: np.ndarray, fd: float) -> np.ndarr
     """Adaptive-threshold decision over candidate maxima (the only Python loop)."""
     refractory = int(_REFRACTORY_S * fd)
     # Zero ends let a beat cut off by the record's edge still count as a maximum.
-    cand, props = find_peaks(np.pad(feat, 1), height=0.03, distance=max(refractory, 1))
+    padded = np.concatenate([[0.0], feat, [0.0]])
+    cand = _peaks(padded, 0.03, max(refractory, 1))
+    hts = padded[cand]
     cand = np.clip(cand - 1, 0, feat.size - 1)
     if cand.size == 0:
         return cand
-    hts = props["peak_heights"]
     half = max(int(_MWI_S * fd / 2), 1)
-    slopes = maximum_filter1d(sfeat, size=2 * half + 1)[cand]
+    near = np.clip(cand[:, None] + np.arange(-half, half + 1)[None, :], 0, feat.size - 1)
+    slopes = sfeat[near].max(axis=1)  # the steepest slope around each candidate
     twave = int(_TWAVE_S * fd)
 
     spk, npk = 1.0, 0.1
@@ -166,10 +214,10 @@ def _locate(x: np.ndarray, lead: np.ndarray, centres: np.ndarray, fs: float) -> 
     w = max(int(_LOCATE_S * fs), 1)
     idx = np.clip(centres[:, None] + np.arange(-w, w + 1)[None, :], 0, n - 1)
     seg = x[lead[:, None], idx]
-    seg = seg - np.median(seg, axis=1, keepdims=True)
+    seg = seg - _median(seg, axis=1)[:, None]
     pos, neg = seg.max(axis=1), -seg.min(axis=1)
     # The lead's usual polarity wins unless this beat is clearly the other way (a PVC).
-    positive = np.median(pos - neg) >= 0
+    positive = _median(pos - neg) >= 0
     use_pos = pos >= 0.7 * neg if positive else pos > 1.4 * neg
     off = np.where(use_pos, seg.argmax(axis=1), seg.argmin(axis=1))
     return idx[np.arange(idx.shape[0]), off]
@@ -228,7 +276,7 @@ def rr_features(rpeaks: np.ndarray, fs: float) -> np.ndarray:
     pre = np.concatenate([rr[:1], rr])  # the first beat borrows its neighbour's interval
     post = np.concatenate([rr, rr[-1:]])
     k = 9
-    pad = np.pad(pre, (k // 2, k // 2), mode="edge")
+    pad = np.concatenate([np.full(k // 2, pre[0]), pre, np.full(k // 2, pre[-1])])
     local = np.convolve(pad, np.ones(k) / k, mode="valid")
     ratio = np.divide(pre, local, out=np.zeros_like(pre), where=local > 0)
     return np.stack([pre, post, local, ratio], axis=1).astype(np.float32)
@@ -264,4 +312,4 @@ def heart_rate_bpm(rpeaks: np.ndarray, fs: float) -> float:
     r = np.asarray(rpeaks, dtype=np.float64).ravel()
     if r.size < 2 or fs <= 0:
         return float("nan")
-    return float(60.0 * fs / np.median(np.diff(np.sort(r))))
+    return float(60.0 * fs / _median(np.diff(np.sort(r))))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from ecgmoe_cli.errors import EcgMoeError
 
@@ -105,7 +106,13 @@ def canonicalize(lead_names: list[str], lead_map: dict[str, str] | None = None) 
     The first channel naming a lead wins; later duplicates, non-ECG channels and unknown
     channels are dropped (listed in `dropped`, with a warning for the surprising ones).
     """
-    overrides = _check_targets(lead_map or {})
+    m = _canonical(tuple(lead_names), tuple(sorted((lead_map or {}).items())))
+    return LeadMapping(list(m.source_index), list(m.warnings), list(m.dropped))
+
+
+@lru_cache(maxsize=256)  # a corpus has few distinct channel lists: decided once for each
+def _canonical(lead_names: tuple[str, ...], lead_map: tuple[tuple[str, str], ...]) -> LeadMapping:
+    overrides = _check_targets(dict(lead_map))
     source: list[int | None] = [None] * len(CANONICAL_LEADS)
     warnings: list[str] = []
     dropped: list[str] = []
