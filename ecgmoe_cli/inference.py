@@ -18,6 +18,7 @@ import torch
 
 from ecgmoe_cli.model.batch import to_torch
 from ecgmoe_cli.model.ecgmoe import EcgMoe
+from ecgmoe_cli.model.encoders import fold_batchnorm
 
 WINDOW_FIELDS = ("signal", "lead_mask", "n_valid", "rpeaks", "rr")
 # oneDNN caches a compiled convolution per input shape (~2 MB each, 1024 by default). The beat
@@ -56,7 +57,7 @@ class Predictor:
     def __init__(self, model: EcgMoe, tasks: Sequence[str], device: str, batch_size: int,
                  explain: bool = False) -> None:
         os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_CACHE)  # before 1st conv
-        self.model, self.tasks = model.eval(), list(tasks)
+        self.model, self.tasks = fold_batchnorm(model.eval()), list(tasks)
         self.device, self.batch_size, self.explain = device, batch_size, explain
 
     def __call__(self, windows: dict[str, np.ndarray]) -> WindowOutputs:

@@ -65,11 +65,13 @@ def default_workers() -> int:
 
 
 def ordered_map(fn: Callable[[T], R], items: Sequence[T], *, workers: int = 1, chunk: int = 8,
-                state: dict[str, Any] | None = None, max_pending: int | None = None) -> Iterator[R]:
+                state: dict[str, Any] | None = None, max_pending: int | None = None,
+                pool: bool = False) -> Iterator[R]:
     """Yield fn(item) for every item, in order. `fn` must be a module-level function; it can
-    read `worker_state()`. workers <= 1 runs in this process (no pickling, easy debugging).
-    At most `max_pending` chunks are in flight, which bounds memory on long runs."""
-    if workers <= 1 or len(items) <= chunk:
+    read `worker_state()`. workers <= 1 runs in this process (no pickling, easy debugging)
+    unless `pool` asks for a worker process even then (the caller keeps its core for other
+    work). At most `max_pending` chunks are in flight, which bounds memory on long runs."""
+    if (workers <= 1 and not pool) or len(items) <= chunk:
         _init(state or {})
         try:
             for x in items:

@@ -48,7 +48,7 @@ class PredictOptions:
     weights: Path | None = None  # None: the shipped weights (weights.default_weights_dir)
     tasks: Sequence[str] | None = None  # None: every adapter the weights have
     device: str = "cpu"
-    workers: int = 0  # reader processes; 0: one per core; 1: read in the main process
+    workers: int = 0  # reader processes; 0: the cores the model leaves; 1: read in the main process
     batch_size: int = 64  # windows per forward pass
     windows: bool = False  # also write per-window rows (windows_path)
     explain: bool = False  # add the `explain` column
@@ -233,8 +233,8 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
     _check_options(opts, out)
     i, n = opts.shard
     device = resolve_device(opts.device)
-    if device == "cpu":  # the model gets a third of the cores; the readers share them all
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // 3))
+    if device == "cpu":  # the model and the reader processes split the cores (_readers)
+        torch.set_num_threads(_model_threads())
     weights_dir = Path(opts.weights) if opts.weights else weights.default_weights_dir()
     model, spec, meta = weights.load_model(weights_dir, opts.tasks, device)
     if not model.tasks:
@@ -273,7 +273,7 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
                  win_writer, done, win_done, spec, opts, result.tally)
     written = 0
     try:
-        for item in prepared_stream(todo, spec, opts):
+        for item in prepared_stream(todo, spec, opts, device):
             written += sink.add(item)
             if progress:
                 progress(written, len(todo))
@@ -292,9 +292,18 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
     return result
 
 
-def prepared_stream(paths: Sequence[str], spec: PreprocessSpec, opts: PredictOptions
-                    ) -> Iterator[Any]:
-    """Prepared records (or Failed) in input order, read by worker processes."""
-    workers = max(1, min(opts.workers or default_workers(), len(paths) // _CHUNK + 1))
+def _model_threads() -> int:
+    """CPU inference: half the cores run the model, the other half read and prepare records
+    (the two cost about the same per record); on 2 cores one each, so neither process waits
+    on the other's threads (two readers beside the model ran 15 % slower)."""
+    return max(1, default_workers() // 2)
+
+
+def prepared_stream(paths: Sequence[str], spec: PreprocessSpec, opts: PredictOptions,
+                    device: str = "cpu") -> Iterator[Any]:
+    """Prepared records (or Failed) in input order, read by worker processes: --workers, else
+    the cores the model leaves free (all of them when it runs on a GPU), at least one."""
+    auto = default_workers() - (_model_threads() if device == "cpu" else 0)
+    workers = max(1, min(opts.workers or auto, len(paths) // _CHUNK + 1))
     return ordered_map(_prepare_job, paths, workers=workers, chunk=_CHUNK,
-                       state={"spec": spec, "opts": opts})
+                       state={"spec": spec, "opts": opts}, pool=opts.workers != 1)

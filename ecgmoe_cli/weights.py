@@ -84,6 +84,9 @@ def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 def _check_not_merged(model: EcgMoe) -> None:
     if any(layer.merged for layer in lora_layers(model)):
         raise EcgMoeError("unmerge the LoRA adapter before saving: the backbone would hold it")
+    if getattr(model, "bn_folded", False):
+        raise EcgMoeError("this model was folded for inference (BatchNorm in the convs); "
+                          "save the model it was loaded from instead")
 
 
 def save_backbone(model: EcgMoe, spec: PreprocessSpec, directory: Path,

@@ -222,3 +222,30 @@ def test_rr_interval_head_starts_from_the_measured_rr_and_learns_a_residual() ->
     assert meta["anchor"] == "median_rr_ms"
     with pytest.raises(EcgMoeError, match="anchor"):
         model.heads["age"].set_metadata({**model.heads["age"].metadata(), "anchor": "age_guess"})
+
+
+def test_batchnorm_folded_for_inference_gives_the_same_outputs_and_cannot_be_saved(
+        tmp_path) -> None:
+    from ecgmoe_cli.model.encoders import fold_batchnorm
+    from ecgmoe_cli.weights import save_backbone
+
+    model = _model()
+    with torch.no_grad():  # non-trivial running statistics, as after training
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.normal_(std=0.3)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.normal_(1.0, 0.2)
+                m.bias.normal_(std=0.2)
+    model.eval()
+    b = example_batch(TINY, 4)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(_model().train())
+    before = model.predict(b)
+    fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules())
+    after = model.predict(b)
+    for t in before:
+        torch.testing.assert_close(after[t], before[t], rtol=1e-4, atol=1e-4)
+    with pytest.raises(EcgMoeError, match="folded"):
+        save_backbone(model, PreprocessSpec(), tmp_path)

@@ -39,6 +39,7 @@ from ecgmoe_cli.benchmark.timing import (
 )
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.model.ecgmoe import count_parameters
+from ecgmoe_cli.model.encoders import fold_batchnorm
 from ecgmoe_cli.model.summary import flops_per_record
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -150,8 +151,8 @@ def run_bench(opts: BenchOptions, on_step: Callable[[str], None] | None = None) 
     step("building models")
     config, tasks, trained, ds = _load(opts)
     contenders = build_contenders(opts.models, config, tasks, trained, opts.seed)
-    for c in contenders:
-        c.module.to(device).eval()
+    for c in contenders:  # BatchNorm folded into the convs, as predict serves every model
+        fold_batchnorm(c.module.to(device).eval())
         if opts.compile:
             c.runner = torch.compile(c.module, dynamic=True)  # MoE slices vary per batch
     dtype = DTYPES[opts.dtype]

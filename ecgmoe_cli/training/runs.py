@@ -16,6 +16,7 @@ import torch
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.dataset import Dataset, open_dataset, open_datasets
+from ecgmoe_cli.model.encoders import fold_batchnorm
 from ecgmoe_cli.training.calibrate import fit_temperature, fit_thresholds, probabilities
 from ecgmoe_cli.training.ddp import barrier, init_distributed, resolve_device, shutdown
 from ecgmoe_cli.training.loop import FitConfig, iterate_batches
@@ -320,7 +321,7 @@ def evaluate_weights(dataset: Path, weights_dir: Path | None, task_names: Sequen
     rows = ds.rows(fold=fold)
     if len(rows) == 0:
         raise EcgMoeError(f"no windows in fold {fold}", ds.path)
-    model.to(device)
+    fold_batchnorm(model.to(device).eval())  # as predict serves it
     pred = predictions(model, ds, rows, names, batch_size, device, leads)
     tasks = [model.tasks[n] for n in names]
     target = ds.targets(rows, tasks)
