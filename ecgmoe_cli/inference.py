@@ -7,10 +7,8 @@ beat attention weights that `--explain` summarises.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,36 +17,12 @@ import torch
 from ecgmoe_cli.model.batch import to_torch
 from ecgmoe_cli.model.ecgmoe import EcgMoe
 from ecgmoe_cli.model.encoders import fold_batchnorm
+from ecgmoe_cli.report_rows import WINDOW_FIELDS, WindowOutputs
 
-WINDOW_FIELDS = ("signal", "lead_mask", "n_valid", "rpeaks", "rr")
 # oneDNN caches a compiled convolution per input shape (~2 MB each, 1024 by default). The beat
 # encoder sees a different number of beats in every batch, so an unbounded cache grew the
 # process by ~0.5 GB over 20,000 records; the few fixed shapes stay cached (LRU).
 ONEDNN_CACHE = "32"
-
-
-@dataclass
-class WindowOutputs:
-    """Per-window results of a stack of windows (N rows, in input order)."""
-
-    probs: dict[str, np.ndarray]  # task -> (N, n_outputs): probabilities, class probs or values
-    routing: dict[str, np.ndarray] = field(default_factory=dict)  # MoE layer -> (N, E) counts
-    beat_weights: np.ndarray | None = None  # (N, K) morphology attention over beats
-
-    def rows(self, start: int, stop: int) -> WindowOutputs:
-        """The windows start:stop (one record's share of a batch)."""
-        return WindowOutputs({k: v[start:stop] for k, v in self.probs.items()},
-                             {k: v[start:stop] for k, v in self.routing.items()},
-                             None if self.beat_weights is None else self.beat_weights[start:stop])
-
-
-def weights_id(meta: dict[str, Any], tasks: Sequence[str]) -> str:
-    """`<backbone hash 12>-<adapters 8>`: names exactly which tensors produced a report."""
-    adapters = meta.get("adapters", {})
-    h = hashlib.sha256()
-    for t in sorted(tasks):
-        h.update(f"{t}:{adapters.get(t, {}).get('tensors_hash', '')};".encode())
-    return f"{str(meta['backbone_hash'])[:12]}-{h.hexdigest()[:8]}"
 
 
 class Predictor:

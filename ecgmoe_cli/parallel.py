@@ -90,13 +90,17 @@ def ordered_map(fn: Callable[[T], R], items: Sequence[T], *, workers: int = 1, c
             pending.append(pool.submit(_run_chunk, fn, c))
             if len(pending) >= limit:
                 break
-        while pending:
-            try:
-                results = pending.popleft().result()
-            except BrokenProcessPool:
-                raise EcgMoeError("a worker process died (killed, or out of memory?); rerun "
-                                  "with --workers 1 to find the record") from None
-            nxt = next(it, None)  # type: ignore[call-overload]
-            if nxt is not None:
-                pending.append(pool.submit(_run_chunk, fn, nxt))
-            yield from results
+        try:
+            while pending:
+                try:
+                    results = pending.popleft().result()
+                except BrokenProcessPool:
+                    raise EcgMoeError("a worker process died (killed, or out of memory?); "
+                                      "rerun with --workers 1 to find the record") from None
+                nxt = next(it, None)  # type: ignore[call-overload]
+                if nxt is not None:
+                    pending.append(pool.submit(_run_chunk, fn, nxt))
+                yield from results
+        finally:  # closed early (an error, Ctrl-C): drop the queued chunks, not wait for them
+            for f in pending:
+                f.cancel()

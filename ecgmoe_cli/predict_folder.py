@@ -11,18 +11,17 @@ pool holds a bounded number of prepared records ahead of it, and rows leave in r
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.inference import WINDOW_FIELDS, Predictor, WindowOutputs, weights_id
 from ecgmoe_cli.io.discover import discover_records
 from ecgmoe_cli.io.readers import read_record
 from ecgmoe_cli.io.report import ReportWriter, report_schema, shard_of
@@ -34,11 +33,25 @@ from ecgmoe_cli.prepare import (  # imported before the fork: workers share them
     prepare_from_record,
 )
 from ecgmoe_cli.preprocess_folder import Failed, Long, one_line, safe_text
-from ecgmoe_cli.report_rows import RowContext, Tally, error_row, record_row, window_rows
+from ecgmoe_cli.report_rows import (
+    WINDOW_FIELDS,
+    RowContext,
+    Tally,
+    WindowOutputs,
+    error_row,
+    record_row,
+    weights_id,
+    window_rows,
+)
 from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.tasks import TASKS
+from ecgmoe_cli.weights_meta import default_weights_dir, read_plan
+
+if TYPE_CHECKING:
+    from ecgmoe_cli.inference import Predictor
 
 _CHUNK = 16  # records per worker task: amortises inter-process overhead
+_AHEAD = 24  # chunks prepared ahead of the model (~60 MB): a start-up's worth of reading
 
 
 @dataclass
@@ -225,25 +238,18 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
 
     progress(done, total) is called as records are written.
     """
-    from ecgmoe_cli import weights
-    from ecgmoe_cli.training.ddp import resolve_device
-
     t0 = time.perf_counter()
     root, out = Path(root), Path(out)
     _check_options(opts, out)
     i, n = opts.shard
-    device = resolve_device(opts.device)
-    if device == "cpu":  # the model and the reader processes split the cores (_readers)
-        torch.set_num_threads(_model_threads())
-    weights_dir = Path(opts.weights) if opts.weights else weights.default_weights_dir()
-    model, spec, meta = weights.load_model(weights_dir, opts.tasks, device)
-    if not model.tasks:
+    weights_dir = Path(opts.weights) if opts.weights else default_weights_dir()
+    spec, found = read_plan(weights_dir, opts.tasks)  # JSON sidecars only: no torch yet
+    if not found:
         raise EcgMoeError("weights have no task adapters (adapters/*.json)", weights_dir)
     order = list(TASKS)  # report columns in the registry's order, user tasks after
-    names = sorted(model.tasks, key=lambda t: (order.index(t) if t in order else len(order), t))
-    tasks = tuple(model.tasks[t] for t in names)
-    ctx = RowContext(tasks, {t: tuple(model.heads[t].thresholds) for t in names},  # type: ignore
-                     spec.fs, weights_id(meta, names), spec.hash())
+    tasks = tuple(sorted(found, key=lambda t: (order.index(t.name) if t.name in order
+                                                else len(order), t.name)))
+    names = [t.name for t in tasks]
 
     paths = discover_records(root)
     if not paths:
@@ -266,14 +272,17 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
     win_done = win_writer.done_keys() if (win_writer is not None and opts.resume) else set()
     todo = [p for p in mine if keys[p] not in done
             or (win_writer is not None and keys[p] not in win_done)]
-    result = PredictResult(out, windows_path(out) if opts.windows else None, weights_dir,
-                           ctx.weights_id, names, len(paths), len(mine),
-                           sum(keys[p] in done for p in mine))
-    sink = _Sink(Predictor(model, names, device, opts.batch_size, opts.explain), ctx, writer,
-                 win_writer, done, win_done, spec, opts, result.tally)
     written = 0
+    stream = prepared_stream(todo, spec, opts)
     try:
-        for item in prepared_stream(todo, spec, opts, device):
+        first = next(stream, None)  # the readers start now, while torch and the model load
+        predictor, ctx = _start_model(weights_dir, names, opts, spec)
+        result = PredictResult(out, windows_path(out) if opts.windows else None, weights_dir,
+                               ctx.weights_id, names, len(paths), len(mine),
+                               sum(keys[p] in done for p in mine))
+        sink = _Sink(predictor, ctx, writer, win_writer, done, win_done, spec, opts,
+                     result.tally)
+        for item in itertools.chain([] if first is None else [first], stream):
             written += sink.add(item)
             if progress:
                 progress(written, len(todo))
@@ -284,12 +293,34 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
         if win_writer is not None:
             win_writer.close()
     except BaseException:
+        stream.close()  # stops the reader processes
         writer.abort()
         if win_writer is not None:
             win_writer.abort()
         raise
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _start_model(weights_dir: Path, names: list[str], opts: PredictOptions,
+                 spec: PreprocessSpec) -> tuple[Predictor, RowContext]:
+    """Import torch and load the weights (the slow part of start-up, after the readers began)."""
+    import torch
+
+    from ecgmoe_cli import weights
+    from ecgmoe_cli.inference import Predictor
+    from ecgmoe_cli.training.ddp import resolve_device
+
+    device = resolve_device(opts.device)
+    if device == "cpu":  # the model and the reader processes split the cores (_model_threads)
+        torch.set_num_threads(_model_threads())
+    model, loaded_spec, meta = weights.load_model(weights_dir, names, device)
+    if loaded_spec != spec:  # the same backbone.json, unless it changed under our feet
+        raise EcgMoeError("backbone.json changed while predict started", weights_dir)
+    ctx = RowContext(tuple(model.tasks[t] for t in names),
+                     {t: tuple(model.heads[t].thresholds) for t in names},  # type: ignore
+                     spec.fs, weights_id(meta, names), spec.hash())
+    return Predictor(model, names, device, opts.batch_size, opts.explain), ctx
 
 
 def _model_threads() -> int:
@@ -299,11 +330,14 @@ def _model_threads() -> int:
     return max(1, default_workers() // 2)
 
 
-def prepared_stream(paths: Sequence[str], spec: PreprocessSpec, opts: PredictOptions,
-                    device: str = "cpu") -> Iterator[Any]:
+def prepared_stream(paths: Sequence[str], spec: PreprocessSpec, opts: PredictOptions
+                    ) -> Iterator[Any]:
     """Prepared records (or Failed) in input order, read by worker processes: --workers, else
-    the cores the model leaves free (all of them when it runs on a GPU), at least one."""
-    auto = default_workers() - (_model_threads() if device == "cpu" else 0)
+    the cores the model leaves free (all of them when it runs on a GPU), at least one. Up to
+    _AHEAD chunks wait, so the readers keep working through the model's start-up."""
+    on_cpu = not str(opts.device).startswith("cuda")
+    auto = default_workers() - (_model_threads() if on_cpu else 0)
     workers = max(1, min(opts.workers or auto, len(paths) // _CHUNK + 1))
     return ordered_map(_prepare_job, paths, workers=workers, chunk=_CHUNK,
-                       state={"spec": spec, "opts": opts}, pool=opts.workers != 1)
+                       state={"spec": spec, "opts": opts}, pool=opts.workers != 1,
+                       max_pending=max(_AHEAD, 4 * workers))

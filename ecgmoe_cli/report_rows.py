@@ -12,6 +12,7 @@ Aggregation over the windows of a long record (README, 'Report schema'):
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -20,10 +21,35 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ecgmoe_cli.inference import WindowOutputs
 from ecgmoe_cli.io.report import regression_column
 from ecgmoe_cli.preprocess_folder import one_line, safe_text
 from ecgmoe_cli.tasks import Task
+
+WINDOW_FIELDS = ("signal", "lead_mask", "n_valid", "rpeaks", "rr")
+
+
+@dataclass
+class WindowOutputs:
+    """Per-window results of a stack of windows (N rows, in input order)."""
+
+    probs: dict[str, np.ndarray]  # task -> (N, n_outputs): probabilities, class probs or values
+    routing: dict[str, np.ndarray] = field(default_factory=dict)  # MoE layer -> (N, E) counts
+    beat_weights: np.ndarray | None = None  # (N, K) morphology attention over beats
+
+    def rows(self, start: int, stop: int) -> WindowOutputs:
+        """The windows start:stop (one record's share of a batch)."""
+        return WindowOutputs({k: v[start:stop] for k, v in self.probs.items()},
+                             {k: v[start:stop] for k, v in self.routing.items()},
+                             None if self.beat_weights is None else self.beat_weights[start:stop])
+
+
+def weights_id(meta: dict[str, Any], tasks: Sequence[str]) -> str:
+    """`<backbone hash 12>-<adapters 8>`: names exactly which tensors produced a report."""
+    adapters = meta.get("adapters", {})
+    h = hashlib.sha256()
+    for t in sorted(tasks):
+        h.update(f"{t}:{adapters.get(t, {}).get('tensors_hash', '')};".encode())
+    return f"{str(meta['backbone_hash'])[:12]}-{h.hexdigest()[:8]}"
 
 EXPLAIN_TOP_EXPERTS = 3  # experts listed per MoE layer
 EXPLAIN_TOP_BEATS = 3  # beats listed per positive call

@@ -14,7 +14,6 @@ a file under the real name.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -34,10 +33,15 @@ from ecgmoe_cli.model.ecgmoe import EcgMoe
 from ecgmoe_cli.model.lora import lora_layers
 from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.tasks import task_from_dict, task_to_dict
+from ecgmoe_cli.weights_meta import (
+    ADAPTERS,
+    BACKBONE,
+    read_backbone_meta,
+    read_plan,
+)
+from ecgmoe_cli.weights_meta import read_json as _read_json
 
 FORMAT_VERSION = 1
-BACKBONE = "backbone"
-ADAPTERS = "adapters"
 
 
 def tensors_hash(tensors: dict[str, torch.Tensor]) -> str:
@@ -134,18 +138,6 @@ def save_model(model: EcgMoe, spec: PreprocessSpec, directory: Path,
     return digest
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        obj = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EcgMoeError("file not found", path) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise EcgMoeError(f"not a valid JSON sidecar ({e})", path) from None
-    if not isinstance(obj, dict):
-        raise EcgMoeError("not a valid JSON sidecar (not an object)", path)
-    return obj
-
-
 def _bad_file(path: Path, e: Exception) -> EcgMoeError:
     return EcgMoeError(f"not a valid safetensors file ({str(e).splitlines()[0]})", path)
 
@@ -221,29 +213,6 @@ def _check_shapes(model: EcgMoe, found: dict[str, tuple[int, ...]], keys: Sequen
                               f"expects {tuple(state[k].shape)}", path)
 
 
-def default_weights_dir() -> Path:
-    """The shipped weights/: package data `ecgmoe_weights` of a wheel (an editable install maps it
-    to the clone's weights/), else the clone's weights/ beside the package; a clear error if none.
-    """
-    spec = importlib.util.find_spec("ecgmoe_weights")
-    found = (spec.submodule_search_locations or []) if spec else []
-    candidates = [Path(p) for p in found if Path(p).is_dir()]  # skips import-hook placeholders
-    candidates.append(Path(__file__).resolve().parents[1] / "weights")
-    for path in candidates:
-        if (path / f"{BACKBONE}.json").is_file():
-            return path
-    raise EcgMoeError("no shipped weights in this install (looked in "
-                      f"{', '.join(dict.fromkeys(map(str, candidates)))}); pass --weights DIR, "
-                      "or build them with `make weights`")
-
-
-def read_backbone_meta(directory: Path) -> dict[str, Any]:
-    meta = _read_json(Path(directory) / f"{BACKBONE}.json")
-    if meta.get("format") != "ecgmoe-backbone" or "backbone_hash" not in meta:
-        raise EcgMoeError("not an ecgmoe backbone sidecar", Path(directory) / f"{BACKBONE}.json")
-    return meta
-
-
 def load_model(directory: Path, tasks: Sequence[str] | None = None, device: str = "cpu"
                ) -> tuple[EcgMoe, PreprocessSpec, dict[str, Any]]:
     """The backbone and every adapter present (or only `tasks`), ready for eval.
@@ -252,10 +221,10 @@ def load_model(directory: Path, tasks: Sequence[str] | None = None, device: str 
     """
     directory = Path(directory)
     meta = read_backbone_meta(directory)
+    spec, wanted = read_plan(directory, tasks)  # the sidecars first: errors before tensors load
     json_path = directory / f"{BACKBONE}.json"
     try:
         config = EcgMoeConfig.from_dict(meta["config"])
-        spec = PreprocessSpec.from_dict(meta["spec"])
     except (KeyError, TypeError) as e:
         raise EcgMoeError(f"backbone sidecar lacks or mangles {e}", json_path) from None
     except EcgMoeError as e:
@@ -266,13 +235,8 @@ def load_model(directory: Path, tasks: Sequence[str] | None = None, device: str 
         model = EcgMoe(config)
     _check_shapes(model, shapes, model.backbone_keys(), st_path)
     model.load_state_dict(_read_tensors(st_path, meta["backbone_hash"]), strict=False)
-    available = sorted(p.stem for p in (directory / ADAPTERS).glob("*.json"))
-    wanted = available if tasks is None else list(tasks)
-    absent = [t for t in wanted if t not in available]
-    if absent:
-        raise EcgMoeError(f"no adapter for tasks {absent}; present: {available}",
-                          directory / ADAPTERS)
-    meta["adapters"] = {t: load_adapter(model, directory, t, meta["backbone_hash"]) for t in wanted}
+    meta["adapters"] = {t.name: load_adapter(model, directory, t.name, meta["backbone_hash"])
+                        for t in wanted}
     return model.to(device).eval(), spec, meta
 
 

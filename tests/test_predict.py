@@ -211,7 +211,7 @@ def test_missing_weights_and_cuda_are_one_line_errors(records: Path, tmp_path: P
     if not torch.cuda.is_available():
         code, output = _predict(records, "-o", tmp_path / "r.parquet", "--device", "cuda")
         assert code == 1 and "CUDA" in output and len(output.strip().splitlines()) == 1
-    import ecgmoe_cli.weights as w
+    import ecgmoe_cli.weights_meta as w
 
     monkeypatch.setattr(w.importlib.util, "find_spec", lambda name: None)
     monkeypatch.setattr(w, "__file__", str(tmp_path / "pkg" / "weights.py"))

@@ -21,7 +21,7 @@ from ecgmoe_cli.training.calibrate import fit_temperature, fit_thresholds, proba
 from ecgmoe_cli.training.ddp import barrier, init_distributed, resolve_device, shutdown
 from ecgmoe_cli.training.loop import FitConfig, iterate_batches
 from ecgmoe_cli.training.scoring import score_task
-from ecgmoe_cli.weights import default_weights_dir
+from ecgmoe_cli.weights_meta import default_weights_dir
 
 TRAIN_FOLDS, VAL_FOLD, TEST_FOLD = tuple(range(1, 9)), 9, 10
 _ENCODED: dict[tuple[Any, ...], Any] = {}  # the last backbone features finetune computed

@@ -1,0 +1,89 @@
+"""What a weights directory says about itself, read without torch: the shipped location, the
+backbone's JSON sidecar (its PreprocessSpec) and the tasks of its adapters.
+
+`predict` reads this first, so its reader processes start (and are forked without torch)
+while the model loads; `weights.load_model` checks everything again when it loads tensors.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.signal.spec import PreprocessSpec
+from ecgmoe_cli.tasks import Task, task_from_dict
+
+BACKBONE = "backbone"
+ADAPTERS = "adapters"
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EcgMoeError("file not found", path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EcgMoeError(f"not a valid JSON sidecar ({e})", path) from None
+    if not isinstance(obj, dict):
+        raise EcgMoeError("not a valid JSON sidecar (not an object)", path)
+    return obj
+
+
+def default_weights_dir() -> Path:
+    """The shipped weights/: package data `ecgmoe_weights` of a wheel (an editable install maps it
+    to the clone's weights/), else the clone's weights/ beside the package; a clear error if none.
+    """
+    spec = importlib.util.find_spec("ecgmoe_weights")
+    found = (spec.submodule_search_locations or []) if spec else []
+    candidates = [Path(p) for p in found if Path(p).is_dir()]  # skips import-hook placeholders
+    candidates.append(Path(__file__).resolve().parents[1] / "weights")
+    for path in candidates:
+        if (path / f"{BACKBONE}.json").is_file():
+            return path
+    raise EcgMoeError("no shipped weights in this install (looked in "
+                      f"{', '.join(dict.fromkeys(map(str, candidates)))}); pass --weights DIR, "
+                      "or build them with `make weights`")
+
+
+def read_backbone_meta(directory: Path) -> dict[str, Any]:
+    meta = read_json(Path(directory) / f"{BACKBONE}.json")
+    if meta.get("format") != "ecgmoe-backbone" or "backbone_hash" not in meta:
+        raise EcgMoeError("not an ecgmoe backbone sidecar", Path(directory) / f"{BACKBONE}.json")
+    return meta
+
+
+def read_plan(directory: Path, tasks: Sequence[str] | None = None
+              ) -> tuple[PreprocessSpec, list[Task]]:
+    """The spec the backbone was trained with and the adapters' tasks (all, or `tasks`)."""
+    directory = Path(directory)
+    meta = read_backbone_meta(directory)
+    json_path = directory / f"{BACKBONE}.json"
+    try:
+        spec = PreprocessSpec.from_dict(meta["spec"])
+    except (KeyError, TypeError) as e:
+        raise EcgMoeError(f"backbone sidecar lacks or mangles {e}", json_path) from None
+    except EcgMoeError as e:
+        raise EcgMoeError(str(e), json_path) from None
+    available = sorted(p.stem for p in (directory / ADAPTERS).glob("*.json"))
+    wanted = available if tasks is None else list(tasks)
+    absent = [t for t in wanted if t not in available]
+    if absent:
+        raise EcgMoeError(f"no adapter for tasks {absent}; present: {available}",
+                          directory / ADAPTERS)
+    out = []
+    for name in wanted:
+        path = directory / ADAPTERS / f"{name}.json"
+        try:
+            task = task_from_dict(read_json(path)["task"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise EcgMoeError(f"adapter sidecar lacks or mangles {e}", path) from None
+        except EcgMoeError as e:
+            raise EcgMoeError(str(e), path) from None
+        if task.name != name:
+            raise EcgMoeError(f"sidecar describes task {task.name!r}, not {name!r}", path)
+        out.append(task)
+    return spec, out
