@@ -249,3 +249,15 @@ def test_batchnorm_folded_for_inference_gives_the_same_outputs_and_cannot_be_sav
         torch.testing.assert_close(after[t], before[t], rtol=1e-4, atol=1e-4)
     with pytest.raises(EcgMoeError, match="folded"):
         save_backbone(model, PreprocessSpec(), tmp_path)
+
+
+def test_depthwise_conv_shifted_sum_equals_the_library_convolution() -> None:
+    from ecgmoe_cli.model.encoders import DepthwiseConv1d
+
+    torch.manual_seed(0)
+    conv = DepthwiseConv1d(8, 27)
+    x = torch.randn(3, 8, 40)
+    library = conv(x)  # with gradients: the library path
+    with torch.inference_mode():
+        shifted = conv(x)
+    torch.testing.assert_close(shifted, library, rtol=1e-5, atol=1e-5)
