@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from ecgmoe_cli.commands import (
@@ -41,4 +44,20 @@ for _name, (_fn, _help) in _COMMANDS.items():
 
 
 def main() -> None:
-    app()
+    """Run the command, then leave without the interpreter's teardown: once torch is loaded
+    that takes ~0.9 s (longer than a small `predict`), and every output is already written,
+    renamed into place and flushed by then."""
+    try:
+        app()
+    except SystemExit as e:
+        code = e.code
+    else:
+        code = 0
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said
+            pass
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
