@@ -87,8 +87,8 @@ def read_header(path: str | Path) -> Record:
 
 def _read_wfdb(p: Path) -> Record:
     h = parse_header(p)
-    for c in h.channels:
-        data_file(p, c.file)  # refuse '../../etc/passwd' before anything opens it
+    for name in {c.file for c in h.channels}:
+        data_file(p, name)  # refuse '../../etc/passwd' before anything opens it
     if h.channels and not h.multi_segment and (h.n_samples == 0):
         raise EcgMoeError("record has no samples (header says 0)", p)
     if fast_path_ok(h):

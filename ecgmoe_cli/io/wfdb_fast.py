@@ -197,17 +197,17 @@ def _read_file(header_path: Path, h: Header, rows: list[int]) -> np.ndarray:
     if n_avail < n:
         raise EcgMoeError(f"signal file {ch[0].file!r} is truncated: {n_avail} of {n} samples",
                           header_path)
-    d = digital[: n * n_sig].reshape(n, n_sig)  # frames: converted in file order (fast),
-    gain = np.array([c.gain for c in ch], dtype=np.float32)  # transposed once at the end
-    base = np.array([c.baseline for c in ch], dtype=np.float32)
-    scale = np.array([unit_scale(c.units) or 1.0 for c in ch], dtype=np.float32)
-    out = d.astype(np.float32)
+    d = digital[: n * n_sig].reshape(n, n_sig).T  # (n_sig, n) view of the frames
+    gain = np.array([c.gain for c in ch], dtype=np.float32)[:, None]
+    base = np.array([c.baseline for c in ch], dtype=np.float32)[:, None]
+    scale = np.array([unit_scale(c.units) or 1.0 for c in ch], dtype=np.float32)[:, None]
+    out = np.array(d, dtype=np.float32, order="C")  # converted and transposed in one pass
     out -= base
     out *= scale / gain
     missing = d == _NAN_SENTINEL[fmt]
     if missing.any():
         out[missing] = np.nan
-    return np.ascontiguousarray(out.T)
+    return out
 
 
 def _decode(raw: bytes, fmt: str) -> np.ndarray:
