@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 from ecgmoe_cli.errors import EcgMoeError
 
 T = TypeVar("T")
-R = TypeVar("R")
 
 _STATE: dict[str, Any] = {}  # per-worker state set by the pool initializer
 
@@ -55,8 +54,8 @@ def _init(state: dict[str, Any], parent: int | None = None) -> None:
     _STATE.update(state)
 
 
-def _run_chunk(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-    return [fn(x) for x in items]
+def _run_chunk(fn: Callable[[Any], Any], items: Sequence[Any], whole: bool) -> list[Any]:
+    return list(fn(items)) if whole else [fn(x) for x in items]
 
 
 def default_workers() -> int:
@@ -64,30 +63,33 @@ def default_workers() -> int:
                else (os.cpu_count() or 1))
 
 
-def ordered_map(fn: Callable[[T], R], items: Sequence[T], *, workers: int = 1, chunk: int = 8,
-                state: dict[str, Any] | None = None, max_pending: int | None = None,
-                pool: bool = False) -> Iterator[R]:
+def ordered_map(fn: Callable[[Any], Any], items: Sequence[T], *, workers: int = 1,
+                chunk: int = 8, state: dict[str, Any] | None = None,
+                max_pending: int | None = None, pool: bool = False,
+                whole_chunks: bool = False) -> Iterator[Any]:
     """Yield fn(item) for every item, in order. `fn` must be a module-level function; it can
     read `worker_state()`. workers <= 1 runs in this process (no pickling, easy debugging)
     unless `pool` asks for a worker process even then (the caller keeps its core for other
-    work). At most `max_pending` chunks are in flight, which bounds memory on long runs."""
+    work). At most `max_pending` chunks are in flight, which bounds memory on long runs.
+    With `whole_chunks`, fn takes a whole chunk (a list) and returns one result per item, so
+    work that batches items (a model's forward pass) happens where the items are."""
+    chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
     if (workers <= 1 and not pool) or len(items) <= chunk:
         _init(state or {})
         try:
-            for x in items:
-                yield fn(x)
+            for c in chunks:
+                yield from _run_chunk(fn, c, whole_chunks)
         finally:
             _STATE.clear()
         return
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
     limit = max_pending or workers * 4
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init,
                              initargs=(state or {}, os.getpid())) as pool:
-        pending: deque[Future[list[R]]] = deque()
+        pending: deque[Future[list[Any]]] = deque()
         it: Iterable[Sequence[T]] = iter(chunks)
         for c in it:
-            pending.append(pool.submit(_run_chunk, fn, c))
+            pending.append(pool.submit(_run_chunk, fn, c, whole_chunks))
             if len(pending) >= limit:
                 break
         try:
@@ -99,7 +101,7 @@ def ordered_map(fn: Callable[[T], R], items: Sequence[T], *, workers: int = 1, c
                                       "rerun with --workers 1 to find the record") from None
                 nxt = next(it, None)  # type: ignore[call-overload]
                 if nxt is not None:
-                    pending.append(pool.submit(_run_chunk, fn, nxt))
+                    pending.append(pool.submit(_run_chunk, fn, nxt, whole_chunks))
                 yield from results
         finally:  # closed early (an error, Ctrl-C): drop the queued chunks, not wait for them
             for f in pending:

@@ -44,8 +44,14 @@ from ecgmoe_cli.report_rows import (
     window_rows,
 )
 from ecgmoe_cli.signal.spec import PreprocessSpec
-from ecgmoe_cli.tasks import TASKS
-from ecgmoe_cli.weights_meta import default_weights_dir, read_plan
+from ecgmoe_cli.tasks import TASKS, Task
+from ecgmoe_cli.weights_meta import (
+    ADAPTERS,
+    default_weights_dir,
+    read_backbone_meta,
+    read_json,
+    read_plan,
+)
 
 if TYPE_CHECKING:
     from ecgmoe_cli.inference import Predictor
@@ -124,6 +130,52 @@ def _prepare_job(path: str) -> Any:
         return Failed(path, Path(path).stem, one_line(f"{path}: {type(e).__name__}: {e}"))
 
 
+@dataclass
+class Predicted:
+    """A record through the model: its prepared fields (samples dropped) and window outputs."""
+
+    prepared: Any
+    out: WindowOutputs
+
+
+def _predict_chunk(paths: Sequence[str]) -> list[Any]:
+    """Worker with its own model (CPU): read, prepare and predict a chunk of records in one
+    batch, so each process uses its core end to end and only small results cross the pipe.
+    Returns Predicted or Failed per path, in order."""
+    st = worker_state()
+    if "predictor" not in st:  # once per process: torch is imported here, not before the fork
+        st["predictor"], _ = _start_model(st["weights_dir"], st["names"], st["opts"], st["spec"],
+                                          threads=1)
+    predictor, spec, opts = st["predictor"], st["spec"], st["opts"]
+    items = [_prepare_job(p) for p in paths]
+    items = [_predict_long(x.path, spec, opts, predictor) if isinstance(x, Long) else x
+             for x in items]
+    ready = [x for x in items if not isinstance(x, (Failed, Predicted))]
+    out = predictor(_stack(ready)) if ready else None
+    results, start = [], 0
+    for x in items:
+        if isinstance(x, (Failed, Predicted)):
+            results.append(x)
+            continue
+        assert out is not None
+        n = len(x.n_valid)
+        x.signal, x.rr = _emptied(x.signal), _emptied(x.rr)
+        results.append(Predicted(x, out.rows(start, start + n)))
+        start += n
+    return results
+
+
+def _predict_long(path: Path, spec: PreprocessSpec, opts: PredictOptions,
+                  predictor: Predictor) -> Predicted | Failed:
+    """`_long_record`, with a failure as a Failed row (the run goes on)."""
+    try:
+        return Predicted(*_long_record(path, spec, opts, predictor))
+    except EcgMoeError as e:
+        return Failed(str(path), path.stem, one_line(str(e)))
+    except Exception as e:  # noqa: BLE001 (as in the workers: the run goes on)
+        return Failed(str(path), path.stem, one_line(f"{path}: {type(e).__name__}: {e}"))
+
+
 def _long_record(path: Path, spec: PreprocessSpec, opts: PredictOptions,
                  predictor: Predictor) -> tuple[Any, WindowOutputs]:
     """A long record block by block through the model: only the per-window outputs and beat
@@ -157,7 +209,7 @@ def _stack(items: Sequence[Any]) -> dict[str, np.ndarray]:
 class _Sink:
     """Turns prepared records into rows: batches their windows through the model."""
 
-    def __init__(self, predictor: Predictor, ctx: RowContext, writer: ReportWriter,
+    def __init__(self, predictor: Predictor | None, ctx: RowContext, writer: ReportWriter,
                  win_writer: ReportWriter | None, skip_main: set[str], skip_windows: set[str],
                  spec: PreprocessSpec, opts: PredictOptions, tally: Tally) -> None:
         self.predictor, self.ctx, self.writer, self.win_writer = predictor, ctx, writer, win_writer
@@ -170,18 +222,14 @@ class _Sink:
         """Queue one prepared record (or failure); returns how many records were written."""
         if isinstance(item, Long):  # its windows go through the model block by block, now
             written = self.flush()
-            try:
-                prepared, out = _long_record(item.path, self.spec, self.opts, self.predictor)
-            except EcgMoeError as e:
-                self._write(error_row(str(item.path), item.path.stem, one_line(str(e)),
-                                      self.ctx), [])
-                return written + 1
-            except Exception as e:  # noqa: BLE001 (as in the workers: the run goes on)
-                self._write(error_row(str(item.path), item.path.stem, one_line(
-                    f"{item.path}: {type(e).__name__}: {e}"), self.ctx), [])
-                return written + 1
-            self._emit(prepared, out)
-            return written + 1
+            return written + self.add(_predict_long(item.path, self.spec, self.opts,
+                                                    self.predictor))
+        if isinstance(item, Predicted):  # through a worker's model already
+            self._emit(item.prepared, item.out)
+            return 1
+        if isinstance(item, Failed) and not self.pending:
+            self._write(error_row(item.path, item.record, item.error, self.ctx), [])
+            return 1
         self.pending.append(item)
         if not isinstance(item, Failed):
             self.n_windows += len(item.n_valid)
@@ -273,10 +321,12 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
     todo = [p for p in mine if keys[p] not in done
             or (win_writer is not None and keys[p] not in win_done)]
     written = 0
-    stream = prepared_stream(todo, spec, opts)
+    in_workers = _models_in_workers(opts, len(todo))
+    stream = prepared_stream(todo, spec, opts, (weights_dir, names) if in_workers else None)
     try:
         first = next(stream, None)  # the readers start now, while torch and the model load
-        predictor, ctx = _start_model(weights_dir, names, opts, spec)
+        predictor, ctx = ((None, _sidecar_context(weights_dir, tasks, spec)) if in_workers
+                          else _start_model(weights_dir, names, opts, spec))
         result = PredictResult(out, windows_path(out) if opts.windows else None, weights_dir,
                                ctx.weights_id, names, len(paths), len(mine),
                                sum(keys[p] in done for p in mine))
@@ -303,7 +353,8 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
 
 
 def _start_model(weights_dir: Path, names: list[str], opts: PredictOptions,
-                 spec: PreprocessSpec) -> tuple[Predictor, RowContext]:
+                 spec: PreprocessSpec, threads: int | None = None
+                 ) -> tuple[Predictor, RowContext]:
     """Import torch and load the weights (the slow part of start-up, after the readers began)."""
     import torch
 
@@ -313,7 +364,7 @@ def _start_model(weights_dir: Path, names: list[str], opts: PredictOptions,
 
     device = resolve_device(opts.device)
     if device == "cpu":  # the model and the reader processes split the cores (_model_threads)
-        torch.set_num_threads(_model_threads())
+        torch.set_num_threads(threads or _model_threads())
     model, loaded_spec, meta = weights.load_model(weights_dir, names, device)
     if loaded_spec != spec:  # the same backbone.json, unless it changed under our feet
         raise EcgMoeError("backbone.json changed while predict started", weights_dir)
@@ -324,17 +375,45 @@ def _start_model(weights_dir: Path, names: list[str], opts: PredictOptions,
 
 
 def _model_threads() -> int:
-    """CPU inference: half the cores run the model, the other half read and prepare records
-    (the two cost about the same per record); on 2 cores one each, so neither process waits
-    on the other's threads (two readers beside the model ran 15 % slower)."""
+    """CPU inference in the main process: half the cores run the model, the other half read
+    and prepare records (the two cost about the same per record)."""
     return max(1, default_workers() // 2)
 
 
-def prepared_stream(paths: Sequence[str], spec: PreprocessSpec, opts: PredictOptions
-                    ) -> Iterator[Any]:
-    """Prepared records (or Failed) in input order, read by worker processes: --workers, else
-    the cores the model leaves free (all of them when it runs on a GPU), at least one. Up to
-    _AHEAD chunks wait, so the readers keep working through the model's start-up."""
+def _models_in_workers(opts: PredictOptions, n_records: int) -> bool:
+    """On CPU, each worker process runs its own model on its own records (read, prepare,
+    predict), unless --workers 1 or the folder fits in one batch: no process waits for
+    another. With one model in the main process, that process was the bottleneck (its model
+    alone needs ~3.5 ms per record) while the readers idled a quarter of the time."""
+    return (not str(opts.device).startswith("cuda") and opts.workers != 1
+            and (opts.workers or default_workers()) > 1 and n_records > opts.batch_size)
+
+
+def _sidecar_context(weights_dir: Path, tasks: Sequence[Task], spec: PreprocessSpec
+                     ) -> RowContext:
+    """The rows' context from the JSON sidecars (the workers load and check the tensors)."""
+    meta = read_backbone_meta(weights_dir)
+    meta["adapters"] = {t.name: read_json(weights_dir / ADAPTERS / f"{t.name}.json")
+                        for t in tasks}
+    thresholds = {t.name: tuple(meta["adapters"][t.name].get("thresholds",
+                                                             [0.5] * t.n_outputs))
+                  for t in tasks}
+    return RowContext(tuple(tasks), thresholds, spec.fs,
+                      weights_id(meta, [t.name for t in tasks]), spec.hash())
+
+
+def prepared_stream(paths: Sequence[str], spec: PreprocessSpec, opts: PredictOptions,
+                    models: tuple[Path, list[str]] | None = None) -> Iterator[Any]:
+    """Records in input order from worker processes: Predicted by the workers' own models when
+    `models` (weights dir, tasks) is given, else prepared (or Failed) for the main process's
+    model. Up to _AHEAD chunks wait, so the workers keep going through the main process's
+    start-up."""
+    if models is not None:
+        workers = opts.workers or default_workers()
+        return ordered_map(_predict_chunk, paths, workers=workers, chunk=opts.batch_size,
+                           state={"spec": spec, "opts": opts, "weights_dir": models[0],
+                                  "names": models[1]},
+                           pool=True, max_pending=max(_AHEAD, 4 * workers), whole_chunks=True)
     on_cpu = not str(opts.device).startswith("cuda")
     auto = default_workers() - (_model_threads() if on_cpu else 0)
     workers = max(1, min(opts.workers or auto, len(paths) // _CHUNK + 1))

@@ -292,3 +292,17 @@ def test_long_record_streams_through_the_model_with_whole_record_figures(
         whole.heart_rate_bpm)
     windows = pq.read_table(tmp_path / "r.windows.parquet").column("window").to_pylist()
     assert windows == list(range(len(whole.n_valid)))
+
+
+def test_models_in_the_workers_give_the_same_report(records: Path, weights_dir: Path,
+                                                    report: Path, tmp_path: Path) -> None:
+    """With several workers on CPU each runs its own model on its own records (a chunk per
+    forward pass); the rows must be those of the single-process run, long records and broken
+    files included."""
+    out = tmp_path / "w.parquet"
+    code, output = _predict(records, "-o", out, "--weights", weights_dir, "--workers", 2,
+                            "--batch-size", 2, "--windows", "--quiet")
+    assert code == 0, output
+    _assert_same_rows(_sorted(pq.read_table(out)), _sorted(pq.read_table(report)))
+    windows = pq.read_table(tmp_path / "w.windows.parquet")
+    assert windows.num_rows >= 5 + 10  # the 112 s record alone has 11 windows
