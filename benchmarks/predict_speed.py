@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/predict_speed.py --n 2000 [--n 20000] [--config base]
 
-Records come from `ecgmoe simulate` (PTB-XL-shaped tree). Prints, for each N: records/s of the whole command (process start to exit) and the peak RSS of
-its process tree (main + reader workers, sampled from /proc every 50 ms), then where the time
+Records come from `ecgmoe simulate` (PTB-XL-shaped tree). Prints, for each N: records/s of the
+whole command (process start to exit) and the peak RSS and PSS of its process tree (main +
+workers; RSS from /proc every 50 ms, PSS every second), then where the time
 goes: the page-cache read of the files, `read_record` and `prepare_record` per record in one
 process, and the model alone (records/s at the command's batch size, one torch thread).
 Random-init weights of the chosen config are fine for speed. Records and weights are made
@@ -20,6 +21,9 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 def make_records(folder: Path, n: int) -> None:
@@ -48,49 +52,62 @@ def make_weights(folder: Path, config: str) -> None:
     save_model(EcgMoe(EcgMoeConfig.from_spec(config, spec), list(TASKS.values())), spec, folder)
 
 
-def _tree_mem_kb(root: int) -> tuple[int, int]:
-    """Summed RSS and PSS (kB) of `root` and its descendants (from /proc). Forked readers share
-    the parent's pages, which RSS counts once per process and PSS divides among them."""
-    parents: dict[int, int] = {}
-    rss: dict[int, int] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/status") as f:
-                fields = dict(line.split(":", 1) for line in f if ":" in line)
-        except OSError:
-            continue
-        parents[int(d)] = int(fields.get("PPid", "0").strip())
-        rss[int(d)] = int(fields.get("VmRSS", "0 kB").split()[0])
-    tree, frontier = {root}, [root]
+def _tree(root: int) -> list[int]:
+    """`root` and its descendants, from /proc/PID/task/TID/children (no scan of every process)."""
+    out, frontier = [], [root]
     while frontier:
         p = frontier.pop()
-        kids = [c for c, pp in parents.items() if pp == p and c not in tree]
-        tree.update(kids)
-        frontier += kids
-    pss = 0
-    for p in tree:
+        out.append(p)
         try:
-            with open(f"/proc/{p}/smaps_rollup") as f:
-                pss += sum(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    frontier += [int(c) for c in f.read().split()]
         except OSError:
             continue
-    return sum(rss.get(p, 0) for p in tree), pss
+    return out
+
+
+def _rss_kb(pids: list[int]) -> int:
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * PAGE_KB
+        except OSError:
+            continue
+    return total
+
+
+def _pss_kb(pids: list[int]) -> int:
+    """Summed PSS: forked workers share pages, which RSS counts once per process and PSS
+    divides among them. Reading smaps_rollup walks page tables (~10 ms per torch process),
+    so it is sampled 20x less often than RSS, to keep the sampler off the measured cores."""
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                total += sum(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        except OSError:
+            continue
+    return total
 
 
 def time_command(cmd: list[str]) -> tuple[float, float, int, int]:
     """Wall seconds, CPU seconds (user + sys of the whole tree) and the peak summed RSS and PSS
-    (kB) of the command's process tree."""
+    (kB) of the command's process tree (RSS every 50 ms, PSS every second)."""
     peak = [0, 0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
 
     def sample() -> None:
+        tick = 0
         while proc.poll() is None:
-            rss, pss = _tree_mem_kb(proc.pid)
-            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
+            pids = _tree(proc.pid)
+            peak[0] = max(peak[0], _rss_kb(pids))
+            if tick % 20 == 0:
+                peak[1] = max(peak[1], _pss_kb(pids))
+            tick += 1
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)

@@ -44,14 +44,8 @@ from ecgmoe_cli.report_rows import (
     window_rows,
 )
 from ecgmoe_cli.signal.spec import PreprocessSpec
-from ecgmoe_cli.tasks import TASKS, Task
-from ecgmoe_cli.weights_meta import (
-    ADAPTERS,
-    default_weights_dir,
-    read_backbone_meta,
-    read_json,
-    read_plan,
-)
+from ecgmoe_cli.tasks import TASKS
+from ecgmoe_cli.weights_meta import default_weights_dir, read_plan
 
 if TYPE_CHECKING:
     from ecgmoe_cli.inference import Predictor
@@ -139,13 +133,10 @@ class Predicted:
 
 
 def _predict_chunk(paths: Sequence[str]) -> list[Any]:
-    """Worker with its own model (CPU): read, prepare and predict a chunk of records in one
-    batch, so each process uses its core end to end and only small results cross the pipe.
-    Returns Predicted or Failed per path, in order."""
+    """Worker with its own copy of the model (CPU): read, prepare and predict a chunk of records
+    in one batch, so each process uses its core end to end and only small results cross the
+    pipe. Returns Predicted or Failed per path, in order."""
     st = worker_state()
-    if "predictor" not in st:  # once per process: torch is imported here, not before the fork
-        st["predictor"], _ = _start_model(st["weights_dir"], st["names"], st["opts"], st["spec"],
-                                          threads=1)
     predictor, spec, opts = st["predictor"], st["spec"], st["opts"]
     items = [_prepare_job(p) for p in paths]
     items = [_predict_long(x.path, spec, opts, predictor) if isinstance(x, Long) else x
@@ -321,12 +312,15 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
     todo = [p for p in mine if keys[p] not in done
             or (win_writer is not None and keys[p] not in win_done)]
     written = 0
-    in_workers = _models_in_workers(opts, len(todo))
-    stream = prepared_stream(todo, spec, opts, (weights_dir, names) if in_workers else None)
+    stream = None
     try:
-        first = next(stream, None)  # the readers start now, while torch and the model load
-        predictor, ctx = ((None, _sidecar_context(weights_dir, tasks, spec)) if in_workers
-                          else _start_model(weights_dir, names, opts, spec))
+        # CPU: the model loads before the fork and every worker runs its copy on its records;
+        # otherwise (a GPU, --workers 1) the readers start first and overlap the model's load
+        shared = (_start_model(weights_dir, names, opts, spec, threads=1)
+                  if _models_in_workers(opts, len(todo)) else None)
+        stream = prepared_stream(todo, spec, opts, None if shared is None else shared[0])
+        first = next(stream, None)
+        predictor, ctx = shared or _start_model(weights_dir, names, opts, spec)
         result = PredictResult(out, windows_path(out) if opts.windows else None, weights_dir,
                                ctx.weights_id, names, len(paths), len(mine),
                                sum(keys[p] in done for p in mine))
@@ -343,7 +337,8 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
         if win_writer is not None:
             win_writer.close()
     except BaseException:
-        stream.close()  # stops the reader processes
+        if stream is not None:
+            stream.close()  # stops the worker processes
         writer.abort()
         if win_writer is not None:
             win_writer.abort()
@@ -389,30 +384,16 @@ def _models_in_workers(opts: PredictOptions, n_records: int) -> bool:
             and (opts.workers or default_workers()) > 1 and n_records > opts.batch_size)
 
 
-def _sidecar_context(weights_dir: Path, tasks: Sequence[Task], spec: PreprocessSpec
-                     ) -> RowContext:
-    """The rows' context from the JSON sidecars (the workers load and check the tensors)."""
-    meta = read_backbone_meta(weights_dir)
-    meta["adapters"] = {t.name: read_json(weights_dir / ADAPTERS / f"{t.name}.json")
-                        for t in tasks}
-    thresholds = {t.name: tuple(meta["adapters"][t.name].get("thresholds",
-                                                             [0.5] * t.n_outputs))
-                  for t in tasks}
-    return RowContext(tuple(tasks), thresholds, spec.fs,
-                      weights_id(meta, [t.name for t in tasks]), spec.hash())
-
-
 def prepared_stream(paths: Sequence[str], spec: PreprocessSpec, opts: PredictOptions,
-                    models: tuple[Path, list[str]] | None = None) -> Iterator[Any]:
-    """Records in input order from worker processes: Predicted by the workers' own models when
-    `models` (weights dir, tasks) is given, else prepared (or Failed) for the main process's
-    model. Up to _AHEAD chunks wait, so the workers keep going through the main process's
-    start-up."""
-    if models is not None:
+                    predictor: Predictor | None = None) -> Iterator[Any]:
+    """Records in input order from worker processes: Predicted by the workers' copies of
+    `predictor` when given (forked after it loaded: no worker imports torch or reads the
+    weights again), else prepared (or Failed) for the main process's model. Up to _AHEAD chunks
+    wait, so the readers keep going through the main process's start-up."""
+    if predictor is not None:
         workers = opts.workers or default_workers()
         return ordered_map(_predict_chunk, paths, workers=workers, chunk=opts.batch_size,
-                           state={"spec": spec, "opts": opts, "weights_dir": models[0],
-                                  "names": models[1]},
+                           state={"spec": spec, "opts": opts, "predictor": predictor},
                            pool=True, max_pending=max(_AHEAD, 4 * workers), whole_chunks=True)
     on_cpu = not str(opts.device).startswith("cuda")
     auto = default_workers() - (_model_threads() if on_cpu else 0)
