@@ -1,12 +1,14 @@
 """`predict` as a plain function: a folder of records into a Parquet report, at any scale.
 
 ```
-discover (sorted) ─shard─▶ --resume skips done ─▶ worker processes: read + prepare (the weights'
-spec) ─in order─▶ main process: windows of many records stacked ─▶ Predictor (backbone once, all
-adapters) ─▶ rows ─▶ ReportWriter row groups ─close─▶ atomic rename (or dataset parts)
+discover (sorted) ─shard─▶ --resume skips done ─▶ CPU: worker processes, each with its own copy
+of the model (loaded before the fork): read + prepare + predict a batch of records ─in order─▶
+main process: rows ─▶ ReportWriter row groups ─close─▶ atomic rename (or dataset parts)
+GPU: reader processes prepare records ─▶ the main process batches windows through its model
+(--workers 1: everything in the main process)
 ```
-Memory stays flat: about `batch_size` windows (plus one long record's) wait for the model, the
-pool holds a bounded number of prepared records ahead of it, and rows leave in row groups.
+Memory stays flat: the pool holds a bounded number of chunks ahead of the writer, each worker
+one batch of windows (plus one long record's block), and rows leave in row groups.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class PredictOptions:
     weights: Path | None = None  # None: the shipped weights (weights.default_weights_dir)
     tasks: Sequence[str] | None = None  # None: every adapter the weights have
     device: str = "cpu"
-    workers: int = 0  # reader processes; 0: the cores the model leaves; 1: read in the main process
+    workers: int = 0  # worker processes; 0: one per core (CPU: each with a model); 1: none
     batch_size: int = 64  # windows per forward pass
     windows: bool = False  # also write per-window rows (windows_path)
     explain: bool = False  # add the `explain` column

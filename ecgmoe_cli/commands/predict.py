@@ -25,9 +25,9 @@ def run(
                                                     "comma-separate; default: every adapter "
                                                     "the weights have).")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    workers: Annotated[int, typer.Option(min=0, help="Reader processes (0 = the cores the "
-                                         "model leaves free, at least one; 1 reads in the main "
-                                         "process).")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="Worker processes (0 = one per core; on "
+                                         "CPU each runs its own copy of the model; 1 = all in "
+                                         "the main process).")] = 0,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 64,
     windows: Annotated[bool, typer.Option("--windows", help="Also write one row per 10 s "
                                           "window to OUT.windows.parquet (or OUT.windows/).")
