@@ -1,9 +1,9 @@
 """`predict` as a plain function: a folder of records into a Parquet report, at any scale.
 
 ```
-discover (sorted) ─shard─▶ --resume skips done ─▶ CPU: worker processes, each with its own copy
-of the model (loaded before the fork): read + prepare + predict a batch of records ─in order─▶
-main process: rows ─▶ ReportWriter row groups ─close─▶ atomic rename (or dataset parts)
+discover (sorted) ─shard─▶ --resume skips done ─▶ CPU: worker processes, each with its own
+copy of the model (loaded before the fork): read + prepare + predict a batch of records
+─in order─▶ main process: rows ─▶ ReportWriter row groups ─close─▶ atomic rename (or dataset parts)
 GPU: reader processes prepare records ─▶ the main process batches windows through its model
 (--workers 1: everything in the main process)
 ```
