@@ -141,8 +141,13 @@ def _predict_chunk(paths: Sequence[str]) -> list[Any]:
     st = worker_state()
     predictor, spec, opts = st["predictor"], st["spec"], st["opts"]
     items = [_prepare_job(p) for p in paths]
-    items = [_predict_long(x.path, spec, opts, predictor) if isinstance(x, Long) else x
-             for x in items]
+    return _through_model(predictor, [_predict_long(x.path, spec, opts, predictor)
+                                      if isinstance(x, Long) else x for x in items])
+
+
+def _through_model(predictor: Predictor, items: Sequence[Any]) -> list[Any]:
+    """Every prepared record among `items` through the model in one batch, as Predicted (its
+    samples dropped); Failed and Predicted items pass as they are, in order."""
     ready = [x for x in items if not isinstance(x, (Failed, Predicted))]
     out = predictor(_stack(ready)) if ready else None
     results, start = [], 0
@@ -230,16 +235,14 @@ class _Sink:
 
     def flush(self) -> int:
         items, self.pending, self.n_windows = self.pending, [], 0
-        ok = [p for p in items if not isinstance(p, Failed)]
-        out = self.predictor(_stack(ok)) if ok else None
-        start = 0
-        for item in items:
+        if not items:
+            return 0
+        assert self.predictor is not None  # only the main-process layout queues records
+        for item in _through_model(self.predictor, items):
             if isinstance(item, Failed):
                 self._write(error_row(item.path, item.record, item.error, self.ctx), [])
-                continue
-            assert out is not None
-            self._emit(item, out.rows(start, start + len(item.n_valid)))
-            start += len(item.n_valid)
+            else:
+                self._emit(item.prepared, item.out)
         return len(items)
 
     def _emit(self, item: Any, out: WindowOutputs) -> None:
@@ -382,8 +385,12 @@ def _models_in_workers(opts: PredictOptions, n_records: int) -> bool:
     predict), unless --workers 1 or the folder fits in one batch: no process waits for
     another. With one model in the main process, that process was the bottleneck (its model
     alone needs ~3.5 ms per record) while the readers idled a quarter of the time."""
-    return (not str(opts.device).startswith("cuda") and opts.workers != 1
+    return (_on_cpu(opts) and opts.workers != 1
             and (opts.workers or default_workers()) > 1 and n_records > opts.batch_size)
+
+
+def _on_cpu(opts: PredictOptions) -> bool:
+    return not str(opts.device).startswith("cuda")
 
 
 def prepared_stream(paths: Sequence[str], spec: PreprocessSpec, opts: PredictOptions,
@@ -397,8 +404,7 @@ def prepared_stream(paths: Sequence[str], spec: PreprocessSpec, opts: PredictOpt
         return ordered_map(_predict_chunk, paths, workers=workers, chunk=opts.batch_size,
                            state={"spec": spec, "opts": opts, "predictor": predictor},
                            pool=True, max_pending=max(_AHEAD, 4 * workers), whole_chunks=True)
-    on_cpu = not str(opts.device).startswith("cuda")
-    auto = default_workers() - (_model_threads() if on_cpu else 0)
+    auto = default_workers() - (_model_threads() if _on_cpu(opts) else 0)
     workers = max(1, min(opts.workers or auto, len(paths) // _CHUNK + 1))
     return ordered_map(_prepare_job, paths, workers=workers, chunk=_CHUNK,
                        state={"spec": spec, "opts": opts}, pool=opts.workers != 1,

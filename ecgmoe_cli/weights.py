@@ -36,6 +36,7 @@ from ecgmoe_cli.tasks import task_from_dict, task_to_dict
 from ecgmoe_cli.weights_meta import (
     ADAPTERS,
     BACKBONE,
+    parse_sidecar,
     read_backbone_meta,
     read_plan,
 )
@@ -222,13 +223,8 @@ def load_model(directory: Path, tasks: Sequence[str] | None = None, device: str 
     directory = Path(directory)
     meta = read_backbone_meta(directory)
     spec, wanted = read_plan(directory, tasks)  # the sidecars first: errors before tensors load
-    json_path = directory / f"{BACKBONE}.json"
-    try:
-        config = EcgMoeConfig.from_dict(meta["config"])
-    except (KeyError, TypeError) as e:
-        raise EcgMoeError(f"backbone sidecar lacks or mangles {e}", json_path) from None
-    except EcgMoeError as e:
-        raise EcgMoeError(str(e), json_path) from None
+    config = parse_sidecar(lambda: EcgMoeConfig.from_dict(meta["config"]),
+                           directory / f"{BACKBONE}.json", "backbone")
     st_path = directory / f"{BACKBONE}.safetensors"
     shapes = _header_shapes(st_path)
     with _budget(st_path, "the model backbone.json describes"):
@@ -252,14 +248,9 @@ def load_adapter(model: EcgMoe, directory: Path, task: str, backbone_hash: str |
     if ameta.get("backbone_hash") != digest:
         raise EcgMoeError(f"adapter was trained on backbone {str(ameta.get('backbone_hash'))[:12]}, "
                           f"not on this one ({digest[:12]})", json_path)
-    try:
-        spec_task = task_from_dict(ameta["task"])
-        rank, alpha = int(ameta["rank"]), float(ameta["alpha"])
-        hashed = str(ameta["tensors_hash"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise EcgMoeError(f"adapter sidecar lacks or mangles {e}", json_path) from None
-    except EcgMoeError as e:
-        raise EcgMoeError(str(e), json_path) from None
+    spec_task, rank, alpha, hashed = parse_sidecar(
+        lambda: (task_from_dict(ameta["task"]), int(ameta["rank"]), float(ameta["alpha"]),
+                 str(ameta["tensors_hash"])), json_path, "adapter")
     if spec_task.name != task:
         raise EcgMoeError(f"sidecar describes task {spec_task.name!r}, not {task!r}", json_path)
     st_path = json_path.with_suffix(".safetensors")

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.tasks import Task, task_from_dict
+
+T = TypeVar("T")
 
 BACKBONE = "backbone"
 ADAPTERS = "adapters"
@@ -56,18 +58,24 @@ def read_backbone_meta(directory: Path) -> dict[str, Any]:
     return meta
 
 
+def parse_sidecar(parse: Callable[[], T], path: Path, what: str) -> T:
+    """parse() of a JSON sidecar's fields; a missing or mangled one is a one-line EcgMoeError
+    naming the file (a lying JSON must never surface as a traceback)."""
+    try:
+        return parse()
+    except (KeyError, TypeError, ValueError) as e:
+        raise EcgMoeError(f"{what} sidecar lacks or mangles {e}", path) from None
+    except EcgMoeError as e:
+        raise EcgMoeError(str(e), path) from None
+
+
 def read_plan(directory: Path, tasks: Sequence[str] | None = None
               ) -> tuple[PreprocessSpec, list[Task]]:
     """The spec the backbone was trained with and the adapters' tasks (all, or `tasks`)."""
     directory = Path(directory)
     meta = read_backbone_meta(directory)
-    json_path = directory / f"{BACKBONE}.json"
-    try:
-        spec = PreprocessSpec.from_dict(meta["spec"])
-    except (KeyError, TypeError) as e:
-        raise EcgMoeError(f"backbone sidecar lacks or mangles {e}", json_path) from None
-    except EcgMoeError as e:
-        raise EcgMoeError(str(e), json_path) from None
+    spec = parse_sidecar(lambda: PreprocessSpec.from_dict(meta["spec"]),
+                         directory / f"{BACKBONE}.json", "backbone")
     available = sorted(p.stem for p in (directory / ADAPTERS).glob("*.json"))
     wanted = available if tasks is None else list(tasks)
     absent = [t for t in wanted if t not in available]
@@ -77,12 +85,7 @@ def read_plan(directory: Path, tasks: Sequence[str] | None = None
     out = []
     for name in wanted:
         path = directory / ADAPTERS / f"{name}.json"
-        try:
-            task = task_from_dict(read_json(path)["task"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise EcgMoeError(f"adapter sidecar lacks or mangles {e}", path) from None
-        except EcgMoeError as e:
-            raise EcgMoeError(str(e), path) from None
+        task = parse_sidecar(lambda: task_from_dict(read_json(path)["task"]), path, "adapter")
         if task.name != name:
             raise EcgMoeError(f"sidecar describes task {task.name!r}, not {name!r}", path)
         out.append(task)
