@@ -43,7 +43,7 @@ def build(name: str, config: EcgMoeConfig, tasks: list) -> torch.nn.Module:
     if name == "resnet1d":
         return ResNet1d(tasks)
     if name == "per_task":  # one full model per task, trained together on the mean task loss
-        return PerTaskModels(config, tasks)
+        return PerTaskModels.fresh(config, tasks)
     raise SystemExit(f"unknown variant {name}")
 
 
@@ -51,10 +51,9 @@ def headline(s: dict) -> float | None:
     return s.get("macro_auroc", s.get("accuracy", s.get("mae")))
 
 
-def run_variant(name: str, config: EcgMoeConfig, ds, tasks, train, test, epochs: int,
-                batch_size: int, lr: float, seed: int) -> dict:
-    torch.manual_seed(seed)
-    model = build(name, config, tasks)
+def fit(model: torch.nn.Module, ds, tasks, train: np.ndarray, epochs: int, batch_size: int,
+        lr: float, seed: int) -> float:
+    """AdamW + cosine on the multi-task loss, rows shuffled per epoch (seeded); seconds taken."""
     set_regression_scaling(model, ds, train, tasks)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     steps = epochs * math.ceil(len(train) / batch_size)
@@ -73,7 +72,14 @@ def run_variant(name: str, config: EcgMoeConfig, ds, tasks, train, test, epochs:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             step += 1
-    train_s = time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+def run_variant(name: str, config: EcgMoeConfig, ds, tasks, train, test, epochs: int,
+                batch_size: int, lr: float, seed: int) -> dict:
+    torch.manual_seed(seed)
+    model = build(name, config, tasks)
+    train_s = fit(model, ds, tasks, train, epochs, batch_size, lr, seed)
     model.eval()
     preds: dict[str, list[np.ndarray]] = {t.name: [] for t in tasks}
     with torch.no_grad():

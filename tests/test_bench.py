@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -209,6 +210,55 @@ def test_with_data_and_weights_only_trained_models_get_accuracy(tmp_path) -> Non
     assert merged[task]["value"] == pytest.approx(scores[task]["value"], abs=1e-6)
     assert {r["model"]: r["trained"] for r in result["results"]} == {
         "ecgmoe": True, "per_task": False, "dense_multitask": False, "ecgmoe_merged": True}
+
+
+def _save_baselines(root, tasks) -> None:
+    from ecgmoe_cli import weights
+    from ecgmoe_cli.model.baselines import PerTaskModels, dense_multitask
+
+    config = EcgMoeConfig.from_spec("tiny", TINY_SPEC)
+    torch.manual_seed(1)
+    weights.save_model(dense_multitask(config, tasks).eval(), TINY_SPEC, root / "dense_multitask")
+    for name, m in PerTaskModels.fresh(config, tasks).models.items():
+        weights.save_model(m.eval(), TINY_SPEC, root / "per_task" / name)
+
+
+def test_baselines_with_weights_are_scored_like_ecgmoe(tmp_path) -> None:
+    from ecgmoe_cli.benchmark.run import score_contender
+    from ecgmoe_cli.io.dataset import open_dataset
+    from ecgmoe_cli.weights import load_model
+
+    ds = make_fake_dataset(tmp_path / "ds", n_records=40)
+    tasks = [get_task(t) for t in TASK_NAMES]
+    _save_baselines(tmp_path / "b", tasks)
+    result = run_bench(BenchOptions(batch_sizes=(2,), repeats=1, warmup=0, data=ds,
+                                    config="tiny", tasks=TASK_NAMES, baselines=tmp_path / "b",
+                                    probe_size=64,
+                                    models=("per_task", "dense_multitask")))
+    assert result["baselines"] == str(tmp_path / "b")
+    acc = {a["model"]: a for a in result["accuracy"]}
+    assert all(acc[m]["trained"] and set(acc[m]["tasks"]) == set(TASK_NAMES) for m in acc)
+    # per_task's score for a task is that task's own saved model, scored on its own
+    model, _, _ = load_model(tmp_path / "b" / "per_task" / "sex")
+    (alone,) = build_contenders(["dense_multitask"], model.config, [get_task("sex")])
+    alone.module, alone.trained, alone.task_arg = model, True, ["sex"]
+    dsx = open_dataset(ds)
+    one = score_contender(alone, dsx, dsx.rows(fold=10), torch.device("cpu"), torch.float32)
+    assert acc["per_task"]["tasks"]["sex"]["value"] == pytest.approx(
+        one["tasks"]["sex"]["value"], abs=1e-6)
+
+
+def test_bad_baselines_folder_is_one_clear_line(tmp_path) -> None:
+    tasks = [get_task(t) for t in TASK_NAMES]
+    _save_baselines(tmp_path / "b", tasks[:2])  # trained on two of the four tasks
+    for folder, needle in [(tmp_path / "b", "no adapter for tasks ['arrhythmia', 'rhythm']"),
+                           (tmp_path / "b", "no per_task model for ['arrhythmia', 'rhythm']"),
+                           (tmp_path, "holds neither dense_multitask/ nor per_task/")]:
+        result = runner.invoke(app, ["bench", *FAST, "--baselines", str(folder),
+                                     "--tasks", ",".join(TASK_NAMES)])
+        assert result.exit_code == 1 and needle in result.output, result.output
+        assert "Traceback" not in result.output and str(folder) in result.output
+        shutil.rmtree(tmp_path / "b" / "dense_multitask", ignore_errors=True)
 
 
 def test_table_says_untrained_instead_of_a_score(tmp_path) -> None:

@@ -185,7 +185,7 @@ def test_baselines_share_the_batch_and_outputs() -> None:
     assert not any("router" in n for n, _ in dense.named_parameters())
     widths = {m.ffn.fc1.out_features for m in [*dense.morph, *dense.rhythm]}
     assert widths == {TINY.n_experts * TINY.expert_hidden}  # the same total width
-    per = PerTaskModels(TINY, SOME)
+    per = PerTaskModels.fresh(TINY, SOME)
     out, loss = per(b, y)
     assert set(out) == {t.name for t in SOME} and torch.isfinite(loss)
     assert per.heads["age"] is per.models["age"].heads["age"]  # scaling/predict reach each head

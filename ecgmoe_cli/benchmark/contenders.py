@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,10 +45,11 @@ class Contender:
         return fn(batch) if self.task_arg is None else fn(batch, tasks=self.task_arg)
 
     def predict(self, batch: Batch) -> dict[str, Tensor]:
-        """Probabilities / class probabilities / values per task (EcgMoe-based models only)."""
-        if not isinstance(self.module, EcgMoe):
+        """Probabilities / class probabilities / values per task, like EcgMoe.predict."""
+        predict = getattr(self.module, "predict", None)
+        if predict is None:
             raise EcgMoeError(f"model {self.name!r} has no predict")
-        return self.module.predict(batch, self.tasks)
+        return predict(batch, self.tasks)  # type: ignore[no-any-return]
 
 
 def merged_single_task(model: EcgMoe, task: str) -> EcgMoe:
@@ -82,24 +84,64 @@ def active_parameters(module: nn.Module) -> int:
     return count_parameters(module) - unused
 
 
+def load_baselines(directory: Path, tasks: Sequence[str], spec: Any = None
+                   ) -> dict[str, nn.Module]:
+    """Trained baselines (`benchmarks/train_baselines.py`): DIR/dense_multitask/ and
+    DIR/per_task/<task>/, weights folders like weights/. A baseline absent stays untrained;
+    `spec`, when given, must be the one every baseline was trained on (the dataset's)."""
+    from ecgmoe_cli.weights import load_model
+
+    directory = Path(directory)
+
+    def load(path: Path, wanted: Sequence[str]) -> EcgMoe:
+        model, got, _ = load_model(path, wanted)
+        if spec is not None and got != spec:
+            raise EcgMoeError(f"trained on preprocessing spec {got.hash()}, the dataset has "
+                              f"{spec.hash()}", path)
+        return model
+
+    out: dict[str, nn.Module] = {}
+    if (directory / "dense_multitask").is_dir():
+        dense = load(directory / "dense_multitask", tasks)
+        if not dense.config.dense_moe:
+            raise EcgMoeError("holds a model with MoE layers, not dense_multitask",
+                              directory / "dense_multitask")
+        out["dense_multitask"] = dense
+    if (directory / "per_task").is_dir():
+        missing = [t for t in tasks if not (directory / "per_task" / t).is_dir()]
+        if missing:
+            raise EcgMoeError(f"no per_task model for {missing}", directory / "per_task")
+        out["per_task"] = PerTaskModels({t: load(directory / "per_task" / t, [t]) for t in tasks})
+    if not out:
+        raise EcgMoeError("holds neither dense_multitask/ nor per_task/ (made by "
+                          "benchmarks/train_baselines.py)", directory)
+    return out
+
+
 def build_contenders(names: Sequence[str], config: EcgMoeConfig, tasks: Sequence[Any],
-                     trained: EcgMoe | None = None, seed: int = 0) -> list[Contender]:
-    """The requested models in MODELS order; `trained` (loaded weights) serves as `ecgmoe`."""
+                     trained: EcgMoe | None = None, seed: int = 0,
+                     baselines: Mapping[str, nn.Module] | None = None) -> list[Contender]:
+    """The requested models in MODELS order; `trained` (loaded weights) serves as `ecgmoe`,
+    `baselines` (loaded by `load_baselines`) as per_task / dense_multitask."""
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         raise EcgMoeError(f"unknown bench models {unknown}; known: {', '.join(MODELS)}")
     if not tasks:
         raise EcgMoeError("no task to benchmark")
     task_names = [t.name for t in tasks]
+    baselines = baselines or {}
     torch.manual_seed(seed)
     ecgmoe = trained if trained is not None else EcgMoe(config, tasks)
     out = []
     for name in (n for n in MODELS if n in names):
         if name == "ecgmoe":
             out.append(Contender(name, ecgmoe, task_names, task_names, trained is not None))
+        elif name in baselines:
+            out.append(Contender(name, baselines[name], task_names,
+                                 None if name == "per_task" else task_names, True))
         elif name == "per_task":
             torch.manual_seed(seed)
-            out.append(Contender(name, PerTaskModels(config, tasks), task_names, None, False))
+            out.append(Contender(name, PerTaskModels.fresh(config, tasks), task_names, None, False))
         elif name == "dense_multitask":
             torch.manual_seed(seed)
             out.append(Contender(name, dense_multitask(config, tasks), task_names, task_names,

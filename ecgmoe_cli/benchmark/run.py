@@ -8,9 +8,9 @@ Result (what `ecgmoe bench --json` prints):
  "results": [{"model": "ecgmoe", "batch_size": 64, "records_per_s": ..., ...}, ...],
  "accuracy": [{"model": ..., "trained": bool, "fold": 10, "tasks": {task: {metric, value}}}]}
 ```
-Accuracy needs trained weights: `ecgmoe` (and `ecgmoe_merged`) get them from --weights; the
-baselines have no weights format of their own, so they are reported `trained: false` with no
-figure rather than the score of a random model.
+Accuracy needs trained weights: `ecgmoe` (and `ecgmoe_merged`) get them from --weights, the
+baselines from --baselines (`benchmarks/train_baselines.py`); a model without them is reported
+`trained: false` with no figure rather than the score of a random model.
 """
 
 from __future__ import annotations
@@ -26,7 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ecgmoe_cli.benchmark.contenders import MODELS, Contender, active_parameters, build_contenders
+from ecgmoe_cli.benchmark.contenders import (
+    MODELS,
+    Contender,
+    active_parameters,
+    build_contenders,
+    load_baselines,
+)
 from ecgmoe_cli.benchmark.inputs import dataset_batch, synthetic_batch
 from ecgmoe_cli.benchmark.timing import (
     CudaClock,
@@ -57,6 +63,7 @@ class BenchOptions:
     tasks: tuple[str, ...] = ("all",)
     config: str = "base"
     weights: Path | None = None
+    baselines: Path | None = None
     data: Path | None = None
     dtype: str = "fp32"
     compile: bool = False
@@ -150,7 +157,9 @@ def run_bench(opts: BenchOptions, on_step: Callable[[str], None] | None = None) 
     step = on_step or (lambda _msg: None)
     step("building models")
     config, tasks, trained, ds = _load(opts)
-    contenders = build_contenders(opts.models, config, tasks, trained, opts.seed)
+    baselines = None if opts.baselines is None else load_baselines(
+        opts.baselines, [t.name for t in tasks], None if ds is None else ds.spec)
+    contenders = build_contenders(opts.models, config, tasks, trained, opts.seed, baselines)
     for c in contenders:  # BatchNorm folded into the convs, as predict serves every model
         fold_batchnorm(c.module.to(device).eval())
         if opts.compile:
@@ -188,6 +197,7 @@ def run_bench(opts: BenchOptions, on_step: Callable[[str], None] | None = None) 
         "matmul_gflops": peak_gflops, "config": config.name, "dtype": opts.dtype,
         "compile": opts.compile, "inputs": str(opts.data) if ds is not None else "synthetic",
         "weights": None if opts.weights is None else str(opts.weights),
+        "baselines": None if opts.baselines is None else str(opts.baselines),
         "tasks": [t.name for t in tasks], "warmup": warmup, "repeats": opts.repeats,
         "load_average": [load_before, _load_average()], "results": results,
         "accuracy": accuracy,

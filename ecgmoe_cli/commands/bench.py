@@ -37,6 +37,9 @@ def run(
                                         "ignored with --weights.")] = "base",
     weights: Annotated[Path | None, typer.Option(help="Trained weights for ecgmoe (needed "
                                                  "for its accuracy).")] = None,
+    baselines: Annotated[Path | None, typer.Option(help="Trained per_task / dense_multitask "
+                                                   "(benchmarks/train_baselines.py), scored "
+                                                   "beside ecgmoe.")] = None,
     data: Annotated[Path | None, typer.Option(help="Dataset (from `ecgmoe preprocess`): time "
                                               "its fold-10 windows and score accuracy.")] = None,
     dtype: Annotated[str, typer.Option(help="fp32, or autocast to bf16 / fp16.")] = "fp32",
@@ -58,8 +61,8 @@ def run(
 
     opts = BenchOptions(device=device, batch_sizes=_sizes(batch_size),
                         tasks=tuple(_csv(tasks, "--tasks")), config=config, weights=weights,
-                        data=data, dtype=dtype, compile=compile_, repeats=repeats,
-                        warmup=warmup, models=tuple(_csv(models, "--models")))
+                        baselines=baselines, data=data, dtype=dtype, compile=compile_,
+                        repeats=repeats, warmup=warmup, models=tuple(_csv(models, "--models")))
     if quiet:
         result = run_bench(opts)
     else:

@@ -47,14 +47,30 @@ def per_task(config: EcgMoeConfig, task: Any) -> EcgMoe:
 class PerTaskModels(nn.Module):
     """What a team without adapters deploys: one full model per task, run one after another."""
 
-    def __init__(self, config: EcgMoeConfig, tasks: Sequence[Any]) -> None:
+    def __init__(self, models: Mapping[str, EcgMoe]) -> None:
         super().__init__()
-        self.models = nn.ModuleDict({t.name: per_task(config, t) for t in tasks})
+        self.models = nn.ModuleDict(dict(models))
+
+    @classmethod
+    def fresh(cls, config: EcgMoeConfig, tasks: Sequence[Any]) -> PerTaskModels:
+        """Untrained: a new full model for each task."""
+        return cls({t.name: per_task(config, t) for t in tasks})
 
     @property
     def heads(self) -> dict[str, nn.Module]:
         """Each task's head, keyed like EcgMoe.heads (target scaling and predict serve both)."""
         return {n: m.heads[n] for n, m in self.models.items()}  # type: ignore[index]
+
+    @property
+    def tasks(self) -> dict[str, Any]:
+        return {n: m.tasks[n] for n, m in self.models.items()}  # type: ignore[index]
+
+    @torch.no_grad()
+    def predict(self, batch: Mapping[str, Tensor], tasks: Sequence[str] | None = None
+                ) -> dict[str, Tensor]:
+        """Like EcgMoe.predict: each requested task from its own model."""
+        names = list(self.models) if tasks is None else list(tasks)
+        return {n: self.models[n].predict(batch, [n])[n] for n in names}  # type: ignore[operator]
 
     def forward(self, batch: Mapping[str, Tensor], targets: Mapping[str, Tensor] | None = None
                 ) -> tuple[dict[str, Tensor], Tensor | None]:
