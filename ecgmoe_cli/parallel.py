@@ -11,7 +11,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -64,31 +63,17 @@ def default_workers() -> int:
                else (os.cpu_count() or 1))
 
 
-def _chunked(items: Sequence[T], chunk: int, tail: int) -> list[Sequence[T]]:
-    """Slices of `chunk` items; the last `tail` items in slices of a quarter of that."""
-    cut = max(len(items) - tail, 0) if tail else len(items)
-    small = max(chunk // 4, 1)
-    return ([items[i:min(i + chunk, cut)] for i in range(0, cut, chunk)]
-            + [items[i:i + small] for i in range(cut, len(items), small)])
-
-
-def can_fork() -> bool:
-    return "fork" in mp.get_all_start_methods()
-
-
 def ordered_map(fn: Callable[[Any], Any], items: Sequence[T], *, workers: int = 1,
                 chunk: int = 8, state: dict[str, Any] | None = None,
                 max_pending: int | None = None, pool: bool = False,
-                whole_chunks: bool = False, taper: bool = False) -> Iterator[Any]:
+                whole_chunks: bool = False) -> Iterator[Any]:
     """Yield fn(item) for every item, in order. `fn` must be a module-level function; it can
     read `worker_state()`. workers <= 1 runs in this process (no pickling, easy debugging)
     unless `pool` asks for a worker process even then (the caller keeps its core for other
     work). At most `max_pending` chunks are in flight, which bounds memory on long runs.
     With `whole_chunks`, fn takes a whole chunk (a list) and returns one result per item, so
-    work that batches items (a model's forward pass) happens where the items are. With
-    `taper`, the last workers * chunk items go in quarter chunks, so the workers finish
-    together instead of one idling while another works through a whole last chunk."""
-    chunks = _chunked(items, chunk, workers * chunk if taper and workers > 1 else 0)
+    work that batches items (a model's forward pass) happens where the items are."""
+    chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
     if (workers <= 1 and not pool) or len(items) <= chunk:
         _init(state or {})
         try:
@@ -97,7 +82,7 @@ def ordered_map(fn: Callable[[Any], Any], items: Sequence[T], *, workers: int = 
         finally:
             _STATE.clear()
         return
-    ctx = mp.get_context("fork") if can_fork() else None
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
     limit = max_pending or workers * 4
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init,
                              initargs=(state or {}, os.getpid())) as pool:
@@ -121,59 +106,3 @@ def ordered_map(fn: Callable[[Any], Any], items: Sequence[T], *, workers: int = 
         finally:  # closed early (an error, Ctrl-C): drop the queued chunks, not wait for them
             for f in pending:
                 f.cancel()
-
-
-def _head_worker(fn: Callable[[Any], Any], items: Sequence[Any], state: dict[str, Any],
-                 send: Any, stop: Any, parent: int) -> None:
-    _init(state, parent)
-    try:
-        for x in items:
-            if stop.is_set():
-                break
-            send.send(fn(x))
-    finally:
-        send.close()
-
-
-class HeadStart:
-    """fn over the first items in one forked process while the caller's own core is busy
-    with something else (importing torch and loading a model: ~1.5 s that otherwise leaves the
-    other core idle). Results are received by a thread, so the worker never waits on a full
-    pipe; `stop()` returns those finished so far, in order (a prefix of `items`)."""
-
-    def __init__(self, fn: Callable[[Any], Any], items: Sequence[Any],
-                 state: dict[str, Any] | None = None) -> None:
-        ctx = mp.get_context("fork")
-        self._stop = ctx.Event()
-        recv, send = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(target=_head_worker, daemon=True,
-                                 args=(fn, items, state or {}, send, self._stop, os.getpid()))
-        self._proc.start()
-        send.close()
-        self._results: list[Any] = []
-        self._thread = threading.Thread(target=self._drain, args=(recv,), daemon=True)
-        self._thread.start()
-
-    def _drain(self, recv: Any) -> None:
-        try:
-            while True:
-                self._results.append(recv.recv())
-        except (EOFError, OSError):  # the worker finished, stopped or died
-            pass
-        finally:
-            recv.close()
-
-    def stop(self) -> list[Any]:
-        """Ask the worker to finish its current item; its results so far, in order."""
-        self._stop.set()
-        self._thread.join()
-        self._proc.join()
-        return self._results
-
-    def cancel(self) -> None:
-        """Stop now (the caller failed or was interrupted); the results are dropped."""
-        self._stop.set()
-        if self._proc.is_alive():
-            self._proc.terminate()
-        self._proc.join()
-        self._thread.join()

@@ -27,7 +27,7 @@ from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.discover import discover_records
 from ecgmoe_cli.io.readers import read_record
 from ecgmoe_cli.io.report import ReportWriter, report_schema, shard_of
-from ecgmoe_cli.parallel import HeadStart, can_fork, default_workers, ordered_map, worker_state
+from ecgmoe_cli.parallel import default_workers, ordered_map, worker_state
 from ecgmoe_cli.prepare import (  # imported before the fork: workers share them
     CHUNK_S,
     join_blocks,
@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 
 _CHUNK = 16  # records per worker task: amortises inter-process overhead
 _AHEAD = 24  # chunks prepared ahead of the model (~60 MB): a start-up's worth of reading
-_HEAD_START = 512  # most records prepared while torch loads (~1.5 s: it stops when ready)
 
 
 @dataclass
@@ -135,16 +134,13 @@ class Predicted:
     out: WindowOutputs
 
 
-def _predict_chunk(paths: Sequence[str | int]) -> list[Any]:
+def _predict_chunk(paths: Sequence[str]) -> list[Any]:
     """Worker with its own copy of the model (CPU): read, prepare and predict a chunk of records
     in one batch, so each process uses its core end to end and only small results cross the
-    pipe. An int is an index into the records the head start prepared before the fork.
-    Returns Predicted or Failed per path, in order."""
+    pipe. Returns Predicted or Failed per path, in order."""
     st = worker_state()
-    predictor, spec, opts, ready = st["predictor"], st["spec"], st["opts"], st["ready"]
-    items = [ready[p] if isinstance(p, int) else _prepare_job(p) for p in paths]
-    if ready and not isinstance(paths[-1], int):  # past the head start: free this copy
-        ready.clear()
+    predictor, spec, opts = st["predictor"], st["spec"], st["opts"]
+    items = [_prepare_job(p) for p in paths]
     return _through_model(predictor, [_predict_long(x.path, spec, opts, predictor)
                                       if isinstance(x, Long) else x for x in items])
 
@@ -321,17 +317,13 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
     todo = [p for p in mine if keys[p] not in done
             or (win_writer is not None and keys[p] not in win_done)]
     written = 0
-    stream = head = None
+    stream = None
     try:
         # CPU: the model loads before the fork and every worker runs its copy on its records;
-        # one process prepares the first records meanwhile on the other core. Otherwise (a
-        # GPU, --workers 1) the readers start first and overlap the model's load
-        in_workers = _models_in_workers(opts, len(todo))
-        if in_workers and can_fork():
-            head = HeadStart(_prepare_job, todo[:_HEAD_START], {"spec": spec, "opts": opts})
-        shared = _start_model(weights_dir, names, opts, spec, threads=1) if in_workers else None
-        ready = head.stop() if head is not None else []
-        stream = prepared_stream(todo, spec, opts, None if shared is None else shared[0], ready)
+        # otherwise (a GPU, --workers 1) the readers start first and overlap the model's load
+        shared = (_start_model(weights_dir, names, opts, spec, threads=1)
+                  if _models_in_workers(opts, len(todo)) else None)
+        stream = prepared_stream(todo, spec, opts, None if shared is None else shared[0])
         first = next(stream, None)
         predictor, ctx = shared or _start_model(weights_dir, names, opts, spec)
         result = PredictResult(out, windows_path(out) if opts.windows else None, weights_dir,
@@ -350,8 +342,6 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
         if win_writer is not None:
             win_writer.close()
     except BaseException:
-        if head is not None:
-            head.cancel()
         if stream is not None:
             stream.close()  # stops the worker processes
         writer.abort()
@@ -404,37 +394,18 @@ def _on_cpu(opts: PredictOptions) -> bool:
 
 
 def prepared_stream(paths: Sequence[str], spec: PreprocessSpec, opts: PredictOptions,
-                    predictor: Predictor | None = None, ready: list[Any] | None = None
-                    ) -> Iterator[Any]:
+                    predictor: Predictor | None = None) -> Iterator[Any]:
     """Records in input order from worker processes: Predicted by the workers' copies of
     `predictor` when given (forked after it loaded: no worker imports torch or reads the
-    weights again; `ready` holds the first records, prepared already), else prepared (or
-    Failed) for the main process's model. Up to _AHEAD chunks wait, so the readers keep going
-    through the main process's start-up."""
+    weights again), else prepared (or Failed) for the main process's model. Up to _AHEAD chunks
+    wait, so the readers keep going through the main process's start-up."""
     if predictor is not None:
-        ready = ready or []
         workers = opts.workers or default_workers()
-        todo: list[str | int] = [*range(len(ready)), *paths[len(ready):]]
-        stream = ordered_map(_predict_chunk, todo, workers=workers, chunk=opts.batch_size,
-                             state={"spec": spec, "opts": opts, "predictor": predictor,
-                                    "ready": ready},
-                             pool=True, max_pending=max(_AHEAD, 4 * workers), whole_chunks=True,
-                             taper=True)
-        return _releasing(stream, ready)
+        return ordered_map(_predict_chunk, paths, workers=workers, chunk=opts.batch_size,
+                           state={"spec": spec, "opts": opts, "predictor": predictor},
+                           pool=True, max_pending=max(_AHEAD, 4 * workers), whole_chunks=True)
     auto = default_workers() - (_model_threads() if _on_cpu(opts) else 0)
     workers = max(1, min(opts.workers or auto, len(paths) // _CHUNK + 1))
     return ordered_map(_prepare_job, paths, workers=workers, chunk=_CHUNK,
                        state={"spec": spec, "opts": opts}, pool=opts.workers != 1,
                        max_pending=max(_AHEAD, 4 * workers))
-
-
-def _releasing(stream: Iterator[Any], ready: list[Any]) -> Iterator[Any]:
-    """`stream`, dropping the parent's reference to the head start's records at the first
-    result: by then every worker has forked with its own."""
-    try:
-        for i, item in enumerate(stream):
-            if i == 0:
-                ready.clear()
-            yield item
-    finally:
-        stream.close()  # type: ignore[attr-defined]  (closed early: stop the workers now)

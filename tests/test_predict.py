@@ -294,23 +294,11 @@ def test_long_record_streams_through_the_model_with_whole_record_figures(
     assert windows == list(range(len(whole.n_valid)))
 
 
-@pytest.mark.parametrize("head_start", [False, True])
 def test_models_in_the_workers_give_the_same_report(records: Path, weights_dir: Path,
-                                                    report: Path, tmp_path: Path, monkeypatch,
-                                                    head_start: bool) -> None:
+                                                    report: Path, tmp_path: Path) -> None:
     """With several workers on CPU each runs its own model on its own records (a chunk per
     forward pass); the rows must be those of the single-process run, long records and broken
-    files included, whether the records were prepared by the workers themselves or (all of
-    them, here: a slow model load) by the head start while the model loaded."""
-    from ecgmoe_cli import predict_folder
-
-    if head_start:
-        load, stop = predict_folder._start_model, predict_folder.HeadStart.stop
-        monkeypatch.setattr(predict_folder, "_start_model",
-                            lambda *a, **k: (time.sleep(3), load(*a, **k))[1])
-        got: list[int] = []
-        monkeypatch.setattr(predict_folder.HeadStart, "stop",
-                            lambda self: got.append(len(r := stop(self))) or r)
+    files included."""
     out = tmp_path / "w.parquet"
     code, output = _predict(records, "-o", out, "--weights", weights_dir, "--workers", 2,
                             "--batch-size", 2, "--windows", "--quiet")
@@ -318,5 +306,3 @@ def test_models_in_the_workers_give_the_same_report(records: Path, weights_dir: 
     _assert_same_rows(_sorted(pq.read_table(out)), _sorted(pq.read_table(report)))
     windows = pq.read_table(tmp_path / "w.windows.parquet")
     assert windows.num_rows >= 5 + 10  # the 112 s record alone has 11 windows
-    if head_start:
-        assert got == [pq.read_table(out).num_rows]  # every record came from the head start
