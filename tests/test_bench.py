@@ -208,6 +208,8 @@ def test_with_data_and_weights_only_trained_models_get_accuracy(tmp_path) -> Non
     merged = acc["ecgmoe_merged"]["tasks"]
     (task,) = merged
     assert merged[task]["value"] == pytest.approx(scores[task]["value"], abs=1e-6)
+    assert merged[task]["ecgmoe_advantage"]["value"] == pytest.approx(0, abs=1e-6)
+    assert "ecgmoe_advantage" not in scores[task]
     assert {r["model"]: r["trained"] for r in result["results"]} == {
         "ecgmoe": True, "per_task": False, "dense_multitask": False, "ecgmoe_merged": True}
 
@@ -224,7 +226,7 @@ def _save_baselines(root, tasks) -> None:
 
 
 def test_baselines_with_weights_are_scored_like_ecgmoe(tmp_path) -> None:
-    from ecgmoe_cli.benchmark.run import score_contender
+    from ecgmoe_cli.benchmark.run import predictions, score_contender
     from ecgmoe_cli.io.dataset import open_dataset
     from ecgmoe_cli.weights import load_model
 
@@ -243,7 +245,9 @@ def test_baselines_with_weights_are_scored_like_ecgmoe(tmp_path) -> None:
     (alone,) = build_contenders(["dense_multitask"], model.config, [get_task("sex")])
     alone.module, alone.trained, alone.task_arg = model, True, ["sex"]
     dsx = open_dataset(ds)
-    one = score_contender(alone, dsx, dsx.rows(fold=10), torch.device("cpu"), torch.float32)
+    rows = dsx.rows(fold=10)
+    one = score_contender(alone, dsx, rows, predictions(alone, dsx, rows, torch.device("cpu"),
+                                                        torch.float32))
     assert acc["per_task"]["tasks"]["sex"]["value"] == pytest.approx(
         one["tasks"]["sex"]["value"], abs=1e-6)
 
@@ -312,3 +316,20 @@ def test_cuda_clock_synchronises_before_and_reads_events_after(monkeypatch) -> N
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda d: 250)
     mem = CudaMemory(torch.device("cuda"))
     assert mem.start() == 100 and log[-1] == "reset" and mem.peak() == 250
+
+
+def test_advantage_is_paired_and_signed_by_metric() -> None:
+    from ecgmoe_cli.benchmark.run import advantage
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400).astype(float)
+    good = y * 0.6 + rng.random(400) * 0.5  # separates the classes better
+    bad = y * 0.1 + rng.random(400) * 0.5
+    sex = get_task("sex")
+    a = advantage(sex, good[:, None], bad[:, None], y[:, None])
+    assert a["value"] > 0 and 0 < a["ci95"][0] <= a["value"] <= a["ci95"][1]
+    same = advantage(sex, good[:, None], good[:, None], y[:, None])
+    assert same["value"] == 0 and same["ci95"] == [0, 0]  # paired: identical models never differ
+    age, truth = get_task("age"), rng.normal(60, 10, 400)
+    closer = advantage(age, truth + rng.normal(0, 1, 400), truth + rng.normal(0, 5, 400), truth)
+    assert closer["value"] > 0 and closer["ci95"][0] > 0  # lower MAE counts as an advantage

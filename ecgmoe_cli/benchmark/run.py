@@ -6,7 +6,8 @@ Result (what `ecgmoe bench --json` prints):
  "compile": false, "inputs": "synthetic" | DATASET, "tasks": [...], "warmup": 2, "repeats": 10,
  "load_average": [1-min load before, after],
  "results": [{"model": "ecgmoe", "batch_size": 64, "records_per_s": ..., ...}, ...],
- "accuracy": [{"model": ..., "trained": bool, "fold": 10, "tasks": {task: {metric, value}}}]}
+ "accuracy": [{"model": ..., "trained": bool, "fold": 10, "tasks": {task: {metric, value, n,
+              ecgmoe_advantage: {value, ci95}}}}]}
 ```
 Accuracy needs trained weights: `ecgmoe` (and `ecgmoe_merged`) get them from --weights, the
 baselines from --baselines (`benchmarks/train_baselines.py`); a model without them is reported
@@ -191,7 +192,10 @@ def run_bench(opts: BenchOptions, on_step: Callable[[str], None] | None = None) 
     accuracy = []
     if ds is not None:
         step("accuracy on the test fold")
-        accuracy = [score_contender(c, ds, rows, device, dtype) for c in contenders]
+        preds = {c.name: predictions(c, ds, rows, device, dtype) for c in contenders
+                 if c.trained}
+        accuracy = [score_contender(c, ds, rows, preds.get(c.name), preds.get("ecgmoe"))
+                    for c in contenders]
     return {
         "device": str(device), "device_name": _device_name(device), "torch": torch.__version__,
         "matmul_gflops": peak_gflops, "config": config.name, "dtype": opts.dtype,
@@ -244,21 +248,54 @@ def _add_speedups(results: list[dict[str, Any]]) -> None:
             if r["batch_size"] in ref else None
 
 
-def score_contender(c: Contender, ds: Any, rows: np.ndarray, device: torch.device,
-                    dtype: torch.dtype, batch_size: int = 64) -> dict[str, Any]:
-    """Each task's headline metric on the test fold; nothing for a model without weights."""
+def predictions(c: Contender, ds: Any, rows: np.ndarray, device: torch.device,
+                dtype: torch.dtype, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """What predict reports per task (probabilities, class probabilities, values), row order."""
     from ecgmoe_cli.model.batch import to_torch
-    from ecgmoe_cli.training.scoring import score_task
 
-    entry: dict[str, Any] = {"model": c.name, "trained": c.trained, "fold": TEST_FOLD,
-                             "n_windows": len(rows), "tasks": None}
-    if not c.trained:
-        return entry
     chunks: dict[str, list[np.ndarray]] = {t: [] for t in c.tasks}
     with _autocast(device, dtype):
         for i in range(0, len(rows), batch_size):
             for t, v in c.predict(to_torch(ds.batch(rows[i:i + batch_size]), str(device))).items():
                 chunks[t].append(v.float().cpu().numpy())
+    return {t: np.concatenate(v) for t, v in chunks.items()}
+
+
+def _headline(task: Any, pred: np.ndarray, target: np.ndarray) -> float:
+    from ecgmoe_cli.training.scoring import score_task
+
+    value = score_task(task, pred, target, n_boot=0)[HEADLINE[task.kind]]
+    return float("nan") if value is None else value
+
+
+def advantage(task: Any, ours: np.ndarray, theirs: np.ndarray, target: np.ndarray,
+              n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
+    """How much better `ours` scores than `theirs` on the same windows (positive: ours better;
+    for MAE, theirs minus ours), with a paired bootstrap 95 % CI: both resampled on the same
+    windows, so a gap within the test fold's noise shows as an interval across 0."""
+    from ecgmoe_cli.training.metrics import bootstrap_ci
+
+    sign = -1.0 if task.kind == "regression" else 1.0
+
+    def gap(a: np.ndarray, b: np.ndarray, y: np.ndarray) -> float:
+        return sign * (_headline(task, a, y) - _headline(task, b, y))
+
+    value = gap(ours, theirs, target)
+    lo, hi = bootstrap_ci(gap, ours, theirs, target, n_boot=n_boot, seed=seed)
+    return {"value": value if np.isfinite(value) else None,
+            "ci95": [v if np.isfinite(v) else None for v in (lo, hi)]}
+
+
+def score_contender(c: Contender, ds: Any, rows: np.ndarray, pred: dict[str, np.ndarray] | None,
+                    reference: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Each task's headline metric on the test fold from `pred` (None: a model without weights,
+    no figure); beside it ecgmoe's advantage when `reference` holds ecgmoe's predictions."""
+    from ecgmoe_cli.training.scoring import score_task
+
+    entry: dict[str, Any] = {"model": c.name, "trained": c.trained, "fold": TEST_FOLD,
+                             "n_windows": len(rows), "tasks": None}
+    if pred is None:
+        return entry
     module: Any = c.module
     entry["tasks"] = {}
     for name in c.tasks:
@@ -267,8 +304,11 @@ def score_contender(c: Contender, ds: Any, rows: np.ndarray, device: torch.devic
             entry["tasks"][name] = {"metric": HEADLINE[task.kind], "value": None, "n": 0}
             continue
         target = ds.targets(rows, [task])[name]
-        s = score_task(task, np.concatenate(chunks[name]), target,
-                       thresholds=module.heads[name].thresholds, n_boot=0)
+        s = score_task(task, pred[name], target, thresholds=module.heads[name].thresholds,
+                       n_boot=0)
         entry["tasks"][name] = {"metric": HEADLINE[task.kind], "value": s[HEADLINE[task.kind]],
                                 "n": s["n"]}
+        if reference is not None and c.name != "ecgmoe" and name in reference:
+            entry["tasks"][name]["ecgmoe_advantage"] = advantage(task, reference[name],
+                                                                 pred[name], target)
     return entry

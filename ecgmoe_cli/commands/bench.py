@@ -149,6 +149,27 @@ def _print_accuracy(r: dict[str, Any]) -> None:
                 cells.append("-")
             else:
                 v = a["tasks"][task]["value"]
-                cells.append("n/a" if v is None else f"{v:.3f}")
+                cells.append("n/a" if v is None else f"{v:.4f}")
         t.add_row(task, metric, *cells)
     console.print(t)
+    others = [a for a in acc if a["tasks"] and any("ecgmoe_advantage" in v
+                                                   for v in a["tasks"].values())]
+    if not others:
+        return
+    gap = Table(title="ecgmoe's advantage over each model, same windows: positive = ecgmoe "
+                "better (MAE: lower); paired bootstrap 95 % CI")
+    gap.add_column("task")
+    for a in others:
+        gap.add_column(a["model"], justify="right")
+    for task in r["tasks"]:
+        cells = []
+        for a in others:
+            adv = a["tasks"].get(task, {}).get("ecgmoe_advantage")
+            if adv is None or adv["value"] is None:
+                cells.append("-")
+                continue
+            lo, hi = adv["ci95"]
+            ci = "" if lo is None else f" [{lo:+.4f}, {hi:+.4f}]"
+            cells.append(f"{adv['value']:+.4f}{ci}")
+        gap.add_row(task, *cells)
+    console.print(gap)
