@@ -11,7 +11,7 @@ comma := ,
 space := $(empty) $(empty)
 TASKS := infarction hypertrophy conduction st_t rhythm age sex rr_interval arrhythmia potassium
 
-.PHONY: install demo test weights examples clean
+.PHONY: install demo test weights baselines examples clean
 
 $(BIN)/ecgmoe: pyproject.toml
 	python3 -m venv $(VENV)
@@ -42,6 +42,11 @@ weights: install
 	cp $(WORK)/run/weights/backbone.* weights/
 	cp -r $(WORK)/run/weights/adapters weights/
 	$(BIN)/ecgmoe evaluate $(WORK)/sim-ds --weights weights --json > weights/metrics.json
+
+# `make baselines`: per_task and dense_multitask trained on the same corpus, for
+# `ecgmoe bench --data $(WORK)/sim-ds --weights weights --baselines $(WORK)/baselines` (~75 min)
+baselines: install
+	$(BIN)/python benchmarks/train_baselines.py $(WORK)/sim-ds -o $(WORK)/baselines
 
 clean:
 	rm -rf $(VENV) out.parquet .pytest_cache
