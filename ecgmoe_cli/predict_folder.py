@@ -364,7 +364,7 @@ def _start_model(weights_dir: Path, names: list[str], opts: PredictOptions,
 
     device = resolve_device(opts.device)
     if device == "cpu":  # the model and the reader processes split the cores (_model_threads)
-        torch.set_num_threads(threads or _model_threads())
+        torch.set_num_threads(threads or _model_threads(opts))
     model, loaded_spec, meta = weights.load_model(weights_dir, names, device)
     if loaded_spec != spec:  # the same backbone.json, unless it changed under our feet
         raise EcgMoeError("backbone.json changed while predict started", weights_dir)
@@ -374,10 +374,11 @@ def _start_model(weights_dir: Path, names: list[str], opts: PredictOptions,
     return Predictor(model, names, device, opts.batch_size, opts.explain), ctx
 
 
-def _model_threads() -> int:
+def _model_threads(opts: PredictOptions) -> int:
     """CPU inference in the main process: half the cores run the model, the other half read
-    and prepare records (the two cost about the same per record)."""
-    return max(1, default_workers() // 2)
+    and prepare records (the two cost about the same per record); with --workers 1 nothing
+    else runs beside the model, so it gets them all."""
+    return default_workers() if opts.workers == 1 else max(1, default_workers() // 2)
 
 
 def _models_in_workers(opts: PredictOptions, n_records: int) -> bool:
@@ -404,7 +405,7 @@ def prepared_stream(paths: Sequence[str], spec: PreprocessSpec, opts: PredictOpt
         return ordered_map(_predict_chunk, paths, workers=workers, chunk=opts.batch_size,
                            state={"spec": spec, "opts": opts, "predictor": predictor},
                            pool=True, max_pending=max(_AHEAD, 4 * workers), whole_chunks=True)
-    auto = default_workers() - (_model_threads() if _on_cpu(opts) else 0)
+    auto = default_workers() - (_model_threads(opts) if _on_cpu(opts) else 0)
     workers = max(1, min(opts.workers or auto, len(paths) // _CHUNK + 1))
     return ordered_map(_prepare_job, paths, workers=workers, chunk=_CHUNK,
                        state={"spec": spec, "opts": opts}, pool=opts.workers != 1,

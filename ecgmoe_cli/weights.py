@@ -32,10 +32,11 @@ from ecgmoe_cli.model.config import EcgMoeConfig
 from ecgmoe_cli.model.ecgmoe import EcgMoe
 from ecgmoe_cli.model.lora import lora_layers
 from ecgmoe_cli.signal.spec import PreprocessSpec
-from ecgmoe_cli.tasks import task_from_dict, task_to_dict
+from ecgmoe_cli.tasks import task_to_dict
 from ecgmoe_cli.weights_meta import (
     ADAPTERS,
     BACKBONE,
+    adapter_task,
     parse_sidecar,
     read_backbone_meta,
     read_plan,
@@ -222,7 +223,7 @@ def load_model(directory: Path, tasks: Sequence[str] | None = None, device: str 
     """
     directory = Path(directory)
     meta = read_backbone_meta(directory)
-    spec, wanted = read_plan(directory, tasks)  # the sidecars first: errors before tensors load
+    spec, wanted = read_plan(directory, tasks, meta)  # the sidecars: errors before tensors load
     config = parse_sidecar(lambda: EcgMoeConfig.from_dict(meta["config"]),
                            directory / f"{BACKBONE}.json", "backbone")
     st_path = directory / f"{BACKBONE}.safetensors"
@@ -248,11 +249,10 @@ def load_adapter(model: EcgMoe, directory: Path, task: str, backbone_hash: str |
     if ameta.get("backbone_hash") != digest:
         raise EcgMoeError(f"adapter was trained on backbone {str(ameta.get('backbone_hash'))[:12]}, "
                           f"not on this one ({digest[:12]})", json_path)
-    spec_task, rank, alpha, hashed = parse_sidecar(
-        lambda: (task_from_dict(ameta["task"]), int(ameta["rank"]), float(ameta["alpha"]),
-                 str(ameta["tensors_hash"])), json_path, "adapter")
-    if spec_task.name != task:
-        raise EcgMoeError(f"sidecar describes task {spec_task.name!r}, not {task!r}", json_path)
+    spec_task = adapter_task(ameta, task, json_path)
+    rank, alpha, hashed = parse_sidecar(
+        lambda: (int(ameta["rank"]), float(ameta["alpha"]), str(ameta["tensors_hash"])),
+        json_path, "adapter")
     st_path = json_path.with_suffix(".safetensors")
     shapes = _header_shapes(st_path)
     try:

@@ -69,11 +69,20 @@ def parse_sidecar(parse: Callable[[], T], path: Path, what: str) -> T:
         raise EcgMoeError(str(e), path) from None
 
 
-def read_plan(directory: Path, tasks: Sequence[str] | None = None
-              ) -> tuple[PreprocessSpec, list[Task]]:
-    """The spec the backbone was trained with and the adapters' tasks (all, or `tasks`)."""
+def adapter_task(ameta: dict[str, Any], name: str, path: Path) -> Task:
+    """The task an adapter sidecar describes, which must be the one its file is named for."""
+    task = parse_sidecar(lambda: task_from_dict(ameta["task"]), path, "adapter")
+    if task.name != name:
+        raise EcgMoeError(f"sidecar describes task {task.name!r}, not {name!r}", path)
+    return task
+
+
+def read_plan(directory: Path, tasks: Sequence[str] | None = None,
+              meta: dict[str, Any] | None = None) -> tuple[PreprocessSpec, list[Task]]:
+    """The spec the backbone was trained with and the adapters' tasks (all, or `tasks`);
+    `meta`: backbone.json when the caller has read it already."""
     directory = Path(directory)
-    meta = read_backbone_meta(directory)
+    meta = meta if meta is not None else read_backbone_meta(directory)
     spec = parse_sidecar(lambda: PreprocessSpec.from_dict(meta["spec"]),
                          directory / f"{BACKBONE}.json", "backbone")
     available = sorted(p.stem for p in (directory / ADAPTERS).glob("*.json"))
@@ -82,11 +91,5 @@ def read_plan(directory: Path, tasks: Sequence[str] | None = None
     if absent:
         raise EcgMoeError(f"no adapter for tasks {absent}; present: {available}",
                           directory / ADAPTERS)
-    out = []
-    for name in wanted:
-        path = directory / ADAPTERS / f"{name}.json"
-        task = parse_sidecar(lambda: task_from_dict(read_json(path)["task"]), path, "adapter")
-        if task.name != name:
-            raise EcgMoeError(f"sidecar describes task {task.name!r}, not {name!r}", path)
-        out.append(task)
-    return spec, out
+    paths = [directory / ADAPTERS / f"{name}.json" for name in wanted]
+    return spec, [adapter_task(read_json(p), name, p) for name, p in zip(wanted, paths)]

@@ -190,11 +190,15 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     return _spectral(np.atleast_2d(x), fs_in, fs_out)
 
 
+def _under_nyquist(band: tuple[float, float], fs: float) -> tuple[float, float]:
+    """The band with its upper edge kept below 0.45 fs (where the filter is still defined)."""
+    return float(band[0]), float(min(band[1], 0.45 * fs))
+
+
 def bandpass(x: np.ndarray, fs: float, band: tuple[float, float], order: int) -> np.ndarray:
     """Zero-phase Butterworth band-pass (low-pass when band[0] is 0) along the last axis, as
     scipy.signal.sosfiltfilt of butter(order, band) with half a second of odd padding."""
-    lo, hi = band
-    return _spectral(np.atleast_2d(x), fs, fs, (float(lo), float(min(hi, 0.45 * fs))), order)
+    return _spectral(np.atleast_2d(x), fs, fs, _under_nyquist(band, fs), order)
 
 
 def clean(x: np.ndarray, fs_in: float,
@@ -203,8 +207,7 @@ def clean(x: np.ndarray, fs_in: float,
     plus two (leads, m) masks at spec.fs: long NaN gaps, and saturated (stuck) samples."""
     filled, long_gap = nan_repair(x, fs_in, spec.nan_interp_max_s)
     stuck = stuck_mask(x)
-    lo, hi = spec.bandpass_hz
-    y = _spectral(filled, fs_in, spec.fs, (float(lo), float(min(hi, 0.45 * spec.fs))),
+    y = _spectral(filled, fs_in, spec.fs, _under_nyquist(spec.bandpass_hz, spec.fs),
                   spec.filter_order)
     np.clip(y, -spec.clip_mv, spec.clip_mv, out=y)
     step = fs_in / spec.fs
