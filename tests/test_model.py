@@ -251,13 +251,21 @@ def test_batchnorm_folded_for_inference_gives_the_same_outputs_and_cannot_be_sav
         save_backbone(model, PreprocessSpec(), tmp_path)
 
 
-def test_depthwise_conv_shifted_sum_equals_the_library_convolution() -> None:
-    from ecgmoe_cli.model.encoders import DepthwiseConv1d
+def test_row_layout_gives_the_training_layout_outputs() -> None:
+    """CPU inference runs the conv stacks channels-last (B, C, 1, W); training runs (B, C, W):
+    both give the same tokens, folded or not."""
+    from ecgmoe_cli.model.encoders import fold_batchnorm
 
-    torch.manual_seed(0)
-    conv = DepthwiseConv1d(8, 27)
-    x = torch.randn(3, 8, 40)
-    library = conv(x)  # with gradients: the library path
-    with torch.inference_mode():
-        shifted = conv(x)
-    torch.testing.assert_close(shifted, library, rtol=1e-5, atol=1e-5)
+    model = _model().eval()
+    b = example_batch(TINY, 5)
+    outs, _ = model(b)  # gradients on: the training layout
+    before = {t: model.heads[t].predict(v).detach() for t, v in outs.items()}
+    seen = []
+    for conv in (model.temporal.stem[0][0], model.beat_encoder.net[0][0]):
+        conv.register_forward_pre_hook(lambda _m, x: seen.append(x[0].dim()))
+    for m in (model, fold_batchnorm(model)):
+        seen.clear()
+        after = m.predict(b)
+        assert seen == [4, 4]  # inference took the channels-last layout
+        for t in before:
+            torch.testing.assert_close(after[t], before[t], rtol=1e-4, atol=1e-4)
