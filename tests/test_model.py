@@ -252,8 +252,8 @@ def test_batchnorm_folded_for_inference_gives_the_same_outputs_and_cannot_be_sav
 
 
 def test_row_layout_gives_the_training_layout_outputs() -> None:
-    """CPU inference runs the conv stacks channels-last (B, C, 1, W); training runs (B, C, W):
-    both give the same tokens, folded or not."""
+    """CPU inference runs the conv stacks channels-last (B, C, 1, W), the beat encoder on a
+    bucketed beat count; training runs (B, C, W): both give the same outputs, folded or not."""
     from ecgmoe_cli.model.encoders import fold_batchnorm
 
     model = _model().eval()
@@ -262,10 +262,11 @@ def test_row_layout_gives_the_training_layout_outputs() -> None:
     before = {t: model.heads[t].predict(v).detach() for t, v in outs.items()}
     seen = []
     for conv in (model.temporal.stem[0][0], model.beat_encoder.net[0][0]):
-        conv.register_forward_pre_hook(lambda _m, x: seen.append(x[0].dim()))
+        conv.register_forward_pre_hook(lambda _m, x: seen.append(x[0].shape))
     for m in (model, fold_batchnorm(model)):
         seen.clear()
         after = m.predict(b)
-        assert seen == [4, 4]  # inference took the channels-last layout
+        assert [len(s) for s in seen] == [4, 4]  # inference took the channels-last layout
+        assert seen[1][0] % 64 == 0  # and a bucketed beat count (padding beats dropped)
         for t in before:
             torch.testing.assert_close(after[t], before[t], rtol=1e-4, atol=1e-4)
