@@ -254,10 +254,11 @@ def test_batchnorm_folded_for_inference_gives_the_same_outputs_and_cannot_be_sav
 def test_row_layout_gives_the_training_layout_outputs() -> None:
     """CPU inference runs the conv stacks channels-last (B, C, 1, W), the beat encoder on a
     bucketed beat count; training runs (B, C, W): both give the same outputs, folded or not."""
-    from ecgmoe_cli.model.encoders import fold_batchnorm
+    from ecgmoe_cli.model.encoders import bucketed, fold_batchnorm
 
+    assert [bucketed(n) for n in (1, 12, 16, 17, 100, 770, 832)] == [1, 12, 16, 18, 104, 832, 832]
     model = _model().eval()
-    b = example_batch(TINY, 5)
+    b = example_batch(TINY, 5, n_beats=7)  # 35 beats: the beat encoder runs 36
     outs, _ = model(b)  # gradients on: the training layout
     before = {t: model.heads[t].predict(v).detach() for t, v in outs.items()}
     seen = []
@@ -267,6 +268,6 @@ def test_row_layout_gives_the_training_layout_outputs() -> None:
         seen.clear()
         after = m.predict(b)
         assert [len(s) for s in seen] == [4, 4]  # inference took the channels-last layout
-        assert seen[1][0] % 64 == 0  # and a bucketed beat count (padding beats dropped)
+        assert seen[1][0] == 36  # bucketed(35): a zero beat added, then dropped
         for t in before:
             torch.testing.assert_close(after[t], before[t], rtol=1e-4, atol=1e-4)

@@ -203,10 +203,14 @@ class TemporalEncoder(nn.Module):
         return tok, mask, self.pool(tok, mask)[0]
 
 
-# At inference the beat encoder runs on a multiple of this many beats (zero beats are added and
-# dropped): its tensors then come in a few sizes, so the allocator reuses them. With a new size
-# every batch the heap fragmented and each predict worker grew ~95 MB over 20,000 records.
-_BEAT_BUCKET = 64
+def bucketed(n: int) -> int:
+    """n rounded up to a multiple of 2^(bits(n) - 4): at most 1/8 more (770 -> 832, 12 -> 12).
+
+    At inference the beat encoder runs on this many beats (zero beats added, then dropped), so
+    its tensors come in a few sizes that the allocator reuses. With a new size every batch the
+    heap fragmented and each predict worker grew ~95 MB over 20,000 records."""
+    step = 1 << max(n.bit_length() - 4, 0)
+    return -(-n // step) * step
 
 
 class BeatEncoder(nn.Module):
@@ -222,7 +226,7 @@ class BeatEncoder(nn.Module):
     def forward(self, beats: Tensor) -> Tensor:
         """(n, L, S) -> (n, d)."""
         n = beats.shape[0]
-        if not torch.is_grad_enabled():  # zero beats up to a multiple of _BEAT_BUCKET
-            beats = F.pad(beats, (0, 0, 0, 0, 0, (-n) % _BEAT_BUCKET))
+        if not torch.is_grad_enabled():
+            beats = F.pad(beats, (0, 0, 0, 0, 0, bucketed(n) - n))
         h = self.net(row_layout(beats)).flatten(2)[:n]
         return self.out(torch.cat([h.mean(-1), h.amax(-1)], dim=-1))
