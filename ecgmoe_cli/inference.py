@@ -19,8 +19,9 @@ from ecgmoe_cli.model.encoders import fold_batchnorm
 from ecgmoe_cli.report_rows import WINDOW_FIELDS, WindowOutputs
 
 # oneDNN caches a compiled convolution per input shape (~2 MB each, 1024 by default). The beat
-# encoder sees a different number of beats in every batch, so an unbounded cache grew the
-# process by ~0.5 GB over 20,000 records; the few fixed shapes stay cached (LRU).
+# encoder's batch follows the beat count (bucketed, but a long run still sees many sizes), and
+# an unbounded cache grew the process by ~0.5 GB over 20,000 records; the few fixed shapes stay
+# cached (LRU).
 ONEDNN_CACHE = "32"
 
 
