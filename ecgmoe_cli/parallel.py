@@ -22,6 +22,7 @@ from ecgmoe_cli.errors import EcgMoeError
 T = TypeVar("T")
 
 _STATE: dict[str, Any] = {}  # per-worker state set by the pool initializer
+FORKS = "fork" in mp.get_all_start_methods()  # workers share the parent's memory
 
 
 def worker_state() -> dict[str, Any]:
@@ -63,6 +64,17 @@ def default_workers() -> int:
                else (os.cpu_count() or 1))
 
 
+def _pool(workers: int, state: dict[str, Any] | None) -> ProcessPoolExecutor:
+    ctx = mp.get_context("fork") if FORKS else None
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init,
+                               initargs=(state or {}, os.getpid()))
+
+
+def _worker_died() -> EcgMoeError:
+    return EcgMoeError("a worker process died (killed, or out of memory?); "
+                       "rerun with --workers 1 to find the record")
+
+
 def ordered_map(fn: Callable[[Any], Any], items: Sequence[T], *, workers: int = 1,
                 chunk: int = 8, state: dict[str, Any] | None = None,
                 max_pending: int | None = None, pool: bool = False,
@@ -82,10 +94,8 @@ def ordered_map(fn: Callable[[Any], Any], items: Sequence[T], *, workers: int = 
         finally:
             _STATE.clear()
         return
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
     limit = max_pending or workers * 4
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init,
-                             initargs=(state or {}, os.getpid())) as pool:
+    with _pool(workers, state) as pool:
         pending: deque[Future[list[Any]]] = deque()
         it: Iterable[Sequence[T]] = iter(chunks)
         for c in it:
@@ -97,8 +107,7 @@ def ordered_map(fn: Callable[[Any], Any], items: Sequence[T], *, workers: int = 
                 try:
                     results = pending.popleft().result()
                 except BrokenProcessPool:
-                    raise EcgMoeError("a worker process died (killed, or out of memory?); "
-                                      "rerun with --workers 1 to find the record") from None
+                    raise _worker_died() from None
                 nxt = next(it, None)  # type: ignore[call-overload]
                 if nxt is not None:
                     pending.append(pool.submit(_run_chunk, fn, nxt, whole_chunks))
@@ -106,3 +115,59 @@ def ordered_map(fn: Callable[[Any], Any], items: Sequence[T], *, workers: int = 
         finally:  # closed early (an error, Ctrl-C): drop the queued chunks, not wait for them
             for f in pending:
                 f.cancel()
+
+
+class Prefetch:
+    """fn over the head of `items` in one worker process, started now, while this process is
+    busy with something that leaves a core idle (predict: importing torch and loading the
+    weights); `take()` ends it and returns the results so far, in order. fn gets one item and
+    can read `worker_state()` (`state`, persisting from item to item); it returns None to stop
+    early (a memory budget spent). The worker keeps its results until asked: this process may
+    hold the GIL for seconds (an import), so nothing is fed to or read from it meanwhile."""
+
+    def __init__(self, fn: Callable[[Any], Any], items: Sequence[Any],
+                 state: dict[str, Any] | None = None) -> None:
+        ctx = mp.get_context("fork") if FORKS else mp
+        self._stop = ctx.Event()
+        self._results, send = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_prefetch, daemon=True,
+                                 args=(fn, items, state or {}, self._stop, send, os.getpid()))
+        self._proc.start()
+        send.close()
+
+    def take(self) -> list[Any]:
+        """Stop after the item in progress; the results so far, in input order."""
+        self._stop.set()
+        try:
+            return self._results.recv()  # type: ignore[no-any-return]
+        except EOFError:
+            raise _worker_died() from None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._results.close()
+        self._proc.join(timeout=5)
+        if self._proc.is_alive():
+            self._proc.kill()
+
+
+def _prefetch(fn: Callable[[Any], Any], items: Sequence[Any], state: dict[str, Any],
+              stop: Any, send: Any, parent: int) -> None:
+    """Prefetch's worker: an item that fails unexpectedly ends the prefetch (the caller's
+    pool does it again and reports it)."""
+    _init(state, parent)
+    out = []
+    try:
+        for x in items:
+            if stop.is_set() or (r := fn(x)) is None:
+                break
+            out.append(r)
+    except Exception:  # noqa: BLE001, S110 (see the docstring)
+        pass
+    stop.wait()
+    try:
+        send.send(out)
+    except OSError:  # the caller closed the pipe: stopped, not taken
+        pass

@@ -3,6 +3,7 @@
 ```
 discover (sorted) ─shard─▶ --resume skips done ─▶ CPU: worker processes, each with its own
 copy of the model (loaded before the fork): read + prepare + predict a batch of records
+(while the model loads, one process prepares the first records: the workers inherit them)
 ─in order─▶ main process: rows ─▶ ReportWriter row groups ─close─▶ atomic rename (or dataset parts)
 GPU: reader processes prepare records ─▶ the main process batches windows through its model
 (--workers 1: everything in the main process)
@@ -14,6 +15,7 @@ one batch of windows (plus one long record's block), and rows leave in row group
 from __future__ import annotations
 
 import itertools
+import mmap
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +29,7 @@ from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.discover import discover_records
 from ecgmoe_cli.io.readers import read_record
 from ecgmoe_cli.io.report import ReportWriter, report_schema, shard_of
-from ecgmoe_cli.parallel import default_workers, ordered_map, worker_state
+from ecgmoe_cli.parallel import FORKS, Prefetch, default_workers, ordered_map, worker_state
 from ecgmoe_cli.prepare import (  # imported before the fork: workers share them
     CHUNK_S,
     join_blocks,
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
 
 _CHUNK = 16  # records per worker task: amortises inter-process overhead
 _AHEAD = 24  # chunks prepared ahead of the model (~60 MB): a start-up's worth of reading
+_EARLY = 1024  # most windows (~125 MB) prepared while the model loads (CPU, models in workers)
 
 
 @dataclass
@@ -126,6 +129,42 @@ def _prepare_job(path: str) -> Any:
         return Failed(path, Path(path).stem, one_line(f"{path}: {type(e).__name__}: {e}"))
 
 
+def _early_job(path: str) -> tuple[str, Any, int] | None:
+    """Prefetch worker: `_prepare_job`, the windows' samples moved into the shared buffer
+    (mapped before the fork: the pipe carries only the small fields); None once it is full.
+    Returns the path, the record and where its samples start in the buffer."""
+    st = worker_state()
+    item = _prepare_job(path)
+    n = len(getattr(item, "n_valid", ()))
+    lo = st["used"]
+    if lo + n > len(st["signals"]):
+        return None
+    if n:
+        st["signals"][lo:lo + n] = item.signal
+        item.signal = _emptied(item.signal)
+        st["used"] = lo + n
+    return path, item, lo
+
+
+def _early_head(todo: Sequence[str], spec: PreprocessSpec, opts: PredictOptions
+                ) -> tuple[Prefetch, np.ndarray]:
+    """Start preparing the first records in one process (at most _EARLY windows) while this
+    one loads the model; returns it and the shared buffer their samples go to."""
+    shape = (_EARLY, len(spec.leads), spec.window_samples)
+    signals = np.frombuffer(mmap.mmap(-1, 4 * int(np.prod(shape))), np.float32).reshape(shape)
+    state = {"spec": spec, "opts": opts, "signals": signals, "used": 0}
+    return Prefetch(_early_job, todo[:_EARLY], state=state), signals
+
+
+def _with_samples(taken: list[tuple[str, Any, int]], signals: np.ndarray) -> dict[str, Any]:
+    """Prefetched records by path, their samples back as views of the shared buffer."""
+    for _, item, lo in taken:
+        n = len(getattr(item, "n_valid", ()))
+        if n:
+            item.signal = signals[lo:lo + n]
+    return {path: item for path, item, _ in taken}
+
+
 @dataclass
 class Predicted:
     """A record through the model: its prepared fields (samples dropped) and window outputs."""
@@ -139,8 +178,8 @@ def _predict_chunk(paths: Sequence[str]) -> list[Any]:
     in one batch, so each process uses its core end to end and only small results cross the
     pipe. Returns Predicted or Failed per path, in order."""
     st = worker_state()
-    predictor, spec, opts = st["predictor"], st["spec"], st["opts"]
-    items = [_prepare_job(p) for p in paths]
+    predictor, spec, opts, ready = st["predictor"], st["spec"], st["opts"], st["prepared"]
+    items = [x if (x := ready.pop(p, None)) is not None else _prepare_job(p) for p in paths]
     return _through_model(predictor, [_predict_long(x.path, spec, opts, predictor)
                                       if isinstance(x, Long) else x for x in items])
 
@@ -317,13 +356,21 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
     todo = [p for p in mine if keys[p] not in done
             or (win_writer is not None and keys[p] not in win_done)]
     written = 0
-    stream = None
+    stream = early = None
     try:
         # CPU: the model loads before the fork and every worker runs its copy on its records;
-        # otherwise (a GPU, --workers 1) the readers start first and overlap the model's load
-        shared = (_start_model(weights_dir, names, opts, spec, threads=1)
-                  if _models_in_workers(opts, len(todo)) else None)
-        stream = prepared_stream(todo, spec, opts, None if shared is None else shared[0])
+        # meanwhile (a core idle: ~2 s of torch import) one process prepares the first records,
+        # which the workers inherit. Otherwise (a GPU, --workers 1) the readers start first
+        # and overlap the model's load.
+        shared, prepared = None, {}
+        if _models_in_workers(opts, len(todo)) and FORKS:  # the buffer is shared by fork
+            early, signals = _early_head(todo, spec, opts)
+            shared = _start_model(weights_dir, names, opts, spec, threads=1)
+            prepared = _with_samples(early.take(), signals)
+            del signals
+        stream = prepared_stream(todo, spec, opts, None if shared is None else shared[0],
+                                 prepared)
+        del prepared  # the workers have it now
         first = next(stream, None)
         predictor, ctx = shared or _start_model(weights_dir, names, opts, spec)
         result = PredictResult(out, windows_path(out) if opts.windows else None, weights_dir,
@@ -342,6 +389,8 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
         if win_writer is not None:
             win_writer.close()
     except BaseException:
+        if early is not None:
+            early.close()
         if stream is not None:
             stream.close()  # stops the worker processes
         writer.abort()
@@ -395,15 +444,18 @@ def _on_cpu(opts: PredictOptions) -> bool:
 
 
 def prepared_stream(paths: Sequence[str], spec: PreprocessSpec, opts: PredictOptions,
-                    predictor: Predictor | None = None) -> Iterator[Any]:
+                    predictor: Predictor | None = None,
+                    prepared: dict[str, Any] | None = None) -> Iterator[Any]:
     """Records in input order from worker processes: Predicted by the workers' copies of
     `predictor` when given (forked after it loaded: no worker imports torch or reads the
-    weights again), else prepared (or Failed) for the main process's model. Up to _AHEAD chunks
-    wait, so the readers keep going through the main process's start-up."""
+    weights again; records already in `prepared` are not read again), else prepared (or
+    Failed) for the main process's model. Up to _AHEAD chunks wait, so the readers keep going
+    through the main process's start-up."""
     if predictor is not None:
         workers = opts.workers or default_workers()
         return ordered_map(_predict_chunk, paths, workers=workers, chunk=opts.batch_size,
-                           state={"spec": spec, "opts": opts, "predictor": predictor},
+                           state={"spec": spec, "opts": opts, "predictor": predictor,
+                                  "prepared": prepared or {}},
                            pool=True, max_pending=max(_AHEAD, 4 * workers), whole_chunks=True)
     auto = default_workers() - (_model_threads(opts) if _on_cpu(opts) else 0)
     workers = max(1, min(opts.workers or auto, len(paths) // _CHUNK + 1))

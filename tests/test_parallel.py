@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 
-from ecgmoe_cli.parallel import ordered_map, worker_state
+from ecgmoe_cli.parallel import Prefetch, ordered_map, worker_state
 
 
 def _pid_and_value(x: int) -> tuple[int, int]:
@@ -22,3 +24,29 @@ def test_results_keep_input_order_in_or_out_of_process() -> None:
     assert os.getpid() not in {p for p, _ in pooled}  # one reader process beside the model
     two = list(ordered_map(_pid_and_value, items, workers=2, chunk=4, state={"k": 3}))
     assert [v for _, v in two] == [3 * x for x in items]
+
+
+def _until_budget(x: int) -> tuple[int, int] | None:
+    st = worker_state()
+    if x >= st["budget"]:
+        Path(st["marker"]).touch()
+        return None
+    return os.getpid(), x * st["k"]
+
+
+def test_prefetch_returns_a_prefix_in_order_from_another_process(tmp_path: Path) -> None:
+    """Prefetch works while the caller is busy; `take` returns what is done, in order: all of
+    it once fn said stop (None), a prefix (maybe empty) when taken at once."""
+    marker = tmp_path / "spent"
+    early = Prefetch(_until_budget, list(range(100)),
+                     state={"k": 3, "budget": 7, "marker": str(marker)})
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    got = early.take()
+    assert [v for _, v in got] == [3 * x for x in range(7)]
+    assert os.getpid() not in {p for p, _ in got}
+
+    hurried = Prefetch(_until_budget, list(range(10_000)),
+                       state={"k": 3, "budget": 10_000, "marker": str(marker)}).take()
+    assert [v for _, v in hurried] == [3 * x for x in range(len(hurried))]

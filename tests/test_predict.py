@@ -306,3 +306,31 @@ def test_models_in_the_workers_give_the_same_report(records: Path, weights_dir: 
     _assert_same_rows(_sorted(pq.read_table(out)), _sorted(pq.read_table(report)))
     windows = pq.read_table(tmp_path / "w.windows.parquet")
     assert windows.num_rows >= 5 + 10  # the 112 s record alone has 11 windows
+
+
+def test_records_prepared_while_the_model_loads_give_the_same_report(
+        records: Path, weights_dir: Path, report: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the model loads, one process prepares the first records into a buffer shared
+    with the workers: a slow load lets it prepare all of them (broken file included), and the
+    rows must be those of the single-process run."""
+    from ecgmoe_cli import predict_folder
+
+    start, with_samples, taken = predict_folder._start_model, predict_folder._with_samples, []
+
+    def slow_start(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(3)
+        return start(*args, **kwargs)
+
+    def counted(got, signals):  # type: ignore[no-untyped-def]
+        taken.extend(path for path, _, _ in got)
+        return with_samples(got, signals)
+
+    monkeypatch.setattr(predict_folder, "_start_model", slow_start)
+    monkeypatch.setattr(predict_folder, "_with_samples", counted)
+    out = tmp_path / "p.parquet"
+    code, output = _predict(records, "-o", out, "--weights", weights_dir, "--workers", 2,
+                            "--batch-size", 2, "--quiet")
+    assert code == 0, output
+    assert len(taken) == len(REAL) + 1
+    _assert_same_rows(_sorted(pq.read_table(out)), _sorted(pq.read_table(report)))
