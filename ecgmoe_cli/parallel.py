@@ -146,11 +146,10 @@ class Prefetch:
             self.close()
 
     def close(self) -> None:
-        self._stop.set()
+        """End the worker now (it writes no files: nothing is left half-done)."""
         self._results.close()
-        self._proc.join(timeout=5)
-        if self._proc.is_alive():
-            self._proc.kill()
+        self._proc.terminate()
+        self._proc.join()
 
 
 def _prefetch(fn: Callable[[Any], Any], items: Sequence[Any], state: dict[str, Any],
@@ -167,7 +166,4 @@ def _prefetch(fn: Callable[[Any], Any], items: Sequence[Any], state: dict[str, A
     except Exception:  # noqa: BLE001, S110 (see the docstring)
         pass
     stop.wait()
-    try:
-        send.send(out)
-    except OSError:  # the caller closed the pipe: stopped, not taken
-        pass
+    send.send(out)

@@ -50,3 +50,18 @@ def test_prefetch_returns_a_prefix_in_order_from_another_process(tmp_path: Path)
     hurried = Prefetch(_until_budget, list(range(10_000)),
                        state={"k": 3, "budget": 10_000, "marker": str(marker)}).take()
     assert [v for _, v in hurried] == [3 * x for x in range(len(hurried))]
+
+
+def _megabyte(x: int) -> bytes:
+    return bytes(1 << 20)
+
+
+def test_closing_a_prefetch_ends_its_worker_at_once() -> None:
+    """Ctrl-C while the model loads: the worker, holding more results than a pipe buffers, must
+    not keep the command waiting."""
+    early = Prefetch(_megabyte, list(range(50)))
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    early.close()
+    assert time.monotonic() - t0 < 2.0
+    assert not early._proc.is_alive()
