@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 _CHUNK = 16  # records per worker task: amortises inter-process overhead
 _AHEAD = 24  # chunks prepared ahead of the model (~60 MB): a start-up's worth of reading
-_EARLY = 1024  # most windows (~125 MB) prepared while the model loads (CPU, models in workers)
+_EARLY_BYTES = 128 << 20  # most samples prepared while the model loads (CPU, models in workers)
 
 
 @dataclass
@@ -148,12 +148,15 @@ def _early_job(path: str) -> tuple[str, Any, int] | None:
 
 def _early_head(todo: Sequence[str], spec: PreprocessSpec, opts: PredictOptions
                 ) -> tuple[Prefetch, np.ndarray]:
-    """Start preparing the first records in one process (at most _EARLY windows) while this
-    one loads the model; returns it and the shared buffer their samples go to."""
-    shape = (_EARLY, len(spec.leads), spec.window_samples)
-    signals = np.frombuffer(mmap.mmap(-1, 4 * int(np.prod(shape))), np.float32).reshape(shape)
+    """Start preparing the first records in one process (their windows' samples at most
+    _EARLY_BYTES: 1,118 windows of the default spec) while this one loads the model; returns
+    it and the shared buffer the samples go to."""
+    per_window = (len(spec.leads), spec.window_samples)
+    n = max(1, _EARLY_BYTES // (4 * per_window[0] * per_window[1]))
+    signals = np.frombuffer(mmap.mmap(-1, 4 * n * per_window[0] * per_window[1]),
+                            np.float32).reshape(n, *per_window)
     state = {"spec": spec, "opts": opts, "signals": signals, "used": 0}
-    return Prefetch(_early_job, todo[:_EARLY], state=state), signals
+    return Prefetch(_early_job, todo[:n], state=state), signals
 
 
 def _with_samples(taken: list[tuple[str, Any, int]], signals: np.ndarray) -> dict[str, Any]:
