@@ -23,6 +23,7 @@ T = TypeVar("T")
 
 _STATE: dict[str, Any] = {}  # per-worker state set by the pool initializer
 FORKS = "fork" in mp.get_all_start_methods()  # workers share the parent's memory
+_CONTEXT = mp.get_context("fork" if FORKS else None)
 
 
 def worker_state() -> dict[str, Any]:
@@ -65,8 +66,7 @@ def default_workers() -> int:
 
 
 def _pool(workers: int, state: dict[str, Any] | None) -> ProcessPoolExecutor:
-    ctx = mp.get_context("fork") if FORKS else None
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init,
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_CONTEXT, initializer=_init,
                                initargs=(state or {}, os.getpid()))
 
 
@@ -127,10 +127,9 @@ class Prefetch:
 
     def __init__(self, fn: Callable[[Any], Any], items: Sequence[Any],
                  state: dict[str, Any] | None = None) -> None:
-        ctx = mp.get_context("fork") if FORKS else mp
-        self._stop = ctx.Event()
-        self._results, send = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(target=_prefetch, daemon=True,
+        self._stop = _CONTEXT.Event()
+        self._results, send = _CONTEXT.Pipe(duplex=False)
+        self._proc = _CONTEXT.Process(target=_prefetch, daemon=True,
                                  args=(fn, items, state or {}, self._stop, send, os.getpid()))
         self._proc.start()
         send.close()
@@ -165,5 +164,4 @@ def _prefetch(fn: Callable[[Any], Any], items: Sequence[Any], state: dict[str, A
             out.append(r)
     except Exception:  # noqa: BLE001, S110 (see the docstring)
         pass
-    stop.wait()
-    send.send(out)
+    send.send(out)  # blocks until take() reads it

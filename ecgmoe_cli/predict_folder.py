@@ -129,21 +129,21 @@ def _prepare_job(path: str) -> Any:
         return Failed(path, Path(path).stem, one_line(f"{path}: {type(e).__name__}: {e}"))
 
 
-def _early_job(path: str) -> tuple[str, Any, int] | None:
+def _early_job(path: str) -> tuple[str, Any, slice] | None:
     """Prefetch worker: `_prepare_job`, the windows' samples moved into the shared buffer
     (mapped before the fork: the pipe carries only the small fields); None once it is full.
-    Returns the path, the record and where its samples start in the buffer."""
+    Returns the path, the record and where its samples lie in the buffer."""
     st = worker_state()
     item = _prepare_job(path)
-    n = len(getattr(item, "n_valid", ()))
     lo = st["used"]
-    if lo + n > len(st["signals"]):
+    rows = slice(lo, lo + len(getattr(item, "n_valid", ())))
+    if rows.stop > len(st["signals"]):
         return None
-    if n:
-        st["signals"][lo:lo + n] = item.signal
+    if rows.stop > lo:
+        st["signals"][rows] = item.signal
         item.signal = _emptied(item.signal)
-        st["used"] = lo + n
-    return path, item, lo
+        st["used"] = rows.stop
+    return path, item, rows
 
 
 def _early_head(todo: Sequence[str], spec: PreprocessSpec, opts: PredictOptions
@@ -159,12 +159,11 @@ def _early_head(todo: Sequence[str], spec: PreprocessSpec, opts: PredictOptions
     return Prefetch(_early_job, todo[:n], state=state), signals
 
 
-def _with_samples(taken: list[tuple[str, Any, int]], signals: np.ndarray) -> dict[str, Any]:
+def _with_samples(taken: list[tuple[str, Any, slice]], signals: np.ndarray) -> dict[str, Any]:
     """Prefetched records by path, their samples back as views of the shared buffer."""
-    for _, item, lo in taken:
-        n = len(getattr(item, "n_valid", ()))
-        if n:
-            item.signal = signals[lo:lo + n]
+    for _, item, rows in taken:
+        if rows.stop > rows.start:
+            item.signal = signals[rows]
     return {path: item for path, item, _ in taken}
 
 
