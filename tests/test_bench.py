@@ -163,6 +163,23 @@ def test_merged_single_task_model_matches_the_adapter_output() -> None:
         merged_single_task(model, "age")
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_autocast_gives_the_fp32_outputs(dtype: torch.dtype) -> None:
+    """--dtype bf16/fp16 must run every layer (a -1e9 mask fill overflowed fp16) and agree."""
+    cfg = get_config("tiny")
+    torch.manual_seed(0)
+    model = EcgMoe(cfg, [TASKS["sex"], TASKS["arrhythmia"], TASKS["age"]]).eval()
+    batch = synthetic_batch(cfg, 6)
+    assert (batch["rpeaks"] < 0).any()  # padded beats: the masked positions are exercised
+    want = model.predict(batch)
+    with torch.autocast("cpu", dtype=dtype):
+        got = model.predict(batch)
+    for name, w in want.items():
+        g = got[name].float()
+        assert torch.isfinite(g).all(), name
+        assert torch.allclose(g, w, rtol=0.05, atol=0.05), (name, (g - w).abs().max())
+
+
 def test_active_parameters_leave_out_unrouted_experts_and_the_ssl_decoder() -> None:
     cfg = get_config("tiny")
     model = EcgMoe(cfg, [TASKS["sex"]])

@@ -262,7 +262,8 @@ class EcgMoe(nn.Module):
                 tasks: Sequence[str] | None = None) -> tuple[dict[str, Tensor], Tensor | None]:
         feats = self.encode(batch)
         outputs = self.decode(feats, tasks)
-        self.aux = {"balance_loss": float(feats.balance_loss.detach()), "routing": feats.routing,
+        self.aux = {"balance_loss": feats.balance_loss.detach(),  # a tensor: float() would
+                    "routing": feats.routing,                   # sync a GPU every forward
                     "beat_weights": feats.beat_weights}
         if targets is None:
             return outputs, None

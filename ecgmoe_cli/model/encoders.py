@@ -76,7 +76,8 @@ class AttnPool(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Returns the pooled vector and the weights (B, T) (for --explain)."""
-        s = self.score(x).squeeze(-1).masked_fill(~mask, -1e9)
+        s = self.score(x).squeeze(-1)
+        s = s.masked_fill(~mask, torch.finfo(s.dtype).min)  # -1e9 overflows under fp16 autocast
         w = s.softmax(-1) * mask  # all-masked rows: uniform * 0 = 0, never NaN
         return torch.einsum("bt,btd->bd", w, x), w
 
