@@ -6,8 +6,8 @@
 # Writes under OUT_DIR: bench JSON for fp32 / bf16 / fp16 (synthetic windows, shipped weights,
 # batch 1-1024), bf16 with torch.compile, ecgmoe's accuracy per dtype on TEST_DATASET (any
 # `ecgmoe preprocess` output, or a part small enough to carry from benchmarks/test_subset.py;
-# its fold-10 windows), and `predict` on 2,000 simulated records on
-# the GPU and on the CPU cores beside it. Every step has a time limit, so one slow step does
+# its fold-10 windows), `predict` on 2,000 simulated records on the GPU and on the CPU cores
+# beside it, and a small train / resume / finetune / evaluate on the GPU. Every step has a time limit, so one slow step does
 # not cost the others. ECGMOE says how to call the CLI (default: python3 -m ecgmoe_cli);
 # DEVICE (default cuda) lets the script be tried on a CPU-only machine first.
 set -u
@@ -51,10 +51,20 @@ step 60 "simulate 2,000 records" $E simulate "$work/sim" -n 2000 --fs 500 --dura
     --seed 0 --quiet
 for device in "$dev" cpu; do
     step 120 "predict 2,000 records, --device $device" $E predict "$work/sim" \
-        -o "$work/p-$device.parquet" --device "$device" --batch-size 256 --quiet
+        -o "$work/p-$device.parquet" --device "$device" --quiet --json
 done
 step 60 "predict examples, --device $dev" $E predict examples/records \
     -o "$out/examples-$dev.parquet" --device "$dev" --quiet
+# training on the device, small (tiny config, 1 epoch): that the path runs and resumes
+step 60 "preprocess 2,000 records" $E preprocess "$work/sim" -o "$work/ds" --quiet
+step 120 "train --device $dev" $E train "$work/ds" -o "$work/run" --config tiny --epochs 1 \
+    --device "$dev" --quiet --json
+step 60 "train --resume (one more epoch)" $E train "$work/ds" -o "$work/run" --config tiny \
+    --epochs 2 --device "$dev" --resume --quiet
+step 90 "finetune --device $dev" $E finetune --task sex --task rhythm --data "$work/ds" \
+    --backbone "$work/run/weights" --epochs 2 --device "$dev" --quiet
+step 60 "evaluate" $E evaluate "$work/ds" --weights "$work/run/weights" --tasks sex --tasks rhythm \
+    --device "$dev" --json
 step 240 "bench bf16 --compile" $E bench --device "$dev" --batch-size 64,1024 --weights weights \
     --dtype bf16 --compile --models ecgmoe,dense_multitask --repeats 20 --warmup 3 --quiet \
     -o "$out/bench-bf16-compile.json"
