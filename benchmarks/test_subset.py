@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ecgmoe_cli.benchmark.run import TEST_FOLD
 from ecgmoe_cli.io.dataset import open_dataset
-
-TEST_FOLD = 10
 
 
 def main() -> None:
