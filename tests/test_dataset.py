@@ -84,11 +84,10 @@ def test_index_is_streamed_in_row_groups_and_unknown_columns_refused(tmp_path, m
     from ecgmoe_cli.io import dataset as dsmod
 
     monkeypatch.setattr(dsmod, "_INDEX_ROWS_PER_GROUP", 3)
-    monkeypatch.setattr(dsmod, "_FIRST_GROUP_ROWS", 2)
     ds = make_fake_dataset(tmp_path / "ds", n_records=10)
     meta = pq.ParquetFile(ds / "index.parquet").metadata
-    assert meta.num_rows == 11 and meta.num_row_groups == 4  # rows left memory: 2, then every 3
-    assert [meta.row_group(i).num_rows for i in range(4)] == [2, 3, 3, 3]
+    assert meta.num_rows == 11 and meta.num_row_groups == 4  # rows leave memory every 3
+    assert [meta.row_group(i).num_rows for i in range(4)] == [3, 3, 3, 2]
     with pytest.raises(EcgMoeError, match="y_potassium__abnormal"), \
             DatasetWriter(tmp_path / "ds2", TINY_SPEC, [get_task("sex")]) as w:
         prep, _ = fake_record(0, np.random.default_rng(0))

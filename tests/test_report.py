@@ -1,9 +1,15 @@
+import math
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.io.arrow_table import rows_to_table
 from ecgmoe_cli.io.report import ReportWriter, parse_shard, report_schema, shard_of
 from ecgmoe_cli.tasks import TASKS
 
@@ -80,3 +86,35 @@ def test_a_fresh_run_replaces_a_finished_report(tmp_path):
             w.write(_row(i))
         w.close()
     assert pq.read_table(out).column("path").to_pylist() == ["r3.hea"]
+
+
+def test_rows_to_table_equals_pyarrows_own_conversion() -> None:
+    schema = pa.schema([("s", pa.string()), ("f", pa.float32()), ("d", pa.float64()),
+                        ("i", pa.int32()), ("l", pa.int64())])
+    rows = [{"s": "x", "f": 1.5, "d": 0.1, "i": 3, "l": np.int64(7)},
+            {"s": None, "f": None},  # None and missing keys: nulls
+            {"s": "ü€ ✓", "f": np.float32(2.25), "d": 1e300, "i": np.int32(-1), "l": 2**40},
+            {"s": "", "f": 0.0, "d": -0.0, "i": 0, "l": 0}]
+    ours = rows_to_table(rows, schema)
+    assert ours.equals(pa.Table.from_pylist(rows, schema=schema))
+    assert ours.column("s").null_count == 1 and ours.column("i").null_count == 1
+    nan = rows_to_table([{"d": float("nan")}], schema).column("d")
+    assert nan.null_count == 0 and math.isnan(nan[0].as_py())  # NaN stays a value, as in pyarrow
+    with pytest.raises(TypeError, match="column s"):
+        rows_to_table([{"s": 3}], schema)
+
+
+def test_writing_a_report_does_not_import_pandas(tmp_path: Path) -> None:
+    """pyarrow's Python-value conversion imports pandas (~0.4 CPU-s) on first use; we avoid it."""
+    code = ("import sys\n"
+            "from ecgmoe_cli.io.report import ReportWriter, report_schema\n"
+            "from ecgmoe_cli.tasks import TASKS\n"
+            f"w = ReportWriter({str(tmp_path / 'r.parquet')!r}, report_schema(TASKS.values()),"
+            " rows_per_group=2)\n"
+            "for i in range(5):\n"
+            "    w.write({'path': f'{i}.hea', 'record': str(i), 'status': 'ok', 'age_years': 1.0})\n"
+            "w.close()\n"
+            "print('pandas' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert pq.read_table(tmp_path / "r.parquet").num_rows == 5

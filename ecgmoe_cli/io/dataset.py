@@ -22,7 +22,6 @@ from ecgmoe_cli.signal.spec import PreprocessSpec
 
 _HEADER_BYTES = 128  # reserved .npy header, rewritten with the final shape on close
 _INDEX_ROWS_PER_GROUP = 4096  # index rows buffered before a Parquet row group is written
-_FIRST_GROUP_ROWS = 256  # the first group goes early: pyarrow's first table imports pandas
 #                          (0.2-0.3 s), better spent while the workers run than after them
 _INDEX_FIELDS = {  # fixed columns of index.parquet (the y_* target columns follow)
     "path": "string", "record": "string", "window": "int64", "row": "int64",
@@ -124,7 +123,6 @@ class DatasetWriter:
         self._arrays: dict[str, _NpyAppender] = {}
         self._index: Any = None  # pyarrow ParquetWriter, opened in __enter__
         self._n = 0
-        self._groups = 0  # index row groups written
         self._targets = [c for t in self.tasks for c in t.columns()]
 
     def _schema(self) -> Any:
@@ -150,16 +148,15 @@ class DatasetWriter:
             raise EcgMoeError(f"index fields {unknown} are neither index columns nor target "
                               "columns of the dataset's tasks", row.get("path"))
         self._rows.append(row)
-        if len(self._rows) >= (_INDEX_ROWS_PER_GROUP if self._groups else _FIRST_GROUP_ROWS):
+        if len(self._rows) >= _INDEX_ROWS_PER_GROUP:
             self._flush_index()
 
     def _flush_index(self) -> None:
-        import pyarrow as pa
+        from ecgmoe_cli.io.arrow_table import rows_to_table
 
         if self._rows:
-            self._index.write_table(pa.Table.from_pylist(self._rows, schema=self._schema()))
+            self._index.write_table(rows_to_table(self._rows, self._schema()))
             self._rows = []
-            self._groups += 1
 
     def add(self, prepared: PreparedLike, labels: Sequence[dict[str, float]], fold: int) -> None:
         """Append every window of one record; `labels` holds one target dict per window."""

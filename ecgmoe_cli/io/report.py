@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.io.arrow_table import rows_to_table
 from ecgmoe_cli.tasks import Task
 
 RECORD_FIELDS: list[tuple[str, pa.DataType]] = [
@@ -130,7 +131,7 @@ class ReportWriter:
         keys: set[str] = set()
         for src in sources:
             try:
-                keys.update(pq.read_table(src, columns=[column]).column(column).to_pylist())
+                keys.update(pq.ParquetFile(src).read(columns=[column]).column(column).to_pylist())
             except (OSError, pa.ArrowException) as e:
                 raise EcgMoeError(f"cannot resume from {src}: {e}") from None
         return keys
@@ -146,7 +147,7 @@ class ReportWriter:
         if self._writer is None:
             self._tmp = self.parts_dir / f".{self.prefix}-{self._seq:06d}.parquet.tmp-{os.getpid()}"
             self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
-        table = pa.Table.from_pylist(self._buffer, schema=self.schema)
+        table = rows_to_table(self._buffer, self.schema)
         self._writer.write_table(table)
         self._rows_in_part += len(self._buffer)
         self.rows_written += len(self._buffer)
