@@ -1,12 +1,14 @@
 """End-to-end speed of `ecgmoe predict` on N synthetic 10 s 12-lead 500 Hz WFDB records.
 
-    .venv/bin/python benchmarks/predict_speed.py --n 2000 [--n 20000] [--config base]
+    .venv/bin/python benchmarks/predict_speed.py --n 2000 [--n 20000] [--repeats 5] [--config base]
 
-Records come from `ecgmoe simulate` (PTB-XL-shaped tree). Prints, for each N: records/s of the
-whole command (process start to exit) and the peak RSS and PSS of its process tree (main +
-workers; RSS from /proc every 50 ms, PSS every second), then where the time
-goes: the page-cache read of the files, `read_record` and `prepare_record` per record in one
-process, and the model alone (records/s at the command's batch size, one torch thread).
+Records come from `ecgmoe simulate` (PTB-XL-shaped tree). Prints, for each N and run: records/s
+of the whole command (process start to exit), the peak RSS and PSS of its process tree (main +
+workers; RSS from /proc every 50 ms, PSS every second) and how fast the shared machine was
+(a matmul probe just before, the hypervisor's steal time during the run); with --repeats, the
+median over the runs; then where the time goes: the page-cache read of the files,
+`read_record` and `prepare_record` per record in one process, and the model alone (records/s
+at the command's batch size, one torch thread).
 Random-init weights of the chosen config are fine for speed. Records and weights are made
 once under --work and reused.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import threading
@@ -158,9 +161,34 @@ def stage_costs(records: list[Path], weights: Path, batch_size: int) -> dict[str
             "model_rec_per_s_1thread": model_rate}
 
 
+def _cpu_jiffies() -> tuple[int, int]:
+    """(all, steal) jiffies of the machine so far: steal is time the hypervisor gave our vCPUs
+    to other guests, one sign of the slow phases of a shared machine."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return sum(fields[:8]), fields[7]
+
+
+def probe_gflops() -> float:
+    """A 1024^3 float32 matmul on all cores (median of 10): how fast the machine is right now."""
+    import torch
+
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    time.sleep(0.5)  # the probe's OpenMP threads stop spinning before the command starts
+    return 2 * 1024**3 / sorted(times)[5] / 1e9
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, action="append", help="record counts (repeatable)")
+    ap.add_argument("--repeats", type=int, default=1, help="runs per record count (median)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/ecgmoe-bench"))
     ap.add_argument("--config", default="base")
     ap.add_argument("--workers", type=int, default=None)
@@ -178,18 +206,29 @@ def main() -> None:
                "--quiet", "--batch-size", str(args.batch_size)]
         if args.workers is not None:
             cmd += ["--workers", str(args.workers)]
-        load = os.getloadavg()[0]
-        seconds, cpu, rss_kb, pss_kb = time_command(cmd)
-        import pyarrow.parquet as pq
+        rates = []
+        for _ in range(args.repeats):
+            load, probe = os.getloadavg()[0], probe_gflops()
+            j0 = _cpu_jiffies()
+            seconds, cpu, rss_kb, pss_kb = time_command(cmd)
+            j1 = _cpu_jiffies()
+            steal = (j1[1] - j0[1]) / max(j1[0] - j0[0], 1)
+            import pyarrow.parquet as pq
 
-        table = pq.read_table(out, columns=["status"])
-        ok = table.column("status").to_pylist().count("ok")
-        cores = len(os.sched_getaffinity(0))
-        print(f"N={n}: {n / seconds:.1f} records/s end to end ({seconds:.1f} s wall; "
-              f"{cpu:.1f} CPU-s = {cpu / n * 1e3:.2f} ms CPU per record, so "
-              f"{cores * n / cpu:.0f} records/s if the {cores} cores were all ours; load average "
-              f"{load:.1f} before); peak of the process tree: RSS {rss_kb / 1024:.0f} MB summed, "
-              f"PSS {pss_kb / 1024:.0f} MB; {ok}/{table.num_rows} ok")
+            table = pq.read_table(out, columns=["status"])
+            ok = table.column("status").to_pylist().count("ok")
+            cores = len(os.sched_getaffinity(0))
+            rates.append(n / seconds)
+            print(f"N={n}: {n / seconds:.1f} records/s end to end ({seconds:.1f} s wall; "
+                  f"{cpu:.1f} CPU-s = {cpu / n * 1e3:.2f} ms CPU per record, so "
+                  f"{cores * n / cpu:.0f} records/s if the {cores} cores were all ours; load "
+                  f"average {load:.1f} before, matmul probe {probe:.0f} GFLOP/s, steal "
+                  f"{100 * steal:.1f} %); peak of the process tree: RSS {rss_kb / 1024:.0f} MB "
+                  f"summed, PSS {pss_kb / 1024:.0f} MB; {ok}/{table.num_rows} ok", flush=True)
+        if args.repeats > 1:
+            print(f"N={n}: median of {args.repeats} runs {statistics.median(rates):.1f} records/s "
+                  f"(range {min(rates):.1f}-{max(rates):.1f}; {sum(r >= 200 for r in rates)} of "
+                  f"{args.repeats} at >= 200)")
         print(f"  command: {' '.join(cmd)}")
     records = sorted((args.work / f"sim-{counts[0]}").rglob("*.hea"))
     costs = stage_costs(records, weights, args.batch_size)
