@@ -271,3 +271,22 @@ def test_row_layout_gives_the_training_layout_outputs() -> None:
         assert seen[1][0] == 36  # bucketed(35): a zero beat added, then dropped
         for t in before:
             torch.testing.assert_close(after[t], before[t], rtol=1e-4, atol=1e-4)
+
+
+def test_large_cpu_batches_go_through_the_encoders_in_slices(monkeypatch) -> None:
+    """At CPU inference a batch over CPU_WINDOWS windows / CPU_BEATS beats runs the encoders
+    slice by slice (bounded memory); the outputs are those of the whole batch."""
+    from ecgmoe_cli.model import encoders
+
+    model = _model().eval()
+    b = example_batch(TINY, 5, n_beats=7)
+    whole = model.predict(b)
+    seen = []
+    for conv in (model.temporal.stem[0][0], model.beat_encoder.net[0][0]):
+        conv.register_forward_pre_hook(lambda _m, x: seen.append(x[0].shape[0]))
+    monkeypatch.setattr(encoders, "CPU_WINDOWS", 2)
+    monkeypatch.setattr(encoders, "CPU_BEATS", 16)
+    sliced = model.predict(b)
+    assert seen == [2, 2, 1, 16, 16, 3]  # windows 2 + 2 + 1; beats 16 + 16 + 3 (35)
+    for t in whole:
+        torch.testing.assert_close(sliced[t], whole[t], rtol=1e-5, atol=1e-5)
