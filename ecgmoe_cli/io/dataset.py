@@ -22,7 +22,6 @@ from ecgmoe_cli.signal.spec import PreprocessSpec
 
 _HEADER_BYTES = 128  # reserved .npy header, rewritten with the final shape on close
 _INDEX_ROWS_PER_GROUP = 4096  # index rows buffered before a Parquet row group is written
-#                          (0.2-0.3 s), better spent while the workers run than after them
 _INDEX_FIELDS = {  # fixed columns of index.parquet (the y_* target columns follow)
     "path": "string", "record": "string", "window": "int64", "row": "int64",
     "status": "string", "error": "string", "fs_in": "float64", "duration_s": "float64",
