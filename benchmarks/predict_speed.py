@@ -170,19 +170,15 @@ def _cpu_jiffies() -> tuple[int, int]:
 
 
 def probe_gflops() -> float:
-    """A 1024^3 float32 matmul on all cores (median of 10): how fast the machine is right now."""
+    """`ecgmoe bench`'s matmul probe on the CPU (1024^3 float32, median of 10): how fast the
+    shared machine is right now."""
     import torch
 
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(10):
-        t0 = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t0)
+    from ecgmoe_cli.benchmark.timing import matmul_gflops
+
+    gflops = matmul_gflops(torch.device("cpu"), torch.float32, repeats=10)
     time.sleep(0.5)  # the probe's OpenMP threads stop spinning before the command starts
-    return 2 * 1024**3 / sorted(times)[5] / 1e9
+    return gflops
 
 
 def main() -> None:
@@ -198,6 +194,8 @@ def main() -> None:
     weights = args.work / f"weights-{args.config}"
     make_weights(weights, args.config)
     exe = Path(sys.executable).with_name("ecgmoe")
+    import pyarrow.parquet as pq
+
     for n in counts:
         folder = args.work / f"sim-{n}"
         make_records(folder, n)
@@ -206,18 +204,15 @@ def main() -> None:
                "--quiet", "--batch-size", str(args.batch_size)]
         if args.workers is not None:
             cmd += ["--workers", str(args.workers)]
-        rates = []
+        rates, cores = [], len(os.sched_getaffinity(0))
         for _ in range(args.repeats):
             load, probe = os.getloadavg()[0], probe_gflops()
             j0 = _cpu_jiffies()
             seconds, cpu, rss_kb, pss_kb = time_command(cmd)
             j1 = _cpu_jiffies()
             steal = (j1[1] - j0[1]) / max(j1[0] - j0[0], 1)
-            import pyarrow.parquet as pq
-
             table = pq.read_table(out, columns=["status"])
             ok = table.column("status").to_pylist().count("ok")
-            cores = len(os.sched_getaffinity(0))
             rates.append(n / seconds)
             print(f"N={n}: {n / seconds:.1f} records/s end to end ({seconds:.1f} s wall; "
                   f"{cpu:.1f} CPU-s = {cpu / n * 1e3:.2f} ms CPU per record, so "

@@ -99,9 +99,14 @@ def cpu_inference(x: Tensor) -> bool:
     return not torch.is_grad_enabled() and x.device.type == "cpu"
 
 
+def sliced(module: nn.Module, x: Tensor, size: int) -> bool:
+    """Whether `module` takes x in slices of `size` rows: CPU inference in eval mode (no batch
+    statistics), more rows than that."""
+    return cpu_inference(x) and not module.training and x.shape[0] > size
+
+
 def in_slices(fn: Callable[..., Any], size: int, *xs: Tensor) -> Any:
-    """fn over consecutive slices of `size` rows of every x, outputs concatenated along rows
-    (fn's rows are independent: eval mode, no batch statistics)."""
+    """fn over consecutive slices of `size` rows of every x, outputs concatenated along rows."""
     parts = [fn(*(x[i:i + size] for x in xs)) for i in range(0, xs[0].shape[0], size)]
     if isinstance(parts[0], tuple):
         return tuple(torch.cat(p) for p in zip(*parts))
@@ -220,7 +225,7 @@ class TemporalEncoder(nn.Module):
 
     def forward(self, signal: Tensor, n_valid: Tensor, lead_emb: Tensor
                 ) -> tuple[Tensor, Tensor, Tensor]:
-        if cpu_inference(signal) and signal.shape[0] > CPU_WINDOWS and not self.training:
+        if sliced(self, signal, CPU_WINDOWS):
             return in_slices(self._forward, CPU_WINDOWS, signal, n_valid, lead_emb)
         return self._forward(signal, n_valid, lead_emb)
 
@@ -266,7 +271,7 @@ class BeatEncoder(nn.Module):
 
     def forward(self, beats: Tensor) -> Tensor:
         """(n, L, S) -> (n, d)."""
-        if cpu_inference(beats) and beats.shape[0] > CPU_BEATS and not self.training:
+        if sliced(self, beats, CPU_BEATS):
             return in_slices(self._forward, CPU_BEATS, beats)
         return self._forward(beats)
 
