@@ -145,6 +145,22 @@ def test_finetune_parameters_are_only_the_task_adapter_and_head() -> None:
     assert grads == names
 
 
+def test_task_weights_give_a_weighted_mean_of_the_task_losses() -> None:
+    from ecgmoe_cli.model.heads import task_loss
+
+    model = _model().eval()
+    b, tg = example_batch(TINY, 3), _targets(3)
+    out, plain = model(b, tg)
+    _, weighted = model(b, tg, task_weights={"sex": 3.0, "age": 0.5})
+    parts = {n: task_loss(model.heads[n], out[n], y) for n, y in tg.items()}
+    balance = model.config.balance_coef * model.aux["balance_loss"]
+    w = {"rhythm": 1.0, "age": 0.5, "sex": 3.0, "arrhythmia": 1.0}
+    expect = sum(w[n] * v for n, v in parts.items()) / sum(w.values()) + balance
+    assert torch.allclose(weighted, expect, atol=1e-6)
+    assert torch.allclose(plain, torch.stack(list(parts.values())).mean() + balance, atol=1e-6)
+    assert not torch.allclose(weighted, plain)
+
+
 def test_adapter_is_under_two_percent_of_base_backbone() -> None:
     model = EcgMoe(get_config("base"), [TASKS["arrhythmia"]])
     state = model.state_dict()

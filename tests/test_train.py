@@ -128,6 +128,22 @@ def test_train_command_writes_weights_and_metrics(dataset, tmp_path):
     assert spec == open_dataset(dataset).spec and set(model.tasks) >= {"sex", "rr_interval"}
 
 
+def test_task_weights_are_checked_and_saved_with_the_weights(dataset, tmp_path):
+    base = ["train", str(dataset), "-o", str(tmp_path / "run"), "--config", "tiny",
+            "--epochs", "1", "--batch-size", "16", "--quiet"]
+    for bad, says in (("sex", "not TASK=W"), ("sex=-1", "not TASK=W"), ("sex=x", "not TASK=W"),
+                      ("=2", "not TASK=W"), ("nosuch=2", "nosuch")):
+        r = CliRunner().invoke(my_cli(), [*base, "--task-weight", bad])
+        assert r.exit_code == 1 and says in r.output, (bad, r.output)
+        assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+    r = CliRunner().invoke(my_cli(), [*base, "--json", "--task-weight", "sex=3",
+                                      "--task-weight", "rhythm=0.5"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["task_weights"] == {"sex": 3.0, "rhythm": 0.5}
+    meta = json.loads((tmp_path / "run" / "weights" / "backbone.json").read_text())
+    assert meta["metrics"]["task_weights"] == {"sex": 3.0, "rhythm": 0.5}
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_is_one_line_error(dataset, tmp_path):
     r = CliRunner().invoke(my_cli(), ["train", str(dataset), "-o", str(tmp_path / "run"), "--config",
@@ -162,7 +178,7 @@ def test_early_stopping_keeps_the_best_epoch(dataset, tmp_path, monkeypatch):
     torch.manual_seed(0)
     model = EcgMoe(EcgMoeConfig.from_spec("tiny", ds.spec), ds.tasks)
     model.mark_trainable("sex")
-    obj = Objective(model, ["sex"], frozen_backbone=True)
+    obj = Objective(model, ["sex"])
     res = fit(model, obj, model.trainable_parameters("sex"), ds, ds.rows(fold=range(1, 9)),
               ds.rows(fold=9), [ds.tasks[0]], FitConfig(epochs=5, batch_size=8, patience=2),
               tmp_path / "run", DistInfo(), show_progress=False)

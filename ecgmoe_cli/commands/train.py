@@ -29,18 +29,22 @@ def run(
                                               "loss (lets unlabelled windows train).")] = 0.5,
     lead_dropout: Annotated[float, typer.Option(help="Probability a training window keeps only "
                                                 "lead I, I+II or a random subset.")] = 0.3,
+    task_weight: Annotated[list[str] | None, typer.Option(
+        help="TASK=W: weight of a task's loss in the multi-task mean (default 1 each); "
+             "repeat for several tasks.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
     """Train the ECG-MoE backbone on a preprocessed dataset."""
     from ecgmoe_cli.commands.common import console
     from ecgmoe_cli.training.loop import FitConfig
-    from ecgmoe_cli.training.runs import train_backbone
+    from ecgmoe_cli.training.runs import parse_task_weights, train_backbone
 
     fit_cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                         lead_dropout=lead_dropout)
     summary = train_backbone(dataset, output, config, fit_cfg, device=device, resume=resume,
-                             ssl_weight=ssl_weight, progress=not (quiet or as_json))
+                             ssl_weight=ssl_weight, task_weights=parse_task_weights(task_weight),
+                             progress=not (quiet or as_json))
     if summary is None:  # a non-zero DDP rank: rank 0 reports
         return
     if as_json:

@@ -10,9 +10,10 @@ signal (B,12,W) ──TemporalEncoder──▶ temporal tokens (B,N,d) ─pool�
 ```
 API (used by training/, commands/ and weights.py):
 - `EcgMoe(config, tasks)`; `add_task(task, rank=None, alpha=None)` adds an adapter + head.
-- `forward(batch, targets=None, tasks=None) -> (outputs, loss)`: outputs {task: raw (B, n)}
-  (see heads.py for what raw means per kind); loss = mean task loss + balance_coef * MoE
-  balancing loss, None without targets. Targets: {task: tensor} as in heads.task_loss.
+- `forward(batch, targets=None, tasks=None, task_weights=None) -> (outputs, loss)`: outputs
+  {task: raw (B, n)} (see heads.py for what raw means per kind); loss = mean task loss
+  (weighted by `task_weights`, default 1 each) + balance_coef * MoE balancing loss, None
+  without targets. Targets: {task: tensor} as in heads.task_loss.
 - `encode(batch) -> Features` (the backbone once) and `decode(features, tasks) -> outputs`
   (adapters + heads): a frozen-backbone finetune can cache `encode` under no_grad.
 - `predict(batch, tasks=None) -> {task: (B, n)}` probabilities / class probabilities / values.
@@ -259,7 +260,8 @@ class EcgMoe(nn.Module):
         return dict(zip(names, outs))
 
     def forward(self, batch: Mapping[str, Tensor], targets: Mapping[str, Tensor] | None = None,
-                tasks: Sequence[str] | None = None) -> tuple[dict[str, Tensor], Tensor | None]:
+                tasks: Sequence[str] | None = None, task_weights: Mapping[str, float] | None = None
+                ) -> tuple[dict[str, Tensor], Tensor | None]:
         feats = self.encode(batch)
         outputs = self.decode(feats, tasks)
         self.aux = {"balance_loss": feats.balance_loss.detach(),  # a tensor: float() would
@@ -267,10 +269,13 @@ class EcgMoe(nn.Module):
                     "beat_weights": feats.beat_weights}
         if targets is None:
             return outputs, None
-        losses = [task_loss(self.heads[n], outputs[n], y) for n, y in targets.items()
-                  if n in outputs]
-        known = [v for v in losses if v is not None]
-        task_part = torch.stack(known).mean() if known else feats.balance_loss * 0.0
+        weights = task_weights or {}
+        losses = {n: task_loss(self.heads[n], outputs[n], y) for n, y in targets.items()
+                  if n in outputs}
+        known = {n: v for n, v in losses.items() if v is not None}
+        total = sum(weights.get(n, 1.0) for n in known)
+        task_part = (sum(v * weights.get(n, 1.0) for n, v in known.items()) / total
+                     if total > 0 else feats.balance_loss * 0.0)
         return outputs, task_part + self.config.balance_coef * feats.balance_loss
 
     @torch.no_grad()

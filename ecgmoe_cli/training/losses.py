@@ -7,7 +7,7 @@ that DDP wraps (so every loss term runs inside one DDP forward).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -83,29 +83,25 @@ def lead_dropout(batch: dict[str, Tensor], p: float, gen: torch.Generator) -> di
 class Objective(nn.Module):
     """loss(batch, targets) = model loss (tasks + balancing) + ssl_weight * masked-beat loss.
 
+    `task_weights` {task: w} weight the task losses' mean (default 1 each), for a run that
+    favours one task whose signs are subtler than the rest.
+
     Returns the loss and its parts (floats, for metrics.jsonl).
     """
 
     def __init__(self, model: nn.Module, tasks: Sequence[str], ssl_weight: float = 0.0,
-                 frozen_backbone: bool = False) -> None:
+                 task_weights: Mapping[str, float] | None = None) -> None:
         super().__init__()
         self.model: Any = model  # EcgMoe (Any: its heads are reached by task name)
         self.tasks, self.ssl_weight = list(tasks), ssl_weight
-        self.frozen_backbone = frozen_backbone
+        self.task_weights = dict(task_weights or {})
         # DDP: an expert no token chose (or a head without targets) would leave a parameter
         # out of the graph; adding 0 * its sum keeps every rank's gradient reduction in step
         self.touch_all = False
 
-    def train(self, mode: bool = True) -> Objective:
-        """A frozen backbone stays in eval mode, so no buffer of it can change in finetune."""
-        super().train(mode)
-        if self.frozen_backbone:
-            self.model.eval()
-        return self
-
     def forward(self, batch: dict[str, Tensor], targets: dict[str, Tensor]
                 ) -> tuple[Tensor, dict[str, float]]:
-        outputs, loss = self.model(batch, targets, self.tasks)
+        outputs, loss = self.model(batch, targets, self.tasks, self.task_weights)
         parts = {}
         for name, y in targets.items():
             part = task_loss(self.model.heads[name], outputs[name].detach(), y)

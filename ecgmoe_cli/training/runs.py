@@ -5,6 +5,7 @@ Folds: 1-8 train, 9 validation (early stopping, calibration), 10 test.
 
 from __future__ import annotations
 
+import math
 import shutil
 from dataclasses import replace
 from collections.abc import Sequence
@@ -144,8 +145,24 @@ def _dataset_tasks(ds: Dataset) -> list[Any]:
     return tasks
 
 
+def parse_task_weights(items: Sequence[str] | None) -> dict[str, float]:
+    """`["potassium=3", ...]` (the CLI's TASK=W) -> {task: weight}; weights finite and > 0."""
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        try:
+            weight = float(value) if sep and name.strip() else math.nan
+        except ValueError:
+            weight = math.nan
+        if not math.isfinite(weight) or weight <= 0:
+            raise EcgMoeError(f"task weight {item!r} is not TASK=W with W a number > 0")
+        out[name.strip()] = weight
+    return out
+
+
 def train_backbone(dataset: Path, run_dir: Path, config_name: str, cfg: FitConfig, *,
                    device: str = "cpu", resume: bool = False, ssl_weight: float = 0.5,
+                   task_weights: dict[str, float] | None = None,
                    progress: bool = True) -> dict[str, Any] | None:
     """Multi-task training of the whole model; rank 0 writes RUN_DIR/weights and metrics."""
     from ecgmoe_cli import weights
@@ -158,12 +175,19 @@ def train_backbone(dataset: Path, run_dir: Path, config_name: str, cfg: FitConfi
     try:
         ds = open_dataset(dataset)
         tasks = _dataset_tasks(ds)
+        task_weights = dict(task_weights or {})
+        unknown = sorted(set(task_weights) - {t.name for t in tasks})
+        if unknown:
+            raise EcgMoeError(f"task weight for {', '.join(unknown)}: the dataset has no "
+                              f"targets for it; it has {', '.join(t.name for t in tasks)}",
+                              dataset)
         train_rows, val_rows = _train_rows(ds)
         torch.manual_seed(cfg.seed)
         model = EcgMoe(EcgMoeConfig.from_spec(config_name, ds.spec), tasks).to(info.device)
         model.mark_trainable(None)
         set_regression_scaling(model, ds, train_rows, tasks)
-        objective = Objective(model, [t.name for t in tasks], ssl_weight)
+        objective = Objective(model, [t.name for t in tasks], ssl_weight,
+                              task_weights=task_weights)
         step_module: torch.nn.Module = objective
         if info.distributed:
             import warnings
@@ -183,13 +207,14 @@ def train_backbone(dataset: Path, run_dir: Path, config_name: str, cfg: FitConfi
         if info.is_main:
             scores = calibrate_heads(model, ds, val_rows, tasks, cfg.batch_size, info.device)
             metrics = {"best_epoch": result.best_epoch, "val_loss": result.best_val_loss,
-                       "validation": scores}
+                       "task_weights": task_weights, "validation": scores}
             metrics |= {t.name: {"validation": scores[t.name]} for t in tasks}
             out = run_dir / "weights"
             weights.save_model(model, ds.spec, out, metrics=metrics)
             summary = {"weights": str(out), "epochs_run": result.epochs_run,
                        "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
-                       "tasks": [t.name for t in tasks], "world_size": info.world}
+                       "tasks": [t.name for t in tasks], "task_weights": task_weights,
+                       "world_size": info.world}
         barrier(info)
         return summary
     finally:
