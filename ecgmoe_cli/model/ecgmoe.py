@@ -269,13 +269,17 @@ class EcgMoe(nn.Module):
                     "beat_weights": feats.beat_weights}
         if targets is None:
             return outputs, None
-        weights = task_weights or {}
         losses = {n: task_loss(self.heads[n], outputs[n], y) for n, y in targets.items()
                   if n in outputs}
         known = {n: v for n, v in losses.items() if v is not None}
-        total = sum(weights.get(n, 1.0) for n in known)
-        task_part = (sum(v * weights.get(n, 1.0) for n, v in known.items()) / total
-                     if total > 0 else feats.balance_loss * 0.0)
+        if not known:
+            task_part = feats.balance_loss * 0.0
+        elif task_weights:
+            stacked = torch.stack(list(known.values()))
+            w = stacked.new_tensor([task_weights.get(n, 1.0) for n in known])
+            task_part = (stacked * w).sum() / w.sum()
+        else:
+            task_part = torch.stack(list(known.values())).mean()
         return outputs, task_part + self.config.balance_coef * feats.balance_loss
 
     @torch.no_grad()

@@ -151,10 +151,10 @@ def parse_task_weights(items: Sequence[str] | None) -> dict[str, float]:
     for item in items or []:
         name, sep, value = item.partition("=")
         try:
-            weight = float(value) if sep and name.strip() else math.nan
+            weight = float(value)
         except ValueError:
             weight = math.nan
-        if not math.isfinite(weight) or weight <= 0:
+        if not (sep and name.strip() and math.isfinite(weight) and weight > 0):
             raise EcgMoeError(f"task weight {item!r} is not TASK=W with W a number > 0")
         out[name.strip()] = weight
     return out
