@@ -132,13 +132,17 @@ def _prepare_job(path: str) -> Any:
 def _early_job(path: str) -> tuple[str, Any, slice] | None:
     """Prefetch worker: `_prepare_job`, the windows' samples moved into the shared buffer
     (mapped before the fork: the pipe carries only the small fields); None once it is full.
-    Returns the path, the record and where its samples lie in the buffer."""
+    Returns the path, the record and where its samples lie in the buffer. The record that
+    overflows it keeps its samples (they cross the pipe) and marks the buffer full."""
     st = worker_state()
+    if st["used"] >= len(st["signals"]):
+        return None
     item = _prepare_job(path)
     lo = st["used"]
     rows = slice(lo, lo + len(getattr(item, "n_valid", ())))
     if rows.stop > len(st["signals"]):
-        return None
+        st["used"] = len(st["signals"])
+        return path, item, slice(lo, lo)
     if rows.stop > lo:
         st["signals"][rows] = item.signal
         item.signal = _emptied(item.signal)

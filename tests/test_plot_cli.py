@@ -89,7 +89,9 @@ def test_user_errors_are_one_line(real_dir, tmp_path):
     res = _plot(rec, "-o", str(tmp_path / "a.png"), "--format", "pdf")
     assert res.exit_code == 1 and "ends in .png but --format is pdf" in res.output
     res = _plot(rec, "-o", str(tmp_path / "a.png"), "--lead-map", "II")
-    assert res.exit_code == 2 and "NAME=LEAD" in res.output
+    assert res.exit_code == 1 and "NAME=LEAD" in res.output
+    res = _plot(rec, "-o", str(tmp_path / "a.png"), "--lead-map", "ECG 1=V7")
+    assert res.exit_code == 1 and "'V7' is not one of" in res.output
 
 
 def test_weights_predict_the_record_for_the_header(real_dir, tmp_path):

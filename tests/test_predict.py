@@ -334,3 +334,24 @@ def test_records_prepared_while_the_model_loads_give_the_same_report(
     assert code == 0, output
     assert len(taken) == len(REAL) + 1
     _assert_same_rows(_sorted(pq.read_table(out)), _sorted(pq.read_table(report)))
+
+
+def test_the_record_that_overflows_the_early_buffer_is_kept(real_dir: Path, monkeypatch) -> None:
+    """The first records are prepared while the model loads, into a buffer of fixed size; the
+    one that does not fit comes back with its own samples (not prepared a second time) and
+    nothing after it is prepared early."""
+    from ecgmoe_cli import predict_folder as pf
+    from ecgmoe_cli.prepare import prepare_record
+
+    paths = [str(real_dir / name) + ".hea" for name in
+             ("ptbxl/00001_lr", "cpsc2021/data_101_6", "ludb/1")]
+    direct = [prepare_record(p, SPEC) for p in paths]
+    assert [len(d.n_valid) for d in direct][:2] == [1, 11]
+    monkeypatch.setattr(pf, "_EARLY_BYTES", 4 * 5 * len(SPEC.leads) * SPEC.window_samples)
+    early, signals = pf._early_head(paths, SPEC, pf.PredictOptions())
+    assert early._results.poll(60)  # the worker sends once it has stopped by itself
+    got = pf._with_samples(early.take(), signals)
+    assert list(got) == paths[:2]
+    for path, want in zip(paths, direct):
+        if path in got:
+            np.testing.assert_array_equal(got[path].signal, want.signal)

@@ -13,19 +13,6 @@ from ecgmoe_cli.errors import EcgMoeError
 _FORMATS = ("png", "pdf", "svg")
 
 
-def _lead_map(items: list[str] | None) -> dict[str, str] | None:
-    """NAME=LEAD pairs as a dict; the name may hold spaces ("ECG 1=II")."""
-    if not items:
-        return None
-    out = {}
-    for item in items:
-        name, sep, lead = item.rpartition("=")
-        if not sep or not name.strip() or not lead.strip():
-            raise typer.BadParameter(f"{item!r} is not NAME=LEAD", param_hint="--lead-map")
-        out[name.strip()] = lead.strip()
-    return out
-
-
 def _format(output: Path, fmt: str | None) -> str:
     """--format, else the output's extension, else png."""
     suffix = output.suffix.lower().lstrip(".")
@@ -67,6 +54,7 @@ def run(
 ) -> None:
     """Draw a record as a standard 12-lead ECG on grid paper (print at 100 %)."""
     from ecgmoe_cli.plotting.sheets import PlotOptions, plot_flagged, plot_record, read_report
+    from ecgmoe_cli.signal.leads import parse_lead_map
 
     out = Path(output)
     if weights is not None and report is not None:
@@ -74,7 +62,7 @@ def run(
     if weights is not None and record is None:
         raise EcgMoeError("--weights predicts one RECORD; give the record to draw")
     opts = PlotOptions(window=window, fmt=_format(out, fmt), dpi=dpi,
-                       lead_map=_lead_map(lead_map), fs=fs)
+                       lead_map=parse_lead_map(lead_map) or None, fs=fs)
     if record is None:
         if report is None:
             raise EcgMoeError("nothing to draw: give a RECORD, or --report to draw its flagged records")
