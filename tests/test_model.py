@@ -192,6 +192,22 @@ def test_a_few_steps_lower_the_loss_and_ssl_trains() -> None:
     assert model.ssl_loss(b, torch.Generator().manual_seed(0)) < first
 
 
+def test_the_masked_beat_pass_leaves_batchnorm_running_statistics_alone() -> None:
+    """Inference normalises with the running statistics: they must come from whole signals,
+    not from the SSL pass's signals with beats blanked out."""
+    model = _model().train()
+    b = example_batch(model.config, 8, n_beats=6, seed=3)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert norms
+    before = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
+    model.ssl_loss(b, torch.Generator().manual_seed(0)).backward()
+    for m, (mean, var) in zip(norms, before):
+        assert torch.equal(m.running_mean, mean) and torch.equal(m.running_var, var)
+        assert m.momentum == 0.1  # restored
+    model(b, _targets(8))
+    assert not torch.equal(norms[0].running_var, before[0][1])
+
+
 def test_baselines_share_the_batch_and_outputs() -> None:
     b, y = example_batch(TINY, 2), _targets(2)
     dense = dense_multitask(TINY, SOME)
