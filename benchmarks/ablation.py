@@ -27,6 +27,7 @@ from ecgmoe_cli.model.config import EcgMoeConfig
 from ecgmoe_cli.model.ecgmoe import EcgMoe
 from ecgmoe_cli.model.summary import flops_per_record
 from ecgmoe_cli.training.loop import lr_factor
+from ecgmoe_cli.training.losses import lead_dropout as drop_leads
 from ecgmoe_cli.training.losses import set_regression_scaling
 from ecgmoe_cli.training.scoring import score_task
 
@@ -52,9 +53,11 @@ def headline(s: dict) -> float | None:
 
 
 def fit(model: torch.nn.Module, ds, tasks, train: np.ndarray, epochs: int, batch_size: int,
-        lr: float, seed: int) -> float:
-    """AdamW + cosine on the multi-task loss, rows shuffled per epoch (seeded); seconds taken."""
+        lr: float, seed: int, lead_dropout: float = 0.0) -> float:
+    """AdamW + cosine on the multi-task loss, rows shuffled per epoch (seeded); seconds taken.
+    lead_dropout as `ecgmoe train --lead-dropout` (a baseline trained like the shipped weights)."""
     set_regression_scaling(model, ds, train, tasks)
+    gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     steps = epochs * math.ceil(len(train) / batch_size)
     step, t0 = 0, time.perf_counter()
@@ -66,7 +69,10 @@ def fit(model: torch.nn.Module, ds, tasks, train: np.ndarray, epochs: int, batch
             tg = {k: torch.from_numpy(v) for k, v in ds.targets(r, tasks).items()}
             for g in opt.param_groups:
                 g["lr"] = lr * lr_factor(step, steps, 0.05, 0.05)
-            _, loss = model(to_torch(ds.batch(r)), tg)
+            batch = to_torch(ds.batch(r))
+            if lead_dropout > 0:
+                batch = drop_leads(batch, lead_dropout, gen)
+            _, loss = model(batch, tg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

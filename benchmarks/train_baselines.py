@@ -4,10 +4,11 @@ models: `dense_multitask` (MoEs replaced by dense FFNs of the same width, one he
 
 Run: .venv/bin/python benchmarks/train_baselines.py DATASET -o DIR [--config base]
      [--dense-epochs 6] [--per-task-epochs 1] [--models dense_multitask,per_task]
+     [--lead-dropout P]
 Writes DIR/dense_multitask/ and DIR/per_task/<task>/ (weights folders like weights/:
 safetensors + JSON) and DIR/baselines.json (epochs, windows, training seconds, FLOPs per
 record). Training: folds 1-8, the multi-task loss of `benchmarks/ablation.py` (AdamW + cosine,
-no SSL, no lead dropout). The defaults give each baseline at least the training compute of the
+no SSL, no lead dropout unless --lead-dropout). The defaults give each baseline at least the training compute of the
 shipped ECG-MoE: dense the same 6 epochs (2.8x its FLOPs per window), per_task one epoch
 (10x its FLOPs per window, about its training wall-clock).
 """
@@ -43,6 +44,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lead-dropout", type=float, default=0.0,
+                    help="as `ecgmoe train --lead-dropout` (the shipped weights: 0.3)")
     a = ap.parse_args()
     ds = open_dataset(a.dataset)
     tasks = [t for t in ds.tasks if ds.has_columns(t)]
@@ -57,13 +60,15 @@ def main() -> None:
         torch.manual_seed(a.seed)
         model = BUILD[name](config, tasks)
         t0 = time.strftime("%Y-%m-%d %H:%M:%S")
-        train_s = fit(model, ds, tasks, train, epochs[name], a.batch_size, a.lr, a.seed)
+        train_s = fit(model, ds, tasks, train, epochs[name], a.batch_size, a.lr, a.seed,
+                      a.lead_dropout)
         model.eval()
         parts = model.models.items() if name == "per_task" else [("", model)]
         for task, m in parts:
             save_model(m, ds.spec, a.output / name / task)
         log[name] = {"dataset": str(a.dataset), "epochs": epochs[name], "windows": len(train),
-                     "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed, "started": t0,
+                     "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed,
+                     "lead_dropout": a.lead_dropout, "started": t0,
                      "train_s": round(train_s, 1),
                      "flops_per_record": flops_per_record(model, example_batch(config, 8))}
         log_path.write_text(json.dumps(log, indent=1) + "\n")
