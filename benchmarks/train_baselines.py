@@ -8,9 +8,9 @@ Run: .venv/bin/python benchmarks/train_baselines.py DATASET -o DIR [--config bas
 Writes DIR/dense_multitask/ and DIR/per_task/<task>/ (weights folders like weights/:
 safetensors + JSON) and DIR/baselines.json (epochs, windows, training seconds, FLOPs per
 record). Training: folds 1-8, the multi-task loss of `benchmarks/ablation.py` (AdamW + cosine,
-no SSL, no lead dropout unless --lead-dropout). The defaults give each baseline at least the training compute of the
-shipped ECG-MoE: dense the same 6 epochs (2.8x its FLOPs per window), per_task one epoch
-(10x its FLOPs per window, about its training wall-clock).
+no SSL, no lead dropout unless --lead-dropout). The defaults give each baseline at least the
+training compute of the shipped ECG-MoE: dense the same 6 epochs (2.8x its FLOPs per window),
+per_task one epoch (10x its FLOPs per window, about its training wall-clock).
 """
 
 from __future__ import annotations

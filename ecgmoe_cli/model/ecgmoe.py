@@ -323,7 +323,7 @@ def _running_stats_frozen(module: nn.Module) -> Iterator[None]:
 
     The masked-beat pass blanks beats out of the signal; had its batches entered the running
     statistics inference uses, they would describe signals inference never sees (the first
-    conv's variance came out 14 % low in weights trained that way)."""
+    conv's variance came out 13-14 % low in weights trained that way)."""
     norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in norms]
     for m in norms:
