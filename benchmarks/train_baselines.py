@@ -4,19 +4,23 @@ models: `dense_multitask` (MoEs replaced by dense FFNs of the same width, one he
 
 Run: .venv/bin/python benchmarks/train_baselines.py DATASET -o DIR [--config base]
      [--dense-epochs 6] [--per-task-epochs 1] [--models dense_multitask,per_task]
-     [--lead-dropout P]
+     [--lead-dropout P] [--recipe ablation|train]
 Writes DIR/dense_multitask/ and DIR/per_task/<task>/ (weights folders like weights/:
 safetensors + JSON) and DIR/baselines.json (epochs, windows, training seconds, FLOPs per
 record). Training: folds 1-8, the multi-task loss of `benchmarks/ablation.py` (AdamW + cosine,
 no SSL, no lead dropout unless --lead-dropout). The defaults give each baseline at least the
 training compute of the shipped ECG-MoE: dense the same 6 epochs (2.8x its FLOPs per window),
 per_task one epoch (10x its FLOPs per window, about its training wall-clock).
+`--recipe train` trains dense_multitask by `ecgmoe train`'s own recipe instead (masked-beat
+loss 0.5, lead dropout 0.3 unless --lead-dropout, best epoch by validation loss, calibrated
+heads): the shipped weights' recipe, so only the architecture differs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -28,6 +32,8 @@ from ecgmoe_cli.model.baselines import PerTaskModels, dense_multitask
 from ecgmoe_cli.model.batch import example_batch
 from ecgmoe_cli.model.config import EcgMoeConfig
 from ecgmoe_cli.model.summary import flops_per_record
+from ecgmoe_cli.training.loop import FitConfig
+from ecgmoe_cli.training.runs import train_backbone
 from ecgmoe_cli.weights import save_model
 
 BUILD = {"dense_multitask": dense_multitask, "per_task": PerTaskModels.fresh}
@@ -44,9 +50,16 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--lead-dropout", type=float, default=0.0,
-                    help="as `ecgmoe train --lead-dropout` (the shipped weights: 0.3)")
+    ap.add_argument("--lead-dropout", type=float, default=None,
+                    help="as `ecgmoe train --lead-dropout` (default 0, or 0.3 with --recipe "
+                         "train, as the shipped weights)")
+    ap.add_argument("--recipe", choices=("ablation", "train"), default="ablation")
     a = ap.parse_args()
+    if a.lead_dropout is None:
+        a.lead_dropout = 0.3 if a.recipe == "train" else 0.0
+    if a.recipe == "train" and a.models != "dense_multitask":
+        raise SystemExit("--recipe train trains dense_multitask only: "
+                         "pass --models dense_multitask")
     ds = open_dataset(a.dataset)
     tasks = [t for t in ds.tasks if ds.has_columns(t)]
     train = ds.rows(fold=tuple(range(1, 9)))
@@ -60,19 +73,35 @@ def main() -> None:
         torch.manual_seed(a.seed)
         model = BUILD[name](config, tasks)
         t0 = time.strftime("%Y-%m-%d %H:%M:%S")
-        train_s = fit(model, ds, tasks, train, epochs[name], a.batch_size, a.lr, a.seed,
-                      a.lead_dropout)
-        model.eval()
-        parts = model.models.items() if name == "per_task" else [("", model)]
-        for task, m in parts:
-            save_model(m, ds.spec, a.output / name / task)
-        log[name] = {"dataset": str(a.dataset), "epochs": epochs[name], "windows": len(train),
-                     "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed,
+        if a.recipe == "train":
+            train_s = _train_recipe(a)
+        else:
+            train_s = fit(model, ds, tasks, train, epochs[name], a.batch_size, a.lr, a.seed,
+                          a.lead_dropout)
+            model.eval()
+            parts = model.models.items() if name == "per_task" else [("", model)]
+            for task, m in parts:
+                save_model(m, ds.spec, a.output / name / task)
+        log[name] = {"recipe": a.recipe, "dataset": str(a.dataset), "epochs": epochs[name],
+                     "windows": len(train), "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed,
                      "lead_dropout": a.lead_dropout, "started": t0,
                      "train_s": round(train_s, 1),
                      "flops_per_record": flops_per_record(model, example_batch(config, 8))}
         log_path.write_text(json.dumps(log, indent=1) + "\n")
         print(json.dumps({name: log[name]}), flush=True)
+
+
+def _train_recipe(a: argparse.Namespace) -> float:
+    """dense_multitask through `train_backbone` (a run folder beside it); training seconds."""
+    run = a.output / "dense_multitask-run"
+    cfg = FitConfig(epochs=a.dense_epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
+                    lead_dropout=a.lead_dropout)
+    t = time.perf_counter()
+    train_backbone(a.dataset, run, a.config, cfg, progress=False, dense=True)
+    seconds = time.perf_counter() - t
+    shutil.rmtree(a.output / "dense_multitask", ignore_errors=True)
+    (run / "weights").rename(a.output / "dense_multitask")
+    return seconds
 
 
 if __name__ == "__main__":

@@ -144,6 +144,22 @@ def test_task_weights_are_checked_and_saved_with_the_weights(dataset, tmp_path):
     assert meta["metrics"]["task_weights"] == {"sex": 3.0, "rhythm": 0.5}
 
 
+def test_dense_baseline_trains_by_the_same_recipe(dataset, tmp_path):
+    """bench's like-for-like rival: dense FFNs, yet the masked-beat loss, calibration, weights."""
+    from ecgmoe_cli.model.moe import DenseFFN, MoE
+    from ecgmoe_cli.training.runs import train_backbone
+    from ecgmoe_cli.weights import load_model
+
+    summary = train_backbone(dataset, tmp_path / "run", "tiny", FitConfig(epochs=1, batch_size=16),
+                             progress=False, dense=True)
+    parts = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())["train_parts"]
+    assert "ssl" in parts and parts["balance"] == 0.0  # no router to balance
+    model, _, _ = load_model(summary["weights"])
+    assert model.config.dense_moe and model.config.lora_rank == 0
+    kinds = {type(m) for m in model.modules()}
+    assert DenseFFN in kinds and MoE not in kinds
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_is_one_line_error(dataset, tmp_path):
     r = CliRunner().invoke(my_cli(), ["train", str(dataset), "-o", str(tmp_path / "run"), "--config",

@@ -162,10 +162,15 @@ def parse_task_weights(items: Sequence[str] | None) -> dict[str, float]:
 
 def train_backbone(dataset: Path, run_dir: Path, config_name: str, cfg: FitConfig, *,
                    device: str = "cpu", resume: bool = False, ssl_weight: float = 0.5,
-                   task_weights: dict[str, float] | None = None,
-                   progress: bool = True) -> dict[str, Any] | None:
-    """Multi-task training of the whole model; rank 0 writes RUN_DIR/weights and metrics."""
+                   task_weights: dict[str, float] | None = None, progress: bool = True,
+                   dense: bool = False) -> dict[str, Any] | None:
+    """Multi-task training of the whole model; rank 0 writes RUN_DIR/weights and metrics.
+
+    `dense` trains bench's dense_multitask baseline instead, by this same recipe (masked-beat
+    loss, lead dropout, best epoch by validation loss, calibrated heads): a like-for-like rival.
+    """
     from ecgmoe_cli import weights
+    from ecgmoe_cli.model.baselines import dense_multitask
     from ecgmoe_cli.model.config import EcgMoeConfig
     from ecgmoe_cli.model.ecgmoe import EcgMoe
     from ecgmoe_cli.training.loop import fit
@@ -183,7 +188,8 @@ def train_backbone(dataset: Path, run_dir: Path, config_name: str, cfg: FitConfi
                               dataset)
         train_rows, val_rows = _train_rows(ds)
         torch.manual_seed(cfg.seed)
-        model = EcgMoe(EcgMoeConfig.from_spec(config_name, ds.spec), tasks).to(info.device)
+        config = EcgMoeConfig.from_spec(config_name, ds.spec)
+        model = (dense_multitask(config, tasks) if dense else EcgMoe(config, tasks)).to(info.device)
         model.mark_trainable(None)
         set_regression_scaling(model, ds, train_rows, tasks)
         objective = Objective(model, [t.name for t in tasks], ssl_weight,
