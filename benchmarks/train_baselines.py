@@ -94,6 +94,7 @@ def main() -> None:
 def _train_recipe(a: argparse.Namespace) -> float:
     """dense_multitask through `train_backbone` (a run folder beside it); training seconds."""
     run = a.output / "dense_multitask-run"
+    shutil.rmtree(run, ignore_errors=True)  # a fresh run each time, as `make weights` does
     cfg = FitConfig(epochs=a.dense_epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                     lead_dropout=a.lead_dropout)
     t = time.perf_counter()
