@@ -9,13 +9,15 @@
 # its fold-10 windows), `predict` on 2,000 simulated records on the GPU and on the CPU cores
 # beside it, and a small train / resume / finetune / evaluate on the GPU. Every step has a time limit, so one slow step does
 # not cost the others. ECGMOE says how to call the CLI (default: python3 -m ecgmoe_cli);
-# DEVICE (default cuda) lets the script be tried on a CPU-only machine first.
+# DEVICE (default cuda) lets the script be tried on a CPU-only machine first; PART=train runs
+# only the tests and the training steps (for a lease too short for the whole script).
 set -u
 out=${1:?usage: cuda_bench.sh OUT_DIR [TEST_DATASET]}
 data=${2:-}
 E=${ECGMOE:-python3 -m ecgmoe_cli}
 dev=${DEVICE:-cuda}
 sizes=${SIZES:-1,8,64,256,1024}
+part=${PART:-all}
 mkdir -p "$out"
 work=$(mktemp -d)
 
@@ -36,6 +38,7 @@ python3 -c "import torch, platform; print('torch', torch.__version__, 'python',
 platform.python_version(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
 
 step 120 "tests needing CUDA" python3 -m pytest -q -p no:cacheprovider tests/test_bench.py -k cuda
+if [ "$part" = all ]; then
 for dtype in fp32 bf16 fp16; do
     step 150 "bench $dtype" $E bench --device "$dev" --batch-size "$sizes" --weights weights \
         --dtype "$dtype" --repeats 20 --warmup 3 --quiet -o "$out/bench-$dtype.json"
@@ -47,13 +50,14 @@ if [ -n "$data" ]; then
             -o "$out/accuracy-$dtype.json"
     done
 fi
+fi
 step 60 "simulate 2,000 records" $E simulate "$work/sim" -n 2000 --fs 500 --duration 10 \
     --seed 0 --quiet
-for device in "$dev" cpu; do
+[ "$part" = all ] && for device in "$dev" cpu; do
     step 120 "predict 2,000 records, --device $device" $E predict "$work/sim" \
         -o "$work/p-$device.parquet" --device "$device" --quiet --json
 done
-step 60 "predict examples, --device $dev" $E predict examples/records \
+[ "$part" = all ] && step 60 "predict examples, --device $dev" $E predict examples/records \
     -o "$out/examples-$dev.parquet" --device "$dev" --quiet
 # training on the device, small (tiny config, 1 epoch): that the path runs and resumes
 step 60 "preprocess 2,000 records" $E preprocess "$work/sim" -o "$work/ds" --quiet
@@ -65,7 +69,9 @@ step 90 "finetune --device $dev" $E finetune --task sex --task rhythm --data "$w
     --backbone "$work/run/weights" --epochs 2 --device "$dev" --quiet
 step 60 "evaluate" $E evaluate "$work/ds" --weights "$work/run/weights" --tasks sex --tasks rhythm \
     --device "$dev" --json
-step 240 "bench bf16 --compile" $E bench --device "$dev" --batch-size 64,1024 --weights weights \
+step 150 "train --config base, 1 epoch" $E train "$work/ds" -o "$work/run-base" --epochs 1 \
+    --device "$dev" --quiet --json
+[ "$part" = all ] && step 240 "bench bf16 --compile" $E bench --device "$dev" --batch-size 64,1024 --weights weights \
     --dtype bf16 --compile --models ecgmoe,dense_multitask --repeats 20 --warmup 3 --quiet \
     -o "$out/bench-bf16-compile.json"
 

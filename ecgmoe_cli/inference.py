@@ -31,6 +31,11 @@ class Predictor:
     def __init__(self, model: EcgMoe, tasks: Sequence[str], device: str, batch_size: int,
                  explain: bool = False) -> None:
         os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_CACHE)  # before 1st conv
+        if device.startswith("cuda"):
+            # cuDNN convolves fp32 in TF32 by default: a rounding that moved by batch size and
+            # flipped an expert choice now and then (probabilities 0.07 apart between --batch-size
+            # 64 and 256 on an H200). Full fp32 keeps a record's report independent of its batch.
+            torch.backends.cudnn.allow_tf32 = False
         self.model, self.tasks = fold_batchnorm(model.eval()), list(tasks)
         self.device, self.batch_size, self.explain = device, batch_size, explain
 

@@ -19,7 +19,7 @@ import mmap
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 _CHUNK = 16  # records per worker task: amortises inter-process overhead
 _AHEAD = 24  # chunks prepared ahead of the model (~60 MB): a start-up's worth of reading
 _EARLY_BYTES = 128 << 20  # most samples prepared while the model loads (CPU, models in workers)
+CPU_BATCH = 64  # a worker's chunk is one batch: larger ones leave a core idle at the end
+GPU_BATCH = 256  # a GPU is bound by kernel launches: fewer, larger batches (BENCHMARKS.md)
 
 
 @dataclass
@@ -67,7 +69,7 @@ class PredictOptions:
     tasks: Sequence[str] | None = None  # None: every adapter the weights have
     device: str = "cpu"
     workers: int = 0  # worker processes; 0: one per core (CPU: each with a model); 1: none
-    batch_size: int = 64  # windows per forward pass
+    batch_size: int = 0  # windows per forward pass; 0: GPU_BATCH on a GPU, CPU_BATCH on CPU
     windows: bool = False  # also write per-window rows (windows_path)
     explain: bool = False  # add the `explain` column
     shard: tuple[int, int] = (0, 1)
@@ -311,8 +313,9 @@ def _check_options(opts: PredictOptions, out: Path) -> None:
     if n > 1 and out.suffix == ".parquet" and not out.is_dir():
         problems.append(f"--shard {i}/{n} needs a directory output (e.g. -o results/) where "
                         "each shard writes its own part files; got a single file")
-    if opts.batch_size < 1:
-        problems.append(f"--batch-size must be >= 1, got {opts.batch_size}")
+    if opts.batch_size < 0:
+        problems.append(f"--batch-size must be >= 1 (or 0: the device's default), got "
+                        f"{opts.batch_size}")
     if opts.checkpoint_every < 1:
         problems.append(f"--checkpoint-every must be >= 1, got {opts.checkpoint_every}")
     if opts.workers < 0:
@@ -330,6 +333,7 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
     t0 = time.perf_counter()
     root, out = Path(root), Path(out)
     _check_options(opts, out)
+    opts = replace(opts, batch_size=batch_size_for(opts))
     i, n = opts.shard
     weights_dir = Path(opts.weights) if opts.weights else default_weights_dir()
     spec, found = read_plan(weights_dir, opts.tasks)  # JSON sidecars only: no torch yet
@@ -443,6 +447,12 @@ def _models_in_workers(opts: PredictOptions, n_records: int) -> bool:
     alone needs ~3.5 ms per record) while the readers idled a quarter of the time."""
     return (_on_cpu(opts) and opts.workers != 1
             and (opts.workers or default_workers()) > 1 and n_records > opts.batch_size)
+
+
+def batch_size_for(opts: PredictOptions) -> int:
+    """--batch-size, or the device's default (0): a GPU wants bigger batches than the CPU
+    workers, whose chunk is one batch."""
+    return opts.batch_size or (CPU_BATCH if _on_cpu(opts) else GPU_BATCH)
 
 
 def _on_cpu(opts: PredictOptions) -> bool:

@@ -149,6 +149,30 @@ def test_shards_together_equal_the_unsharded_report(records: Path, weights_dir: 
     _assert_same_rows(_sorted(sharded), _sorted(pq.read_table(report)))
 
 
+def test_default_batch_size_follows_the_device() -> None:
+    from ecgmoe_cli.predict_folder import CPU_BATCH, GPU_BATCH, PredictOptions, batch_size_for
+
+    assert batch_size_for(PredictOptions()) == CPU_BATCH
+    assert batch_size_for(PredictOptions(device="cuda:1")) == GPU_BATCH > CPU_BATCH
+    assert batch_size_for(PredictOptions(device="cuda", batch_size=8)) == 8
+
+
+def test_gpu_inference_convolves_in_full_fp32() -> None:
+    """TF32 convolutions made an H200's report depend on --batch-size (an expert choice flipped)."""
+    from ecgmoe_cli.inference import Predictor
+
+    model = EcgMoe(EcgMoeConfig.from_spec("tiny", SPEC), [TASKS["sex"]])
+    before = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = True
+        Predictor(model, ["sex"], "cpu", 8)
+        assert torch.backends.cudnn.allow_tf32  # the CPU path leaves the process setting alone
+        Predictor(model, ["sex"], "cuda", 8)
+        assert not torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+
+
 def test_shard_of_a_single_file_is_refused(records: Path, weights_dir: Path,
                                            tmp_path: Path) -> None:
     code, output = _predict(records, "-o", tmp_path / "r.parquet", "--weights", weights_dir,

@@ -28,7 +28,8 @@ def run(
     workers: Annotated[int, typer.Option(min=0, help="Worker processes (0 = one per core; on "
                                          "CPU each runs its own copy of the model; 1 = all in "
                                          "the main process).")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=0, help="Windows per forward pass (0 = 64 on "
+                                            "CPU, 256 on a GPU).")] = 0,
     windows: Annotated[bool, typer.Option("--windows", help="Also write one row per 10 s "
                                           "window to OUT.windows.parquet (or OUT.windows/).")
                        ] = False,
