@@ -4,6 +4,8 @@ Run: .venv/bin/python benchmarks/real_checks.py [--weights weights]
 - rr_interval MAE on the 10 s windows of the MIT-BIH records (mitdb 100, svdb 800; targets:
   mean RR of the reference `.atr` beats in each window) next to a trivial predictor (the
   windows' mean target) and the R-peak detector's own mean RR;
+- `ecgmoe predict`'s heart_rate_bpm and n_beats on every record with reference beat annotations
+  (`.atr`), against 60 / median RR and the count of the reference beats;
 - age MAE and sex AUROC / accuracy on the 31 real 12-lead records with age and sex (30 CinC
   2021 headers + PTB-XL 00001 via a one-row ptbxl_database.csv), next to trivial predictors.
 Records are linked (not copied) into a temporary folder and preprocessed with the weights' spec.
@@ -48,6 +50,35 @@ def predictions(weights: Path, ds_path: Path, tasks: list[str]) -> tuple:
     return ds, rows, pred, model
 
 
+BEAT_SYMBOLS = set("NLRBAaJSVrFejnE/fQ")  # WFDB beat annotation codes (not rhythm or noise marks)
+
+
+def heart_rates(weights: Path, tmp: Path) -> dict[str, dict[str, float]]:
+    """Per annotated record: predict's heart rate and beat count next to the reference's."""
+    import pyarrow.parquet as pq
+    import wfdb
+
+    folder = tmp / "annotated"
+    bases = sorted(p.with_suffix("") for p in REAL.rglob("*.atr"))
+    for base in bases:
+        link(base, folder / base.parent.name)
+    report = tmp / "annotated.parquet"
+    subprocess.run([*ECGMOE, "predict", str(folder), "-o", str(report), "--weights",
+                    str(weights), "--quiet"], check=True)
+    rows = {Path(r["path"]).stem: r for r in pq.read_table(report).to_pylist()}
+    out = {}
+    for base in bases:
+        ann = wfdb.rdann(str(base), "atr")
+        fs = ann.fs or wfdb.rdheader(str(base)).fs
+        beats = np.array([x for x, sym in zip(ann.sample, ann.symbol) if sym in BEAT_SYMBOLS])
+        row = rows[base.name]
+        out[f"{base.parent.name}/{base.name}"] = {
+            "reference_bpm": float(60 * fs / np.median(np.diff(beats))),
+            "predicted_bpm": row["heart_rate_bpm"], "reference_beats": int(beats.size),
+            "predicted_beats": row["n_beats"]}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", type=Path, default=Path("weights"))
@@ -55,6 +86,13 @@ def main() -> None:
     out: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
+        rates = heart_rates(a.weights, t)
+        out["heart_rate_annotated"] = {
+            "records": rates,
+            "max_abs_error_bpm": max(abs(r["predicted_bpm"] - r["reference_bpm"])
+                                     for r in rates.values()),
+            "records_with_equal_beat_count": sum(r["predicted_beats"] == r["reference_beats"]
+                                                 for r in rates.values())}
         link(REAL / "wfdb-sample/100", t / "mitbih" / "mitdb")
         link(REAL / "svdb/800", t / "mitbih" / "svdb")
         prepare(t / "mitbih", t / "ds-mitbih")
