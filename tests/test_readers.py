@@ -56,6 +56,59 @@ def test_microvolts_are_converted(tmp_path: Path) -> None:
     np.testing.assert_allclose(read_record(tmp_path / "u.hea").signal, x, atol=1e-6)
 
 
+def _mimic3_style(folder: Path, sig: np.ndarray) -> Path:
+    """A variable-layout multi-segment record as MIMIC-III waveforms store them: a layout
+    header (II, V, PLETH), a segment with II + V, a 50-sample gap, a segment with II only."""
+    import wfdb
+
+    wfdb.wrsamp("3000003_0001", fs=250, units=["mV"] * 2, sig_name=["II", "V"],
+                p_signal=sig[:300, :2], fmt=["16"] * 2, adc_gain=[200.0] * 2, baseline=[0] * 2,
+                write_dir=str(folder))
+    wfdb.wrsamp("3000003_0002", fs=250, units=["mV"], sig_name=["II"], p_signal=sig[350:, :1],
+                fmt=["16"], adc_gain=[200.0], baseline=[0], write_dir=str(folder))
+    (folder / "3000003_layout.hea").write_text(
+        "3000003_layout 3 250 0\n~ 0 200/mV 16 0 0 0 0 II\n~ 0 200/mV 16 0 0 0 0 V\n"
+        "~ 0 1023/NU 8 0 0 0 0 PLETH\n")
+    (folder / "3000003.hea").write_text(
+        f"3000003/4 3 250 {len(sig)}\n3000003_layout 0\n3000003_0001 300\n~ 50\n"
+        f"3000003_0002 {len(sig) - 350}\n")
+    return folder / "3000003.hea"
+
+
+def test_multi_segment_records_read_as_one(tmp_path: Path) -> None:
+    import wfdb
+
+    sig = np.round(np.random.default_rng(1).normal(0, 0.5, size=(1000, 2)) * 200) / 200
+    wfdb.wrsamp("ms_0", fs=250, units=["mV"] * 2, sig_name=["I", "II"], p_signal=sig[:400],
+                fmt=["16"] * 2, adc_gain=[200.0] * 2, baseline=[0] * 2, write_dir=str(tmp_path))
+    wfdb.wrsamp("ms_1", fs=250, units=["mV"] * 2, sig_name=["I", "II"], p_signal=sig[400:],
+                fmt=["16"] * 2, adc_gain=[200.0] * 2, baseline=[0] * 2, write_dir=str(tmp_path))
+    (tmp_path / "ms.hea").write_text("ms/2 2 250 1000\nms_0 400\nms_1 600\n")
+    fixed = read_record(tmp_path / "ms.hea")
+    assert fixed.lead_names == ["I", "II"] and fixed.fs == 250
+    np.testing.assert_allclose(fixed.signal, sig.T, atol=1e-6)
+
+    var = read_record(_mimic3_style(tmp_path, sig))
+    assert var.lead_names == ["II", "V", "PLETH"] and var.signal.shape == (3, 1000)
+    gap = np.isnan(var.signal)
+    assert gap[0].sum() == 50 and gap[0, 300:350].all()  # the '~' segment
+    assert gap[1, 300:].all() and not gap[1, :300].any()  # V only in the first segment
+    np.testing.assert_allclose(var.signal[0, 350:], sig[350:, 0], atol=1e-6)
+    # the segments belong to their master: discovery lists each record once
+    assert [p.name for p in discover_records(tmp_path)] == ["3000003.hea", "ms.hea"]
+
+
+def test_multi_segment_record_with_a_missing_segment_is_one_error(tmp_path: Path) -> None:
+    _mimic3_style(tmp_path, np.zeros((1000, 2)))
+    (tmp_path / "3000003_0002.hea").unlink()
+    with pytest.raises(EcgMoeError, match="segment header '3000003_0002.hea' is missing"):
+        read_record(tmp_path / "3000003.hea")
+    (tmp_path / "3000003.hea").write_text("3000003/2 3 250 1000\n3000003_layout 0\n"
+                                          "../../etc/passwd 1000\n")
+    with pytest.raises(EcgMoeError, match="outside"):
+        read_record(tmp_path / "3000003.hea")
+
+
 def test_format_80_and_212_round_trip(tmp_path: Path) -> None:
     import wfdb
 

@@ -4,7 +4,8 @@ A WFDB record is listed as its .hea (and may be named without it, as wfdb does: 
 EDF, CSV and NPY files as themselves. Files that are not records (signal .dat/.mat files,
 annotations, notes, label tables) are skipped. Symlinked
 folders are followed once (a link back up the tree cannot loop) and a file reached through two
-paths is listed once.
+paths is listed once. The segments of a multi-segment WFDB record are part of its master
+header's record, not records of their own.
 """
 
 from __future__ import annotations
@@ -64,4 +65,32 @@ def discover_records(root: Path) -> list[Path]:
                         found[key] = p
             except OSError:
                 continue  # a dangling link
-    return sorted(found.values(), key=lambda p: str(p))
+    return sorted(_without_segments(list(found.values())), key=lambda p: str(p))
+
+
+def _without_segments(paths: list[Path]) -> list[Path]:
+    """Drop the segment headers of multi-segment WFDB records (MIMIC-III waveforms: the master
+    `3000003.hea` lists `3000003_layout`, `3000003_0001`, ...): the master reads them as one
+    record, so they are not records of their own. Only a header whose name prefixes another's
+    (`NAME_...`) is opened to check, so a plain corpus costs no extra reads."""
+    from bisect import bisect_left
+
+    from ecgmoe_cli.io.wfdb_fast import parse_header
+
+    by_folder: dict[Path, list[str]] = {}
+    for p in paths:
+        if p.suffix.lower() == ".hea":
+            by_folder.setdefault(p.parent, []).append(p.stem)
+    drop: set[Path] = set()
+    for folder, stems in by_folder.items():
+        stems.sort()
+        for stem in stems:
+            i = bisect_left(stems, stem + "_")
+            if i == len(stems) or not stems[i].startswith(stem + "_"):
+                continue
+            try:
+                header = parse_header(folder / (stem + ".hea"))
+            except EcgMoeError:
+                continue  # reading it will report the problem
+            drop.update(folder / (seg + ".hea") for seg in header.segments if "/" not in seg)
+    return [p for p in paths if p not in drop] if drop else paths

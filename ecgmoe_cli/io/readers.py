@@ -107,8 +107,17 @@ def _read_wfdb_lib(p: Path, h: Header) -> Record:
     for c in h.channels:
         if c.file != "~" and not data_file(p, c.file).is_file():
             raise EcgMoeError(f"signal file {c.file!r} is missing", p)
+    for seg in h.segments:  # each segment is a record of its own: the same checks
+        seg_header = data_file(p, seg + ".hea")
+        if not seg_header.is_file():
+            raise EcgMoeError(f"segment header {seg + '.hea'!r} is missing", p)
+        for c in parse_header(seg_header).channels:
+            if c.file != "~" and not data_file(p, c.file).is_file():
+                raise EcgMoeError(f"signal file {c.file!r} of segment {seg!r} is missing", p)
     spf = [c.spf for c in h.channels]
-    smooth = len(set(spf)) > 1  # mixed rates: average every channel down to the frame rate
+    # mixed rates: average every channel down to the frame rate; multi-segment: wfdb joins
+    # the segments (and the layout's channels, NaN in gaps) only as frames
+    smooth = h.multi_segment or len(set(spf)) > 1
     rec = wfdb.rdrecord(str(p.with_suffix("")), physical=True, smooth_frames=smooth)
     if smooth or rec.p_signal is not None:
         sig = np.asarray(rec.p_signal, dtype=np.float32).T

@@ -45,7 +45,7 @@ class Channel:
 
 @dataclass
 class Header:
-    """A parsed single-segment WFDB header."""
+    """A parsed WFDB header (a multi-segment one lists its segments instead of channels)."""
 
     name: str
     fs: float
@@ -53,6 +53,7 @@ class Header:
     channels: list[Channel]
     comments: list[str] = field(default_factory=list)
     multi_segment: bool = False
+    segments: list[str] = field(default_factory=list)  # multi-segment: segment records ('~' gaps left out)
 
 
 def unit_scale(units: str) -> float | None:
@@ -101,7 +102,8 @@ def parse_header(path: Path) -> Header:
     if n_sig < 0 or (n_samples is not None and n_samples < 0):
         raise EcgMoeError("bad header: negative signal or sample count", path)
     if multi:
-        return Header(name, fs, n_samples, [], comments, multi_segment=True)
+        segments = [ln.split()[0] for ln in lines[1:] if ln.split()[0] != "~"]
+        return Header(name, fs, n_samples, [], comments, multi_segment=True, segments=segments)
     if len(lines) - 1 < n_sig:
         raise EcgMoeError(f"bad header: {n_sig} signals announced, {len(lines) - 1} described", path)
     return Header(name, fs, n_samples, [_channel(ln, path) for ln in lines[1:1 + n_sig]], comments)
