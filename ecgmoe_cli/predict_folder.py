@@ -346,7 +346,7 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
 
     paths = discover_records(root)
     if not paths:
-        raise EcgMoeError("no ECG records found (WFDB .hea, .edf, .csv, .npy)", root)
+        raise EcgMoeError("no ECG records found (WFDB .hea, .edf, .bdf, .csv, .npy)", root)
     mine = [os.path.abspath(p) for p in paths if shard_of(record_key(p, root), n) == i]
     keys = {p: safe_text(p) for p in mine}  # the `path` column: undecodable bytes made U+FFFD
 

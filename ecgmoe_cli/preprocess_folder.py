@@ -130,7 +130,7 @@ def preprocess_folder(root: Path, out: Path, spec: PreprocessSpec, opts: Preproc
     root, out = Path(root), Path(out)
     paths = discover_records(root)
     if not paths:
-        raise EcgMoeError("no ECG records found (WFDB .hea, .edf, .csv, .npy)", root)
+        raise EcgMoeError("no ECG records found (WFDB .hea, .edf, .bdf, .csv, .npy)", root)
     source = open_label_source(root, opts.labels)
     workers = opts.workers or default_workers()
     workers = max(1, min(workers, len(paths) // _CHUNK + 1))

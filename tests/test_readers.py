@@ -145,6 +145,12 @@ def test_edf_keeps_the_ecg_rate_and_converts_units(tmp_path: Path) -> None:
     assert rec.fs == 256 and rec.lead_names == ["ECG II", "V1"]
     np.testing.assert_allclose(rec.signal[0], ecg, atol=2e-3)
     np.testing.assert_allclose(rec.signal[1], ecg, atol=2e-3)
+    bdf = tmp_path / "c.BDF"  # 24-bit EDF (BioSemi and others), found by discovery too
+    with pyedflib.EdfWriter(str(bdf), 2, file_type=pyedflib.FILETYPE_BDFPLUS) as w:
+        w.setSignalHeaders([dict(h, digital_min=-8388608, digital_max=8388607) for h in heads[:2]])
+        w.writeSamples([ecg * 1000, ecg])
+    np.testing.assert_allclose(read_record(bdf).signal, [ecg, ecg], atol=1e-5)
+    assert discover_records(tmp_path) == [path, bdf]
 
 
 def test_csv_with_header_and_npy(tmp_path: Path) -> None:

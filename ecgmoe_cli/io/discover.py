@@ -1,7 +1,7 @@
 """Find the record files under a folder: recursive, sorted, deterministic, tolerant.
 
 A WFDB record is listed as its .hea (and may be named without it, as wfdb does: `.../100`);
-EDF, CSV and NPY files as themselves. Files that are not records (signal .dat/.mat files,
+EDF, BDF (24-bit EDF), CSV and NPY files as themselves. Files that are not records (signal .dat/.mat files,
 annotations, notes, label tables) are skipped. Symlinked
 folders are followed once (a link back up the tree cannot loop) and a file reached through two
 paths is listed once. The segments of a multi-segment WFDB record are part of its master
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ecgmoe_cli.errors import EcgMoeError
 
-RECORD_SUFFIXES = (".hea", ".edf", ".csv", ".npy")
+RECORD_SUFFIXES = (".hea", ".edf", ".bdf", ".csv", ".npy")
 # CSV files in a corpus that hold tables, not signals.
 _NOT_RECORDS = {"labels.csv", "records.csv", "ptbxl_database.csv", "scp_statements.csv",
                 "record_list.csv", "machine_measurements.csv", "dx_mapping_scored.csv",

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.io.discover import RECORD_SUFFIXES
 from ecgmoe_cli.io.record import Record
 from ecgmoe_cli.io.wfdb_fast import (
     Header,
@@ -24,7 +25,6 @@ from ecgmoe_cli.io.wfdb_fast import (
     unit_scale,
 )
 
-SUFFIXES = (".hea", ".edf", ".csv", ".npy")
 _MAX_FS = 100_000.0
 _TIME_COLUMNS = {"time", "t", "time_s", "seconds", "sample", "index", "timestamp"}
 
@@ -47,8 +47,8 @@ def read_record(path: str | Path, *, fs: float | None = None,
         elif suffix == ".npy":
             rec = _read_npy(p, fs, lead_names)
         else:
-            raise EcgMoeError(f"unknown record type {p.suffix!r} (expected {', '.join(SUFFIXES)})",
-                              p)
+            raise EcgMoeError(f"unknown record type {p.suffix!r} (expected "
+                              f"{', '.join(RECORD_SUFFIXES)})", p)
     except EcgMoeError:
         raise
     except PermissionError:
