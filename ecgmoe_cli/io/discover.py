@@ -1,11 +1,11 @@
 """Find the record files under a folder: recursive, sorted, deterministic, tolerant.
 
 A WFDB record is listed as its .hea (and may be named without it, as wfdb does: `.../100`);
-EDF, BDF (24-bit EDF), CSV and NPY files as themselves. Files that are not records (signal .dat/.mat files,
-annotations, notes, label tables) are skipped. Symlinked
-folders are followed once (a link back up the tree cannot loop) and a file reached through two
-paths is listed once. The segments of a multi-segment WFDB record are part of its master
-header's record, not records of their own.
+EDF, BDF (24-bit EDF), CSV and NPY files as themselves. Files that are not records (signal
+.dat/.mat files, annotations, notes, label tables) are skipped. Symlinked folders are followed
+once (a link back up the tree cannot loop) and a file reached through two paths is listed once.
+The segments of a multi-segment WFDB record are part of its master header's record, not records
+of their own.
 """
 
 from __future__ import annotations

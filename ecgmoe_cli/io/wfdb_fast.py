@@ -53,7 +53,7 @@ class Header:
     channels: list[Channel]
     comments: list[str] = field(default_factory=list)
     multi_segment: bool = False
-    segments: list[str] = field(default_factory=list)  # multi-segment: segment records ('~' gaps left out)
+    segments: list[str] = field(default_factory=list)  # multi-segment: its segments, not '~' gaps
 
 
 def unit_scale(units: str) -> float | None:
