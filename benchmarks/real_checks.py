@@ -50,13 +50,12 @@ def predictions(weights: Path, ds_path: Path, tasks: list[str]) -> tuple:
     return ds, rows, pred, model
 
 
-BEAT_SYMBOLS = set("NLRBAaJSVrFejnE/fQ")  # WFDB beat annotation codes (not rhythm or noise marks)
-
-
 def heart_rates(weights: Path, tmp: Path) -> dict[str, dict[str, float]]:
     """Per annotated record: predict's heart rate and beat count next to the reference's."""
     import pyarrow.parquet as pq
     import wfdb
+
+    from ecgmoe_cli.io.labels_atr import BEAT_SYMBOLS
 
     folder = tmp / "annotated"
     bases = sorted(p.with_suffix("") for p in REAL.rglob("*.atr"))

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.discover import discover_records
+from ecgmoe_cli.io.discover import records_under
 from ecgmoe_cli.io.readers import read_record
 from ecgmoe_cli.io.report import ReportWriter, report_schema, shard_of
 from ecgmoe_cli.parallel import FORKS, Prefetch, default_workers, ordered_map, worker_state
@@ -344,9 +344,7 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
                                                 else len(order), t.name)))
     names = [t.name for t in tasks]
 
-    paths = discover_records(root)
-    if not paths:
-        raise EcgMoeError("no ECG records found (WFDB .hea, .edf, .bdf, .csv, .npy)", root)
+    paths = records_under(root)
     mine = [os.path.abspath(p) for p in paths if shard_of(record_key(p, root), n) == i]
     keys = {p: safe_text(p) for p in mine}  # the `path` column: undecodable bytes made U+FFFD
 

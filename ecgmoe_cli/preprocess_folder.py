@@ -123,14 +123,12 @@ def preprocess_folder(root: Path, out: Path, spec: PreprocessSpec, opts: Preproc
                       progress: bool = False) -> dict[str, Any]:
     """Write the dataset for every record under `root`; returns the run's summary."""
     from ecgmoe_cli.io.dataset import DatasetWriter
-    from ecgmoe_cli.io.discover import discover_records
+    from ecgmoe_cli.io.discover import records_under
     from ecgmoe_cli.io.labels import open_label_source
 
     t0 = time.perf_counter()
     root, out = Path(root), Path(out)
-    paths = discover_records(root)
-    if not paths:
-        raise EcgMoeError("no ECG records found (WFDB .hea, .edf, .bdf, .csv, .npy)", root)
+    paths = records_under(root)
     source = open_label_source(root, opts.labels)
     workers = opts.workers or default_workers()
     workers = max(1, min(workers, len(paths) // _CHUNK + 1))

@@ -68,6 +68,14 @@ def discover_records(root: Path) -> list[Path]:
     return sorted(_without_segments(list(found.values())), key=lambda p: str(p))
 
 
+def records_under(root: Path) -> list[Path]:
+    """`discover_records`, or an EcgMoeError naming the formats looked for when it finds none."""
+    paths = discover_records(root)
+    if not paths:
+        raise EcgMoeError(f"no ECG records found (WFDB {', '.join(RECORD_SUFFIXES)})", root)
+    return paths
+
+
 def _without_segments(paths: list[Path]) -> list[Path]:
     """Drop the segment headers of multi-segment WFDB records (MIMIC-III waveforms: the master
     `3000003.hea` lists `3000003_layout`, `3000003_0001`, ...): the master reads them as one

@@ -100,20 +100,24 @@ def _read_wfdb(p: Path) -> Record:
     return _read_wfdb_lib(p, h)
 
 
+def _missing_signal_file(p: Path, h: Header) -> str | None:
+    """The first signal file `h` names that is not in the folder of `p` (None: all there)."""
+    return next((c.file for c in h.channels
+                 if c.file != "~" and not data_file(p, c.file).is_file()), None)
+
+
 def _read_wfdb_lib(p: Path, h: Header) -> Record:
     """Everything the fast path does not cover, through wfdb (the reference reader)."""
     import wfdb
 
-    for c in h.channels:
-        if c.file != "~" and not data_file(p, c.file).is_file():
-            raise EcgMoeError(f"signal file {c.file!r} is missing", p)
+    if missing := _missing_signal_file(p, h):
+        raise EcgMoeError(f"signal file {missing!r} is missing", p)
     for seg in h.segments:  # each segment is a record of its own: the same checks
         seg_header = data_file(p, seg + ".hea")
         if not seg_header.is_file():
             raise EcgMoeError(f"segment header {seg + '.hea'!r} is missing", p)
-        for c in parse_header(seg_header).channels:
-            if c.file != "~" and not data_file(p, c.file).is_file():
-                raise EcgMoeError(f"signal file {c.file!r} of segment {seg!r} is missing", p)
+        if missing := _missing_signal_file(p, parse_header(seg_header)):
+            raise EcgMoeError(f"signal file {missing!r} of segment {seg!r} is missing", p)
     spf = [c.spf for c in h.channels]
     # mixed rates: average every channel down to the frame rate; multi-segment: wfdb joins
     # the segments (and the layout's channels, NaN in gaps) only as frames
