@@ -40,6 +40,14 @@ def _b64(values: np.ndarray) -> str:
     return base64.b64encode(values.astype("<i2").tobytes()).decode()
 
 
+def billion_laughs(path: Path, root: str = "AnnotatedECG", levels: int = 9) -> Path:
+    """XML whose entities expand 10**levels times ('lol' x 1e9: 3 GB) if a parser let them."""
+    lol = "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, levels + 1))
+    path.write_text(f'<?xml version="1.0"?><!DOCTYPE {root} [<!ENTITY lol0 "lol">{lol}]>'
+                    f'<{root}>&lol{levels};</{root}>')
+    return path
+
+
 # ---- DICOM ---------------------------------------------------------------------------------
 
 def write_dicom(path: Path, signal_mv: np.ndarray, fs: float, names: list[str], *,

@@ -33,8 +33,8 @@ def read_dicom_ecg(p: Path) -> Record:
         raise EcgMoeError("DICOM holds encrypted attributes: decrypt it before reading", p)
     sop = str(ds.get("SOPClassUID", ""))
     if "WaveformSequence" not in ds or not ds.WaveformSequence:
-        what = getattr(ds.get("SOPClassUID"), "name", sop) or "no SOP class"
-        raise EcgMoeError(f"DICOM has no waveform sequence (5400,0100): not an ECG ({what})", p)
+        what = getattr(ds.get("SOPClassUID"), "name", sop) or "none"
+        raise EcgMoeError(f"DICOM has no waveform sequence (5400,0100); SOP class: {what}", p)
     groups = list(ds.WaveformSequence)
     labels = [str(g.get("MultiplexGroupLabel", "")).strip().upper() for g in groups]
     rhythm = labels.index("RHYTHM") if "RHYTHM" in labels else 0
