@@ -25,6 +25,7 @@ from ecg_writers import (
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.discover import discover_records
+from ecgmoe_cli.io.labels_cinc import header_values
 from ecgmoe_cli.io.readers import read_record
 from ecgmoe_cli.io.xli import lzw_decode, xli_decode
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS, canonicalize
@@ -66,7 +67,7 @@ def test_pydicom_waveform_ecg_is_read_as_the_file_states() -> None:
     assert rec.meta["age"] == 42.0 and rec.meta["sex"] == "Female"
     assert rec.meta["acquired"] == "2013-01-25T10:59:19"
     assert rec.meta["device"] == "Mortara Instrument, Inc. el250"
-    assert rec.comments == ["Age: 42", "Sex: Female"]  # what the header label source reads
+    assert header_values(rec.comments) == {"y_age": 42.0, "y_sex__female": 1.0}  # --labels cinc
 
 
 Writer = Callable[..., Path]

@@ -52,11 +52,12 @@ def root_name(path: Path) -> str:
     """The root element's local name, parsing no further than its start tag."""
     import defusedxml.ElementTree as SafeET
 
-    try:
-        for _, el in SafeET.iterparse(path, events=("start",)):
-            return local_name(el.tag)
-    except (ET.ParseError, ValueError) as e:
-        raise _xml_error(e, path) from None
+    with open(path, "rb") as f:  # closed here, though the parse stops at the first tag
+        try:
+            for _, el in SafeET.iterparse(f, events=("start",)):
+                return local_name(el.tag)
+        except (ET.ParseError, ValueError) as e:
+            raise _xml_error(e, path) from None
     raise EcgMoeError("XML holds no element", path)
 
 
