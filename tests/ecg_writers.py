@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ecgmoe_cli.io.muse import EIGHT_LEADS
-from ecgmoe_cli.io.xli import CODE_BITS, RESIDUAL_OFFSET
+from ecgmoe_cli.io.xli import CODE_BITS, LIMB_LEADS, MAX_CODE, RESIDUAL_OFFSET, half
 
 AECG_NS = "urn:hl7-org:v3"
 PHILIPS_NS = "http://www3.medical.philips.com"
@@ -205,12 +205,12 @@ def write_philips(path: Path, signal_mv: np.ndarray, fs: float, names: list[str]
 def xli_residuals(digital: np.ndarray, names: list[str]) -> np.ndarray:
     """What XLI stores for III, aVR, aVL, aVF: the inverse of the reader's reconstruction."""
     x = digital.copy()
-    if names[:6] == ["I", "II", "III", "aVR", "aVL", "aVF"]:
+    if names[:6] == LIMB_LEADS:
         i, ii, iii = digital[0], digital[1], digital[2]
         x[2] = ii - i - iii
-        x[3] = -digital[3] - (i + ii) // 2
-        x[4] = (i - iii) // 2 - digital[4]
-        x[5] = (ii + iii) // 2 - digital[5]
+        x[3] = -digital[3] - half(i + ii)
+        x[4] = half(i - iii) - digital[4]
+        x[5] = half(ii + iii) - digital[5]
     return x
 
 
@@ -230,7 +230,7 @@ def xli_encode(leads: np.ndarray) -> bytes:
 
 
 def lzw_encode(data: bytes) -> bytes:
-    """LZW with CODE_BITS-bit codes, MSB first; the table stops growing when full."""
+    """LZW with CODE_BITS-bit codes, MSB first; the table stops growing at MAX_CODE."""
     table = {bytes([i]): i for i in range(256)}
     codes, w = [], b""
     for byte in data:
@@ -239,7 +239,7 @@ def lzw_encode(data: bytes) -> bytes:
             w = wc
             continue
         codes.append(table[w])
-        if len(table) < 1 << CODE_BITS:
+        if len(table) <= MAX_CODE:
             table[wc] = len(table)
         w = bytes([byte])
     if w:

@@ -27,7 +27,7 @@ from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.discover import discover_records
 from ecgmoe_cli.io.labels_cinc import header_values
 from ecgmoe_cli.io.readers import read_record
-from ecgmoe_cli.io.xli import lzw_decode, xli_decode
+from ecgmoe_cli.io.xli import lzw_decode, rebuild_limb_leads, xli_decode
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS, canonicalize
 
 REAL = "cinc2021/E07505"  # 12 leads, 500 Hz, 10 s
@@ -118,8 +118,12 @@ def test_xli_round_trip_is_exact_and_rebuilds_the_limb_leads(real: tuple) -> Non
     digital = np.round(sig * 200).astype(np.int64)
     stored = xli_residuals(digital, names)
     assert np.abs(stored[2:6]).max() <= 2  # consistent limb leads leave near-zero residuals
-    decoded = np.stack(xli_decode(xli_encode(stored)))
+    stream = xli_encode(stored)
+    decoded = np.stack(xli_decode(stream))
     np.testing.assert_array_equal(decoded, stored)
+    np.testing.assert_array_equal(rebuild_limb_leads(decoded), digital)
+    with pytest.raises(ValueError, match="overruns the stream"):
+        xli_decode(stream[:-10])
 
 
 def _external_entity(path: Path) -> Path:

@@ -83,7 +83,7 @@ def _plain_leads(text: str | None, names: list[str], n: int, p: Path) -> np.ndar
 
 def _xli_leads(text: str | None, names: list[str], n: int, p: Path) -> np.ndarray:
     """XLI chunks, cut to the declared length; III, aVR, aVL, aVF rebuilt from residuals."""
-    from ecgmoe_cli.io.xli import xli_decode
+    from ecgmoe_cli.io.xli import LIMB_LEADS, rebuild_limb_leads, xli_decode
 
     try:
         leads = xli_decode(base64_bytes(text, "parsedwaveforms", p))
@@ -94,9 +94,6 @@ def _xli_leads(text: str | None, names: list[str], n: int, p: Path) -> np.ndarra
         raise EcgMoeError(f"XLI stream holds {len(leads)} leads ({len(short)} shorter than "
                           f"{n} samples); leadlabels names {len(names)}", p)
     x = np.stack([lead[:n] for lead in leads[: len(names)]])
-    if names[:6] == ["I", "II", "III", "aVR", "aVL", "aVF"]:
-        x[2] = x[1] - x[0] - x[2]
-        x[3] = -x[3] - (x[0] + x[1]) // 2
-        x[4] = (x[0] - x[2]) // 2 - x[4]
-        x[5] = (x[1] + x[2]) // 2 - x[5]
+    if names[:6] == LIMB_LEADS:
+        x = rebuild_limb_leads(x)
     return x.astype(np.float32)

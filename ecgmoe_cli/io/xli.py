@@ -1,7 +1,8 @@
 """Philips XLI: the compression of `parsedwaveforms compression="XLI"` (as sierra-ecg-tools reads it).
 
 The stream is one chunk per lead: an 8-byte header (int32 chunk size, int16 code, int16 first
-difference) and the chunk, LZW with 10-bit codes (MSB first, no reset code). The decoded bytes
+difference) and the chunk, LZW with 10-bit codes (MSB first, no reset code; the table holds
+codes up to 1022, and 1023 ends a chunk). The decoded bytes
 are the high bytes of every 16-bit value, then the low bytes. The first two values are
 samples; from then on each value is a second-order prediction residual (offset by 64) that
 applies one sample later, the header's difference standing in for the first.
@@ -14,7 +15,9 @@ import struct
 import numpy as np
 
 CODE_BITS = 10
+MAX_CODE = (1 << CODE_BITS) - 2
 RESIDUAL_OFFSET = 64
+LIMB_LEADS = ["I", "II", "III", "aVR", "aVL", "aVF"]  # XLI stores the last four as residuals
 
 
 def xli_decode(data: bytes) -> list[np.ndarray]:
@@ -34,7 +37,7 @@ def xli_decode(data: bytes) -> list[np.ndarray]:
 
 
 def lzw_decode(block: bytes) -> bytes:
-    """LZW, CODE_BITS-bit codes packed MSB first; the table stops growing when full."""
+    """LZW, CODE_BITS-bit codes packed MSB first; the table stops growing at MAX_CODE."""
     table = [bytes([i]) for i in range(256)]
     out = bytearray()
     prev = b""
@@ -43,6 +46,8 @@ def lzw_decode(block: bytes) -> bytes:
     weights = 1 << np.arange(CODE_BITS - 1, -1, -1)
     codes = bits[: n_codes * CODE_BITS].reshape(n_codes, CODE_BITS) @ weights
     for code in codes.tolist():
+        if code > MAX_CODE:
+            break
         if code < len(table):
             entry = table[code]
         elif code == len(table) and prev:
@@ -50,7 +55,7 @@ def lzw_decode(block: bytes) -> bytes:
         else:
             raise ValueError(f"XLI code {code} refers to no table entry")
         out += entry
-        if prev and len(table) < 1 << CODE_BITS:
+        if prev and len(table) <= MAX_CODE:
             table.append(prev + entry[:1])
         prev = entry
     return bytes(out)
@@ -70,3 +75,18 @@ def undelta(values: np.ndarray, first: int) -> np.ndarray:
     r = np.concatenate([[first], values[2:-1] - RESIDUAL_OFFSET])  # r[2] ... r[n-1]
     slope = (values[1] - values[0]) - np.cumsum(r)  # s[i] - s[i-1] for i = 2 ... n-1
     return np.concatenate([values[:2], values[1] + np.cumsum(slope)])
+
+
+def half(x: np.ndarray) -> np.ndarray:
+    """Integer halving toward zero, as the C decoders do."""
+    return np.trunc(x / 2).astype(np.int64)
+
+
+def rebuild_limb_leads(x: np.ndarray) -> np.ndarray:
+    """Stored residuals of III, aVR, aVL, aVF (rows 2-5, after I and II) -> the leads."""
+    x = x.copy()
+    x[2] = x[1] - x[0] - x[2]
+    x[3] = -x[3] - half(x[0] + x[1])
+    x[4] = half(x[0] - x[2]) - x[4]
+    x[5] = half(x[1] + x[2]) - x[5]
+    return x
