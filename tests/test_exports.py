@@ -227,11 +227,16 @@ def test_predict_gives_the_same_report_for_one_signal_in_every_format(
     for fmt, (write, options, suffix, _) in FORMATS.items():
         write(folder / f"{fmt}{suffix}", sig, fs, names, **options)
     write_muse(folder / "muse8.xml", sig, fs, names, eight_lead=True)
+    import wfdb  # the Philips samples (5 µV steps) as WFDB: gain 200/mV holds them exactly
+
+    wfdb.wrsamp("philips_as_wfdb", fs=fs, units=["mV"] * 12, sig_name=names,
+                p_signal=quantized(sig, 5.0).T, fmt=["16"] * 12, adc_gain=[200.0] * 12,
+                baseline=[0] * 12, write_dir=str(folder))
     r = ecgmoe("predict", folder, "-o", tmp_path / "out.parquet", "--weights", tiny_weights,
                "--workers", "0", "--quiet")
     assert r.returncode == 0, r.stderr[-1500:]
     df = pd.read_parquet(tmp_path / "out.parquet").set_index("record")
-    assert sorted(df.index) == sorted([Path(REAL).name, *FORMATS, "muse8"])
+    assert sorted(df.index) == sorted([Path(REAL).name, *FORMATS, "muse8", "philips_as_wfdb"])
     assert (df["status"] == "ok").all(), df["error"].tolist()
     assert (df["leads_used"] == ",".join(CANONICAL_LEADS)).all()
     assert (df["fs_in"] == fs).all() and (df["duration_s"] == 10.0).all()
@@ -241,3 +246,8 @@ def test_predict_gives_the_same_report_for_one_signal_in_every_format(
     for name, row in df.iterrows():
         assert row["n_beats"] == ref["n_beats"], name
         assert [row[c] for c in values] == pytest.approx([ref[c] for c in values], abs=2e-3), name
+    # what differences remain are the formats' quantization: the same samples give one report
+    numbers = [c for c in df.columns if df[c].dtype.kind == "f"]
+    for name in ("philips", "philips_xli"):
+        assert df.loc[name, numbers].tolist() == pytest.approx(
+            df.loc["philips_as_wfdb", numbers].tolist(), abs=1e-4), name
