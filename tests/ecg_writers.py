@@ -137,11 +137,11 @@ def write_aecg(path: Path, signal_mv: np.ndarray, fs: float, names: list[str], *
 
 def write_muse(path: Path, signal_mv: np.ndarray, fs: float, names: list[str], *,
                eight_lead: bool = False, uv_per_bit: float = 4.88, units: str = "MICROVOLTS",
-               cut_base64: int = 0, drop_leads: int = 0) -> Path:
+               cut_base64: int = 0, drop_leads: int = 0, median_s: float = 0.0) -> Path:
     """RestingECG with a Rhythm waveform (8-lead storage: I, II, V1-V6 only), DOCTYPE as MUSE
-    writes it. `cut_base64` chars are cut off every lead's base64; `drop_leads` LeadData removed
-    while NumberofLeads still counts them."""
-    keep = [names.index(n) for n in EIGHT_LEADS] if eight_lead else list(range(len(names)))
+    writes it, and a Median waveform of the first `median_s` seconds when asked. `cut_base64`
+    chars are cut off every lead's base64; `drop_leads` LeadData removed while NumberofLeads
+    still counts them."""
     root = ET.Element("RestingECG")
     ET.SubElement(ET.SubElement(root, "MuseInfo"), "MuseVersion").text = "9.0.9.18167"
     patient = ET.SubElement(root, "PatientDemographics")
@@ -151,8 +151,23 @@ def write_muse(path: Path, signal_mv: np.ndarray, fs: float, names: list[str], *
     for tag, text in (("AcquisitionDevice", "MAC55"), ("AcquisitionDate", "03-01-2024"),
                       ("AcquisitionTime", "08:15:00")):
         ET.SubElement(test, tag).text = text
+    if median_s:
+        _muse_waveform(root, "Median", signal_mv[:, : round(median_s * fs)], fs, names,
+                       eight_lead, uv_per_bit, units, 0, 0)
+    _muse_waveform(root, "Rhythm", signal_mv, fs, names, eight_lead, uv_per_bit, units,
+                   cut_base64, drop_leads)
+    path.write_bytes(b'<?xml version="1.0" encoding="ISO-8859-1"?>\n'
+                     b'<!DOCTYPE RestingECG SYSTEM "restecg.dtd">\n'
+                     + ET.tostring(root, encoding="unicode").encode("latin-1"))
+    return path
+
+
+def _muse_waveform(root: ET.Element, kind: str, signal_mv: np.ndarray, fs: float,
+                   names: list[str], eight_lead: bool, uv_per_bit: float, units: str,
+                   cut_base64: int, drop_leads: int) -> None:
+    keep = [names.index(n) for n in EIGHT_LEADS] if eight_lead else list(range(len(names)))
     wave = ET.SubElement(root, "Waveform")
-    for tag, text in (("WaveformType", "Rhythm"), ("NumberofLeads", str(len(keep))),
+    for tag, text in (("WaveformType", kind), ("NumberofLeads", str(len(keep))),
                       ("SampleBase", f"{fs:g}"), ("SampleExponent", "0")):
         ET.SubElement(wave, tag).text = text
     digital = _digital(signal_mv, uv_per_bit)
@@ -165,10 +180,6 @@ def write_muse(path: Path, signal_mv: np.ndarray, fs: float, names: list[str], *
                           ("LeadAmplitudeUnits", units), ("LeadID", names[k]),
                           ("WaveFormData", data[: len(data) - cut_base64])):
             ET.SubElement(lead, tag).text = text
-    path.write_bytes(b'<?xml version="1.0" encoding="ISO-8859-1"?>\n'
-                     b'<!DOCTYPE RestingECG SYSTEM "restecg.dtd">\n'
-                     + ET.tostring(root, encoding="unicode").encode("latin-1"))
-    return path
 
 
 # ---- Philips -------------------------------------------------------------------------------

@@ -97,9 +97,13 @@ def test_round_trip_keeps_units_lead_order_and_rate(fmt: str, real: tuple, tmp_p
 
 def test_muse_eight_lead_storage_derives_the_limb_leads(real: tuple, tmp_path: Path) -> None:
     sig, fs, names = real
-    rec = read_record(write_muse(tmp_path / "m.xml", sig, fs, names, eight_lead=True))
+    rec = read_record(write_muse(tmp_path / "m.xml", sig, fs, names, eight_lead=True,
+                                 median_s=1.2))
     assert rec.lead_names == list(CANONICAL_LEADS)
     assert rec.meta["derived_leads"] == ["III", "aVR", "aVL", "aVF"]
+    # the median beat comes along, in the same 12 leads (its limb leads derived too)
+    np.testing.assert_allclose(rec.meta["median_beats"], rec.signal[:, :600], atol=1e-5)
+    assert rec.meta["median_fs"] == fs
     i, ii = quantized(sig[:2], 4.88)
     for row, want in zip(rec.signal[2:6], (ii - i, -(i + ii) / 2, i - ii / 2, ii - i / 2)):
         np.testing.assert_allclose(row, want, atol=1e-5)
