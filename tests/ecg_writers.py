@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ecgmoe_cli.io.muse import EIGHT_LEADS
-from ecgmoe_cli.io.xli import CODE_BITS, LIMB_LEADS, MAX_CODE, RESIDUAL_OFFSET, half
+from ecgmoe_cli.io.xli import CODE_BITS, LIMB_LEADS, MAX_CODE, RESIDUAL_OFFSET
 
 AECG_NS = "urn:hl7-org:v3"
 PHILIPS_NS = "http://www3.medical.philips.com"
@@ -191,7 +191,9 @@ def write_philips(path: Path, signal_mv: np.ndarray, fs: float, names: list[str]
     `data_leads` writes only that many leads' data while leadlabels names them all."""
     q = lambda tag: f"{{{PHILIPS_NS}}}{tag}"  # noqa: E731
     root = ET.Element(q("restingecgdata"))
-    ET.SubElement(ET.SubElement(root, q("documentinfo")), q("documentversion")).text = version
+    info = ET.SubElement(root, q("documentinfo"))
+    ET.SubElement(info, q("documenttype")).text = "PhilipsECG"
+    ET.SubElement(info, q("documentversion")).text = version
     acq = ET.SubElement(root, q("dataacquisition"), date="2024-03-01", time="08:15:00")
     ET.SubElement(acq, q("machine"), detaildescription="PageWriter TC50")
     sig = ET.SubElement(acq, q("signalcharacteristics"))
@@ -200,11 +202,10 @@ def write_philips(path: Path, signal_mv: np.ndarray, fs: float, names: list[str]
     gen = ET.SubElement(ET.SubElement(root, q("patient")), q("generalpatientdata"))
     ET.SubElement(ET.SubElement(gen, q("age")), q("years")).text = "71"
     ET.SubElement(gen, q("sex")).text = "Female"
-    digital = _digital(signal_mv, uv_per_bit)[:data_leads]
-    text = (base64.b64encode(xli_encode(xli_residuals(digital, names))).decode() if xli
-            else _b64(digital.ravel()))
+    stored = philips_residuals(_digital(signal_mv, uv_per_bit), names)[:data_leads]
+    text = base64.b64encode(xli_encode(stored)).decode() if xli else _b64(stored.ravel())
     waves = ET.SubElement(ET.SubElement(root, q("waveforms")), q("parsedwaveforms"),
-                          dataencoding="Base64", compression="XLI" if xli else "None",
+                          dataencoding="Base64", compression="XLI" if xli else "Uncompressed",
                           numberofleads=str(len(names)), leadlabels=" ".join(names),
                           durationperchannel=f"{signal_mv.shape[1] * 1000 / fs:g}")
     waves.text = text
@@ -213,15 +214,15 @@ def write_philips(path: Path, signal_mv: np.ndarray, fs: float, names: list[str]
     return path
 
 
-def xli_residuals(digital: np.ndarray, names: list[str]) -> np.ndarray:
-    """What XLI stores for III, aVR, aVL, aVF: the inverse of the reader's reconstruction."""
+def philips_residuals(digital: np.ndarray, names: list[str]) -> np.ndarray:
+    """What Philips stores for III, aVR, aVL, aVF: the inverse of the reader's rebuild."""
     x = digital.copy()
     if names[:6] == LIMB_LEADS:
         i, ii, iii = digital[0], digital[1], digital[2]
         x[2] = ii - i - iii
-        x[3] = -digital[3] - half(i + ii)
-        x[4] = half(i - iii) - digital[4]
-        x[5] = half(ii + iii) - digital[5]
+        x[3] = -digital[3] - (i + ii) // 2
+        x[4] = (i - iii) // 2 - digital[4]
+        x[5] = (ii + iii) // 2 - digital[5]
     return x
 
 

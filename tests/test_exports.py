@@ -20,7 +20,7 @@ from ecg_writers import (
     write_muse,
     write_philips,
     xli_encode,
-    xli_residuals,
+    philips_residuals,
 )
 
 from ecgmoe_cli.errors import EcgMoeError
@@ -120,7 +120,7 @@ def test_lzw_round_trip(data: bytes) -> None:
 def test_xli_round_trip_is_exact_and_rebuilds_the_limb_leads(real: tuple) -> None:
     sig, _, names = real
     digital = np.round(sig * 200).astype(np.int64)
-    stored = xli_residuals(digital, names)
+    stored = philips_residuals(digital, names)
     assert np.abs(stored[2:6]).max() <= 2  # consistent limb leads leave near-zero residuals
     stream = xli_encode(stored)
     decoded = np.stack(xli_decode(stream))
@@ -128,6 +128,18 @@ def test_xli_round_trip_is_exact_and_rebuilds_the_limb_leads(real: tuple) -> Non
     np.testing.assert_array_equal(rebuild_limb_leads(decoded), digital)
     with pytest.raises(ValueError, match="overruns the stream"):
         xli_decode(stream[:-10])
+
+
+def test_xli_files_decode_alike_in_sierra_ecg_tools(real: tuple, tmp_path: Path) -> None:
+    """sierra-ecg-tools (Philips XML's open reader, XLI and lead rebuild its own code) gets
+    exactly the samples we wrote, and so do we: the writer is not only our reader's mirror."""
+    from sierraecg import read_file
+
+    sig, fs, names = real
+    path = write_philips(tmp_path / "x.xml", sig, fs, names, xli=True)
+    theirs = np.stack([np.asarray(lead.samples, np.int64) for lead in read_file(str(path)).leads])
+    np.testing.assert_allclose(theirs * 0.005, quantized(sig, 5.0), atol=1e-9)  # 5 µV per bit
+    np.testing.assert_allclose(read_record(path).signal, theirs * 0.005, atol=1e-6)
 
 
 def _external_entity(path: Path) -> Path:

@@ -17,7 +17,7 @@ import numpy as np
 CODE_BITS = 10
 MAX_CODE = (1 << CODE_BITS) - 2
 RESIDUAL_OFFSET = 64
-LIMB_LEADS = ["I", "II", "III", "aVR", "aVL", "aVF"]  # XLI stores the last four as residuals
+LIMB_LEADS = ["I", "II", "III", "aVR", "aVL", "aVF"]  # Philips stores the last four as residuals
 
 
 def xli_decode(data: bytes) -> list[np.ndarray]:
@@ -77,16 +77,12 @@ def undelta(values: np.ndarray, first: int) -> np.ndarray:
     return np.concatenate([values[:2], values[1] + np.cumsum(slope)])
 
 
-def half(x: np.ndarray) -> np.ndarray:
-    """Integer halving toward zero, as the C decoders do."""
-    return np.trunc(x / 2).astype(np.int64)
-
-
 def rebuild_limb_leads(x: np.ndarray) -> np.ndarray:
-    """Stored residuals of III, aVR, aVL, aVF (rows 2-5, after I and II) -> the leads."""
+    """Stored residuals of III, aVR, aVL, aVF (int rows 2-5, after I and II) -> the leads
+    (Philips stores them so, compressed or not)."""
     x = x.copy()
     x[2] = x[1] - x[0] - x[2]
-    x[3] = -x[3] - half(x[0] + x[1])
-    x[4] = half(x[0] - x[2]) - x[4]
-    x[5] = half(x[1] + x[2]) - x[5]
+    x[3] = -x[3] - (x[0] + x[1]) // 2
+    x[4] = (x[0] - x[2]) // 2 - x[4]
+    x[5] = (x[1] + x[2]) // 2 - x[5]
     return x
