@@ -25,12 +25,13 @@ def test_twelve_leads_in_any_case_and_spelling() -> None:
 
 def test_hospital_export_lead_names() -> None:
     """DICOM channel code meanings and HL7 aECG sequence codes, as the files write them."""
-    dicom = ["Lead I (Einthoven)", "Lead II", "Lead III", "Lead aVR", "Lead aVL", "Lead aVF",
-             *(f"Lead V{i}" for i in range(1, 7))]
+    dicom = ["Lead I (Einthoven)", "Lead II", "Lead III", "aVR, augmented voltage, right",
+             "aVL, augmented voltage, left", "Lead aVF", *(f"Lead V{i}" for i in range(1, 7))]
     aecg = [f"MDC_ECG_LEAD_{lead.upper()}" for lead in CANONICAL_LEADS]
     for names in (dicom, aecg, list(reversed(aecg))):
         m = canonicalize(names)
         assert sorted(m.used) == sorted(CANONICAL_LEADS) and not m.warnings and not m.dropped
+    assert canonicalize(dicom).source_index == list(range(12))
     assert canonicalize(list(reversed(aecg))).source_index == list(range(11, -1, -1))
 
 
