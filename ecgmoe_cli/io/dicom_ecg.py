@@ -1,6 +1,6 @@
 """DICOM ECG waveforms (12-lead, general and ambulatory ECG storage) through pydicom.
 
-The rhythm multiplex group is the record; a median-beat group, when present, rides along in
+The RHYTHM multiplex group (else the longest) is the record; a median-beat group rides along in
 `meta["median_beats"]`. Lead names are the channel sources' code meanings as written
 ('Lead I (Einthoven)'); units come from each channel's sensitivity units.
 """
@@ -37,7 +37,8 @@ def read_dicom_ecg(p: Path) -> Record:
         raise EcgMoeError(f"DICOM has no waveform sequence (5400,0100); SOP class: {what}", p)
     groups = list(ds.WaveformSequence)
     labels = [str(g.get("MultiplexGroupLabel", "")).strip().upper() for g in groups]
-    rhythm = labels.index("RHYTHM") if "RHYTHM" in labels else 0
+    sizes = [int(g.get("NumberOfWaveformSamples", 0)) for g in groups]
+    rhythm = labels.index("RHYTHM") if "RHYTHM" in labels else sizes.index(max(sizes))
     signal, fs, names = _group(ds, rhythm, p)
     meta: dict[str, object] = {
         "format": "dicom", "sop_class": sop,
