@@ -32,7 +32,7 @@ def read_philips(p: Path) -> Record:
                           f"({', '.join(KNOWN_VERSIONS)})", p)
     acq = root.find("dataacquisition")
     signal_info = root.find("dataacquisition/signalcharacteristics")
-    waves = root.find("waveforms/parsedwaveforms")
+    waves = root.find(".//parsedwaveforms")  # under waveforms/ in 1.03 and 1.04
     if acq is None or signal_info is None or waves is None:
         raise EcgMoeError("Philips XML lacks dataacquisition/signalcharacteristics or "
                           "waveforms/parsedwaveforms", p)
