@@ -31,6 +31,24 @@ def train_dir() -> Path:
     return TRAIN_DIR
 
 
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random model with the sex and rhythm tasks, saved as predict reads weights."""
+    import torch
+    from fakes import TINY_SPEC
+
+    from ecgmoe_cli.model.config import EcgMoeConfig
+    from ecgmoe_cli.model.ecgmoe import EcgMoe
+    from ecgmoe_cli.tasks import TASKS
+    from ecgmoe_cli.weights import save_model
+
+    torch.manual_seed(0)
+    model = EcgMoe(EcgMoeConfig.from_spec("tiny", TINY_SPEC), [TASKS["sex"], TASKS["rhythm"]])
+    out = tmp_path_factory.mktemp("weights") / "w"
+    save_model(model, TINY_SPEC, out)
+    return out
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that asks for the shared real data is marked `real` (`-m "not real"` skips it)."""
     for item in items:
