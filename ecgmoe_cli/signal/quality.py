@@ -129,7 +129,8 @@ def window_quality(y: np.ndarray, usable: np.ndarray, clipped: np.ndarray, start
     and their share of samples stuck at an extreme; peaks: sorted R-peaks in y's samples (the
     project's detector); best: the lead of y the second detector reads.
     """
-    lo, hi = starts.astype(np.int64), (starts + n_valid).astype(np.int64)
+    lo = starts.astype(np.int64)
+    hi = np.minimum(lo + n_valid, y.shape[1])  # a window's real samples, all inside y
     leads = (usable * (1.0 - _ramp(clipped, _CLIPPED))).mean(axis=0)
     corr, count = template_correlation(y, peaks, lo, hi, fs)
     beat_corr = np.where(usable, corr, np.nan)
