@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.io.readers import read_record
 from ecgmoe_cli.prepare import Prepared, prepare_record
 from ecgmoe_cli.signal.quality import LOW_QUALITY
 from ecgmoe_cli.signal.spec import PreprocessSpec
@@ -118,8 +119,6 @@ def synthetic(real: Path, tmp: Path) -> None:
     kinds = ("noise", "motion", "clip", "all")
     sources = sorted(real.glob("cinc2021/*.hea"))[:20]  # 12-lead, 500 Hz, 10 s
     bad_q = []
-    from ecgmoe_cli.io.readers import read_record
-
     for i, src in enumerate(sources):
         rec = read_record(src)
         kind = kinds[i % len(kinds)]
