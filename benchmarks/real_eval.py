@@ -15,6 +15,8 @@ Run (datasets made by `ecgmoe preprocess`, e.g. by `make real-data`):
   (N = a sinus class, A = afib / afib_rvr, O = any other class, ~ = `noise` called).
 - MIT-BIH / CPSC 2021 / SVDB: per 10 s window against the `.atr` rhythm, AF AUROC and the share
   of non-AF windows called AF, per record and pooled, with the records' training folds named.
+- 12-lead records with diagnoses (CinC 2021): records right on all five diagnostic tasks,
+  precision and recall of the calls, age MAE and sex against trivial predictors.
 Every figure has n and a 95 % bootstrap CI (resampling records); a fold under 30 records or
 a label under 10 positives is flagged as tiny.
 """
@@ -221,6 +223,49 @@ def annotated_windows(model: Any, path: Path, n_boot: int, folds: list[int] | No
             "records": records}
 
 
+def twelve_lead_labels(model: Any, path: Path) -> dict[str, Any]:
+    """Every window of a 12-lead dataset with diagnoses (e.g. CinC 2021 headers): the five
+    diagnostic tasks' calls at their thresholds against the labels; age and sex."""
+    from ecgmoe_cli.training.metrics import auroc, mae
+
+    ds, rows, pred = window_outputs(model, path, None)
+    exact, tp, fp, fn = 0, 0, 0, 0
+    misses: dict[str, list[int]] = {}
+    for i in range(len(rows)):
+        right = True
+        for name in ("infarction", "hypertrophy", "conduction", "st_t", "rhythm"):
+            task = model.tasks[name]
+            y = ds.targets(rows[i:i + 1], [task])[name][0]
+            called = pred[name][i] >= np.array(model.heads[name].thresholds)
+            for j, lb in enumerate(task.labels):
+                if not np.isfinite(y[j]):
+                    continue
+                t, c = bool(y[j] == 1), bool(called[j])
+                tp, fp, fn = tp + (t and c), fp + (c and not t), fn + (t and not c)
+                if t != c:
+                    right = False
+                    hit = misses.setdefault(lb, [0, 0, 0])  # [positives, found, false calls]
+                    hit[0] += t
+                    hit[2] += c and not t
+                elif t:
+                    misses.setdefault(lb, [0, 0, 0])[0] += 1
+                    misses[lb][1] += 1
+        exact += right
+    age = ds.column("y_age", rows)
+    fem = ds.column("y_sex__female", rows)
+    ka, ks = np.isfinite(age), np.isfinite(fem)
+    called_f = pred["sex"][:, 0] >= model.heads["sex"].thresholds[0]
+    return {"records": int(len(rows)), "all_five_tasks_right": int(exact),
+            "precision": _num(tp / (tp + fp)) if tp + fp else None,
+            "recall": _num(tp / (tp + fn)) if tp + fn else None,
+            "labels_positives_found_false_calls": {k: v for k, v in misses.items() if any(v)},
+            "age_mae": _num(mae(age[ka], pred["age"].reshape(-1)[ka])),
+            "age_mae_mean": _num(mae(age[ka], np.full(ka.sum(), age[ka].mean()))),
+            "sex_right": int((called_f[ks] == (fem[ks] == 1)).sum()), "sex_n": int(ks.sum()),
+            "sex_majority": int(max(fem[ks].sum(), (1 - fem[ks]).sum())),  # always one sex
+            "sex_auroc": _num(auroc(fem[ks], pred["sex"][ks, 0]))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--weights", type=Path, default=Path("weights"))
@@ -230,6 +275,8 @@ def main() -> None:
                     "(records held out of training) and, apart, on every record")
     ap.add_argument("--annotated", type=Path, action="append", default=[],
                     help="other datasets with .atr rhythm (CPSC 2021, SVDB): every window")
+    ap.add_argument("--twelve-lead", type=Path, help="12-lead records with diagnoses, age and "
+                    "sex (e.g. ../shared/ecg-real/cinc2021 preprocessed): every window")
     ap.add_argument("--fold", type=int, default=9)
     ap.add_argument("--bootstrap", type=int, default=500)
     ap.add_argument("--json", type=Path, help="also write the figures here")
@@ -243,6 +290,8 @@ def main() -> None:
     if args.mitdb:
         out["mitdb_held_out"] = annotated_windows(model, args.mitdb, args.bootstrap, [9, 10])
         out["mitdb_all"] = annotated_windows(model, args.mitdb, args.bootstrap)
+    if args.twelve_lead:
+        out["twelve_lead"] = twelve_lead_labels(model, args.twelve_lead)
     for path in args.annotated:
         out[path.name] = annotated_windows(model, path, args.bootstrap)
     text = json.dumps(out, indent=1)
