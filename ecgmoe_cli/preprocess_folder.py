@@ -124,10 +124,13 @@ def preprocess_folder(root: Path, out: Path, spec: PreprocessSpec, opts: Preproc
     """Write the dataset for every record under `root`; returns the run's summary."""
     from ecgmoe_cli.io.dataset import DatasetWriter
     from ecgmoe_cli.io.discover import records_under
+    from ecgmoe_cli.io.outputs import check_dataset_target, refuse_input_inside
     from ecgmoe_cli.io.labels import open_label_source
 
     t0 = time.perf_counter()
     root, out = Path(root), Path(out)
+    refuse_input_inside(out, [root])
+    check_dataset_target(out, overwrite=opts.overwrite)  # before the records are searched
     paths = records_under(root)
     source = open_label_source(root, opts.labels)
     workers = opts.workers or default_workers()

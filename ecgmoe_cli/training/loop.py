@@ -50,8 +50,8 @@ class FitConfig:
             problems.append(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             problems.append(f"batch size must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:
-            problems.append(f"learning rate must be > 0, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            problems.append(f"learning rate must be a finite number > 0, got {self.lr}")
         if not 0 <= self.lead_dropout <= 1:
             problems.append(f"lead dropout must be in [0, 1], got {self.lead_dropout}")
         if problems:

@@ -22,7 +22,7 @@ from ecgmoe_cli.training.calibrate import fit_temperature, fit_thresholds, proba
 from ecgmoe_cli.training.ddp import barrier, init_distributed, resolve_device, shutdown
 from ecgmoe_cli.training.loop import FitConfig, iterate_batches
 from ecgmoe_cli.training.scoring import score_task
-from ecgmoe_cli.weights_meta import default_weights_dir
+from ecgmoe_cli.weights_meta import default_weights_dir, refuse_shipped_weights
 
 TRAIN_FOLDS, VAL_FOLD, TEST_FOLD = tuple(range(1, 9)), 9, 10
 _ENCODED: dict[tuple[Any, ...], Any] = {}  # the last backbone features finetune computed
@@ -253,7 +253,7 @@ def resolve_task(name: str, kind: str | None, ds: Dataset) -> Any:
     return task
 
 
-def finetune_adapter(task_name: str, dataset: Path | Sequence[Path], backbone: Path | None, output: Path | None,
+def finetune_adapter(task_name: str, dataset: Path | Sequence[Path], backbone: Path | None, output: Path,
                      cfg: FitConfig, *, kind: str | None = None, rank: int | None = None,
                      alpha: float | None = None, device: str = "cpu", resume: bool = False,
                      progress: bool = True) -> dict[str, Any]:
@@ -266,7 +266,8 @@ def finetune_adapter(task_name: str, dataset: Path | Sequence[Path], backbone: P
 
     device = resolve_device(device)
     backbone = default_weights_dir() if backbone is None else Path(backbone)
-    output = backbone if output is None else Path(output)
+    output = Path(output)
+    refuse_shipped_weights(output)
     ds = open_datasets([dataset] if isinstance(dataset, (str, Path)) else dataset)
     task = resolve_task(task_name, kind, ds)
     model: Any  # EcgMoe; Any because heads are reached by task name
