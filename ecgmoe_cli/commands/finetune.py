@@ -62,6 +62,10 @@ def run(
     summaries = [finetune_adapter(name, data, backbone, output, fit_cfg, kind=kind, rank=rank,
                                   alpha=alpha, device=device, resume=resume,
                                   progress=not (quiet or as_json)) for name in names]
+    for summary in summaries:  # thresholds calibrated on a handful of windows: say so
+        for line in summary["validation"]["warnings"]:
+            err_console.print(f"[yellow]warning:[/] calibration on fold 9: {line}",
+                              highlight=False, soft_wrap=True)
     if as_json:
         console.print_json(json.dumps(summaries[0] if len(summaries) == 1 else
                                       {"adapters": summaries}))

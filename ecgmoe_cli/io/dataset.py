@@ -314,6 +314,9 @@ def open_dataset(path: str | Path) -> Dataset:
     path = Path(path)
     if not path.is_dir():
         raise EcgMoeError("dataset not found (make one with `ecgmoe preprocess`)", path)
+    if not (path / "spec.json").is_file():  # e.g. a folder of records
+        raise EcgMoeError("not a dataset (no spec.json): run `ecgmoe preprocess` first, e.g. "
+                          f"`ecgmoe preprocess {path} -o {path.name}-ds`", path)
     try:
         spec = PreprocessSpec.from_json((path / "spec.json").read_text())
         tasks = [task_from_json(t) for t in json.loads((path / "tasks.json").read_text())]

@@ -5,6 +5,7 @@ Folds: 1-8 train, 9 validation (early stopping, calibration), 10 test.
 
 from __future__ import annotations
 
+import difflib
 import math
 import shutil
 from dataclasses import replace
@@ -239,7 +240,11 @@ def resolve_task(name: str, kind: str | None, ds: Dataset) -> Any:
             raise EcgMoeError(f"task {name!r} is {task.kind}, not {kind}")
     else:
         if kind is None:
-            raise EcgMoeError(f"unknown task {name!r}: pass --kind for a labels.csv column")
+            close = difflib.get_close_matches(name, known, n=1)
+            raise EcgMoeError(f"unknown task {name!r}" + (f" (did you mean {close[0]!r}?)"
+                                                          if close else "")
+                              + f"; known tasks: {', '.join(known)}; or pass --kind for a "
+                              "labels.csv column")
         cols = [c for c in ds.index.columns if c.startswith(f"y_{name}__")]
         labels = [c.split("__", 1)[1] for c in cols] if kind in ("binary", "multilabel") else []
         if kind == "multiclass":
