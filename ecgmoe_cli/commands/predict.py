@@ -67,6 +67,7 @@ def run(
     from ecgmoe_cli.errors import EcgMoeError
     from ecgmoe_cli.io.report import parse_shard
     from ecgmoe_cli.predict_folder import PredictOptions, predict_folder
+    from ecgmoe_cli.progress import Progress
     from ecgmoe_cli.signal.leads import parse_lead_map
 
     names = [n.strip() for item in tasks or [] for n in item.split(",") if n.strip()]
@@ -76,8 +77,9 @@ def run(
         resume=resume, checkpoint_every=checkpoint_every, lead_map=parse_lead_map(lead_map) or None, fs=fs,
         lead_names=[n.strip() for n in leads.split(",") if n.strip()] if leads else None,
         overwrite=overwrite)
-    with _LazyProgress(show=not (quiet or as_json)) as bar:
-        result = predict_folder(input, output, opts, progress=bar.update)
+    with Progress("predict", show=not (quiet or as_json), unit="records") as bar:
+        result = predict_folder(input, output, opts,
+                                progress=lambda done, total: bar.update(done, total))
     if as_json:
         console.print_json(json.dumps(_summary_dict(result)))
     elif not quiet:
@@ -87,37 +89,6 @@ def run(
         first = result.tally.errors[0]["error"]
         raise EcgMoeError(first if input.is_file() else
                           f"{n_errors} record(s) failed (--strict); first: {first}")
-
-
-class _LazyProgress:
-    """A transient progress bar on stderr that appears with the first record, not before (so a
-    setup error prints one line alone)."""
-
-    def __init__(self, show: bool) -> None:
-        self.show = show
-        self._bar: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> _LazyProgress:  # noqa: PYI034
-        return self
-
-    def update(self, done: int, total: int) -> None:
-        if not self.show:
-            return
-        if self._bar is None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-            from ecgmoe_cli.commands.common import err_console
-
-            self._bar = Progress("predict", BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), console=err_console, transient=True)
-            self._bar.__enter__()
-            self._task = self._bar.add_task("records", total=total)
-        self._bar.update(self._task, completed=done)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
 
 
 def _summary_dict(r: PredictResult) -> dict[str, Any]:
