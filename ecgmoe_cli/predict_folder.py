@@ -28,7 +28,7 @@ import numpy as np
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.discover import records_under
 from ecgmoe_cli.io.outputs import check_writable, refuse_input_inside
-from ecgmoe_cli.io.readers import read_record
+from ecgmoe_cli.io.readers import check_fs_option, read_record
 from ecgmoe_cli.io.report import ReportWriter, report_schema, shard_of
 from ecgmoe_cli.parallel import FORKS, Prefetch, default_workers, ordered_map, worker_state
 from ecgmoe_cli.prepare import (  # imported before the fork: workers share them
@@ -324,6 +324,7 @@ def _check_options(opts: PredictOptions, out: Path) -> None:
         problems.append(f"--workers must be >= 0, got {opts.workers}")
     if problems:
         raise EcgMoeError("; ".join(problems), out)
+    check_fs_option(opts.fs)
     if not _on_cpu(opts):  # before any file is made (torch is imported for it, early)
         from ecgmoe_cli.training.ddp import resolve_device
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.readers import read_record
+from ecgmoe_cli.io.readers import check_fs_option, read_record
 from ecgmoe_cli.io.record import Record
 from ecgmoe_cli.parallel import default_workers, ordered_map, worker_state
 from ecgmoe_cli.progress import Progress
@@ -130,6 +130,7 @@ def preprocess_folder(root: Path, out: Path, spec: PreprocessSpec, opts: Preproc
 
     t0 = time.perf_counter()
     root, out = Path(root), Path(out)
+    check_fs_option(opts.fs)
     refuse_input_inside(out, [root])
     check_dataset_target(out, overwrite=opts.overwrite)  # before the records are searched
     paths = records_under(root)

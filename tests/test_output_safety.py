@@ -27,6 +27,7 @@ CSV = ["--fs", "250", "--leads", "I,II"]
 
 def _cli(*args: object) -> tuple[int, str, str]:
     r = CliRunner().invoke(app, [str(a) for a in args])
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exc_info
     return r.exit_code, r.stdout, r.stderr
 
 

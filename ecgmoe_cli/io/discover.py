@@ -3,7 +3,8 @@
 A WFDB record is listed as its .hea (and may be named without it, as wfdb does: `.../100`);
 EDF, BDF (24-bit EDF), CSV and NPY files as themselves. Files that are not records (signal
 .dat/.mat files, annotations, notes, label tables) are skipped. Symlinked folders are followed
-once (a link back up the tree cannot loop) and a file reached through two paths is listed once.
+once (a link back up the tree cannot loop) when they stay inside the folder searched (a link
+to `/` is not walked), and a file reached through two paths is listed once.
 The segments of a multi-segment WFDB record are part of its master header's record, not records
 of their own.
 """
@@ -37,6 +38,7 @@ def discover_records(root: Path) -> list[Path]:
         if header.is_file():
             return [header]
         raise EcgMoeError("no such folder or file", root)
+    home = root.resolve()
     found: dict[tuple[int, int], Path] = {}
     seen_dirs: set[tuple[int, int]] = set()
     stack = [root]
@@ -57,7 +59,8 @@ def discover_records(root: Path) -> list[Path]:
             p = Path(e.path)
             try:
                 if e.is_dir(follow_symlinks=True):
-                    stack.append(p)
+                    if not e.is_symlink() or p.resolve().is_relative_to(home):
+                        stack.append(p)  # a linked folder out of INPUT (even `/`) is not walked
                 elif e.is_file(follow_symlinks=True) and is_record_file(p):
                     fst = p.stat()
                     key = (fst.st_dev, fst.st_ino)
