@@ -132,8 +132,8 @@ def preprocess_folder(root: Path, out: Path, spec: PreprocessSpec, opts: Preproc
     root, out = Path(root), Path(out)
     check_fs_option(opts.fs)
     refuse_input_inside(out, [root])
-    check_dataset_target(out, overwrite=opts.overwrite)  # before the records are searched
     paths = records_under(root)
+    check_dataset_target(out, overwrite=opts.overwrite)  # before any record is read
     source = open_label_source(root, opts.labels)
     workers = opts.workers or default_workers()
     workers = max(1, min(workers, len(paths) // _CHUNK + 1))

@@ -21,7 +21,8 @@ class Progress:
     def __init__(self, title: str, total: int | None = None, show: bool = True,
                  every_s: float = PLAIN_EVERY_S, unit: str = "", console: Console | None = None
                  ) -> None:
-        self.title, self.total, self.show, self.every_s, self.unit = title, total, show, every_s, unit
+        self.title, self.total, self.show = title, total, show
+        self.every_s, self.unit = every_s, unit
         self.console = console or Console(stderr=True)
         self.done = 0
         self._bar: Any = None

@@ -47,7 +47,8 @@ def _tree(root: Path) -> dict[str, bytes | None]:
 def _csv_record(path: Path, bpm: float = 75) -> Path:
     t = np.arange(2500) / 250
     beat = np.exp(-((t[:, None] - np.arange(0.2, 10, 60 / bpm)) / 0.01) ** 2).sum(1)
-    beat += 0.1 * np.sin(2 * np.pi * 0.3 * t) + np.random.default_rng(int(bpm)).normal(0, 0.02, t.size)
+    beat += 0.1 * np.sin(2 * np.pi * 0.3 * t)  # not flat between beats
+    beat += np.random.default_rng(int(bpm)).normal(0, 0.02, t.size)
     np.savetxt(path, np.stack([beat, 0.8 * beat], 1), delimiter=",", header="I,II",
                comments="", fmt="%.4f")
     return path
@@ -222,6 +223,27 @@ def test_unwritable_outputs_are_one_line_and_leave_nothing(
     assert not Path("/proc/out.parquet.partial").exists()
 
 
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(
+        records: Path, tiny_weights: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """R13: ENOSPC while rows are written (predict) or arrays appended (preprocess)."""
+    from ecgmoe_cli.io import dataset
+
+    def full(*_: object, **__: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    before = _tree(tmp_path)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full)
+    _one_line_error(*_predict(records, tmp_path / "r.parquet", tiny_weights)[::2],
+                    "cannot write the report (No space left on device)")
+    monkeypatch.undo()
+    monkeypatch.setattr(dataset._NpyAppender, "append", full)
+    _one_line_error(*_cli("preprocess", records, "-o", tmp_path / "ds", "--workers", 1,
+                          "--labels", "none", *CSV)[::2],
+                    "cannot write the dataset (No space left on device)")
+    assert _tree(tmp_path) == before  # no .partial/, no part .tmp, no ds.tmp-<pid>
+
+
 def test_resume_with_other_tasks_is_refused_and_keeps_the_report(
         records: Path, tiny_weights: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.parquet"
@@ -250,6 +272,7 @@ def test_train_refuses_a_file_as_run_folder_and_an_infinite_ssl_weight(tmp_path:
     afile.write_text("x")
     base = ["train", ds, "--config", "tiny", "--epochs", 1, "-q"]
     _one_line_error(*_cli(*base, "-o", afile)[::2], "not a folder")
+    _one_line_error(*_cli(*base, "-o", "/proc/run")[::2], "cannot write here: /proc")
     assert afile.read_text() == "x"
     for bad in (math.inf, math.nan, -1):
         _one_line_error(*_cli(*base, "-o", tmp_path / "run", "--ssl-weight", bad)[::2],

@@ -66,9 +66,8 @@ def _print_summary(s: dict[str, object], name_errors: bool = True) -> None:
         return
     for line in s["first_errors"]:  # type: ignore[attr-defined]
         err_console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
-    shown = len(s["first_errors"])  # type: ignore[arg-type]
-    if s["errors"] > shown:  # type: ignore[operator]
-        err_console.print(f"... and {s['errors'] - shown} more: the rows with status == "  # type: ignore[operator]
-                          f"'error' in {s['output']}/index.parquet", highlight=False,
-                          soft_wrap=True)
+    rest = int(s["errors"]) - len(s["first_errors"])  # type: ignore[call-overload, arg-type]
+    if rest > 0:
+        err_console.print(f"... and {rest} more: the rows with status == 'error' in "
+                          f"{s['output']}/index.parquet", highlight=False, soft_wrap=True)
 

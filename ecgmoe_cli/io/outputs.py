@@ -8,6 +8,7 @@ its input. All of it is checked up front, so a refusal leaves nothing behind.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -53,8 +54,13 @@ def check_writable(folder: Path, out: Path | None = None) -> None:
         here = here.parent
     if not here.is_dir():
         raise EcgMoeError(f"cannot write here: {here} is not a folder", out or folder)
-    if not os.access(here, os.W_OK | os.X_OK):
-        raise EcgMoeError(f"cannot write here: {here} is not writable", out or folder)
+    try:  # a real probe: root passes os.access even where nothing can be made (/proc)
+        if not os.access(here, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+        os.rmdir(tempfile.mkdtemp(prefix=".ecgmoe-probe-", dir=here))
+    except OSError as e:
+        raise EcgMoeError(f"cannot write here: {here} is not writable ({e.strerror or e})",
+                          out or folder) from None
 
 
 def check_run_folder(out: Path) -> None:

@@ -175,7 +175,8 @@ class ReportWriter:
         try:
             if self._writer is None:
                 self._open()
-                self._tmp = self.parts_dir / f".{self.prefix}-{self._seq:06d}.parquet.tmp-{os.getpid()}"
+                name = f".{self.prefix}-{self._seq:06d}.parquet.tmp-{os.getpid()}"
+                self._tmp = self.parts_dir / name
                 self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
             self._writer.write_table(rows_to_table(self._buffer, self.schema))
         except OSError as e:  # read-only folder, full disk: one line; abort() cleans up

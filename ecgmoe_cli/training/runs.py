@@ -18,6 +18,7 @@ import torch
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.dataset import Dataset, open_dataset, open_datasets
+from ecgmoe_cli.io.outputs import new_run_dir
 from ecgmoe_cli.model.encoders import fold_batchnorm
 from ecgmoe_cli.training.calibrate import fit_temperature, fit_thresholds, probabilities
 from ecgmoe_cli.training.ddp import barrier, init_distributed, resolve_device, shutdown
@@ -258,7 +259,7 @@ def resolve_task(name: str, kind: str | None, ds: Dataset) -> Any:
     return task
 
 
-def finetune_adapter(task_name: str, dataset: Path | Sequence[Path], backbone: Path | None, output: Path,
+def finetune_adapter(task_name: str, dataset: Path | Sequence[Path], backbone: Path | None, output: Path | None,
                      cfg: FitConfig, *, kind: str | None = None, rank: int | None = None,
                      alpha: float | None = None, device: str = "cpu", resume: bool = False,
                      progress: bool = True) -> dict[str, Any]:
@@ -271,7 +272,7 @@ def finetune_adapter(task_name: str, dataset: Path | Sequence[Path], backbone: P
 
     device = resolve_device(device)
     backbone = default_weights_dir() if backbone is None else Path(backbone)
-    output = Path(output)
+    output = new_run_dir("finetune", [task_name]) if output is None else Path(output)
     refuse_shipped_weights(output)
     ds = open_datasets([dataset] if isinstance(dataset, (str, Path)) else dataset)
     task = resolve_task(task_name, kind, ds)
