@@ -20,6 +20,7 @@ from ecgmoe_cli.io.record import Record
 from ecgmoe_cli.signal.beats import detect_rpeaks, heart_rate_bpm, rr_features
 from ecgmoe_cli.signal.clean import clean, resample_ratio
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS, LeadMapping, canonicalize
+from ecgmoe_cli.signal.quality import record_quality, window_quality
 from ecgmoe_cli.signal.spec import PreprocessSpec
 
 CHUNK_S = 1800.0  # long records are processed in chunks of this many seconds
@@ -46,7 +47,8 @@ class Prepared:
     window_start_s: np.ndarray  # (nw,) float32
     heart_rate_bpm: float
     n_beats: int
-    quality: float
+    quality: float  # the record's (or block's) signal quality, signal/quality.py
+    window_quality: np.ndarray  # (nw,) float32, each window's
     flags: list[str] = field(default_factory=list)
     first_window: int = 0  # index of signal[0] among the record's windows (blocks of prepare_chunks)
     record_rpeaks: np.ndarray = field(  # this block's R-peaks, samples at spec.fs from the start
@@ -88,8 +90,7 @@ def join_blocks(blocks: list[Prepared], spec: PreprocessSpec) -> Prepared:
     first = blocks[0]
     peaks = np.concatenate([c.record_rpeaks for c in blocks])
     cat = {k: np.concatenate([getattr(c, k) for c in blocks]) for k in
-           ("signal", "lead_mask", "n_valid", "rpeaks", "rr", "window_start_s")}
-    quality = float(np.average([c.quality for c in blocks], weights=[len(c.n_valid) for c in blocks]))
+           ("signal", "lead_mask", "n_valid", "rpeaks", "rr", "window_start_s", "window_quality")}
     flags = sorted({f for c in blocks for f in c.flags})
     if peaks.size:
         flags = [f for f in flags if f != "no_beats"]
@@ -97,8 +98,9 @@ def join_blocks(blocks: list[Prepared], spec: PreprocessSpec) -> Prepared:
                     first.lead_warnings, cat["signal"], cat["lead_mask"], cat["n_valid"],
                     cat["rpeaks"], cat["rr"], cat["window_start_s"],
                     heart_rate_bpm=heart_rate_bpm(peaks, spec.fs), n_beats=int(peaks.size),
-                    quality=quality, flags=flags, first_window=first.first_window,
-                    record_rpeaks=peaks)
+                    quality=record_quality(cat["window_quality"], cat["n_valid"]),
+                    window_quality=cat["window_quality"], flags=flags,
+                    first_window=first.first_window, record_rpeaks=peaks)
 
 
 def window_starts(n: int, spec: PreprocessSpec) -> np.ndarray:
@@ -189,8 +191,9 @@ def _prepare_span(record: Record, spec: PreprocessSpec, mapping: LeadMapping, ro
     signal[:, cols] = win.transpose(1, 0, 2)
     signal[~lead_mask] = 0.0
 
-    good = _detector_leads(y, ok.any(axis=1))
+    good, best = _detector_leads(y, ok.any(axis=1))
     peaks = detect_rpeaks(y[good], spec.fs) + offset if good.size else np.zeros(0, np.int64)
+    wq = window_quality(y, ok, stuck_frac, s0, n_valid, peaks - offset, best, spec.fs)
     feats = rr_features(peaks, spec.fs)
     rpeaks = np.full((nw, k), -1, np.int32)
     rr = np.zeros((nw, k, 4), np.float32)
@@ -201,12 +204,9 @@ def _prepare_span(record: Record, spec: PreprocessSpec, mapping: LeadMapping, ro
         rpeaks[i, :m] = peaks[a[i]:a[i] + m] - starts[i]
         rr[i, :m] = feats[a[i]:a[i] + m]
     core = peaks[(peaks >= core_span[0]) & (peaks < core_span[1])]
-    n_present = int(present.sum())
-    quality = float(lead_mask.sum() / (nw * n_present)) if n_present else 0.0
     flags = []
     if core.size == 0:
         flags.append("no_beats")
-        quality *= 0.5
     if (n_valid < w).any():
         flags.append("padded")
     if gaps.any():
@@ -224,23 +224,26 @@ def _prepare_span(record: Record, spec: PreprocessSpec, mapping: LeadMapping, ro
         n_valid=n_valid, rpeaks=rpeaks, rr=rr,
         window_start_s=(starts / spec.fs).astype(np.float32),
         heart_rate_bpm=heart_rate_bpm(core, spec.fs), n_beats=int(core.size),
-        quality=quality, flags=flags, record_rpeaks=core,
+        quality=record_quality(wq, n_valid), window_quality=wq.astype(np.float32), flags=flags,
+        record_rpeaks=core,
     )
     return prepared
 
 
-def _detector_leads(y: np.ndarray, usable: np.ndarray) -> np.ndarray:
-    """Rows of the DETECT_LEADS usable leads where QRS complexes stand out most.
+def _detector_leads(y: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, int]:
+    """Rows of the DETECT_LEADS usable leads where QRS complexes stand out most, and the row
+    where they stand out the most (the quality index's second detector reads it).
 
     Spikiness (largest slope over mean slope) favours leads with tall, sharp QRS and little
     noise; three such leads find the beats as well as twelve at a quarter of the cost.
     """
     rows = np.flatnonzero(usable)
-    if rows.size <= DETECT_LEADS:
-        return rows
+    if rows.size == 0:
+        return rows, 0
     d = np.abs(np.diff(y[rows], axis=1))
     score = d.max(axis=1) / (d.mean(axis=1) + 1e-9)
-    return np.sort(rows[np.argsort(-score)[:DETECT_LEADS]])
+    order = rows[np.argsort(-score)]
+    return np.sort(order[:DETECT_LEADS]), int(order[0])
 
 
 def _windows(y: np.ndarray, starts: np.ndarray, w: int, stride: float) -> np.ndarray:

@@ -23,6 +23,7 @@ import numpy as np
 
 from ecgmoe_cli.io.report import regression_column
 from ecgmoe_cli.preprocess_folder import one_line, safe_text
+from ecgmoe_cli.signal.quality import LOW_QUALITY
 from ecgmoe_cli.tasks import Task
 
 WINDOW_FIELDS = ("signal", "lead_mask", "n_valid", "rpeaks", "rr")
@@ -71,6 +72,7 @@ class PreparedLike(Protocol):
     heart_rate_bpm: float
     n_beats: int
     quality: float
+    window_quality: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -119,14 +121,40 @@ def _common(prep: PreparedLike, ctx: RowContext) -> dict[str, Any]:
             "weights_id": ctx.weights_id, "spec_hash": ctx.spec_hash}
 
 
+def _low_quality_note(q: float) -> str:
+    return f"low signal quality {q:.2f} (< {LOW_QUALITY:g}): predictions not reliable"
+
+
+def trusted_windows(prep: PreparedLike) -> tuple[np.ndarray, str]:
+    """The windows a record's predictions are aggregated over, and the warning to give.
+
+    Windows under LOW_QUALITY are left out when the record has better ones (an artefact burst
+    must not make a Holter an AF record); when all are low, all are used and the row says so.
+    """
+    low = np.asarray(prep.window_quality) < LOW_QUALITY
+    if low.all():
+        return np.ones_like(low), _low_quality_note(float(prep.quality))
+    if not low.any():
+        return ~low, ""
+    return ~low, (f"low signal quality (< {LOW_QUALITY:g}) in {int(low.sum())} of {low.size} "
+                  f"windows, left out of the record's predictions")
+
+
+def _with_note(row: dict[str, Any], note: str) -> None:
+    if note:
+        row["lead_warnings"] = "; ".join(filter(None, [row["lead_warnings"], note]))
+
+
 def record_row(prep: PreparedLike, out: WindowOutputs, ctx: RowContext,
                explain: bool = False) -> dict[str, Any]:
-    """The one row of an ok record: its windows' outputs aggregated."""
+    """The one row of an ok record: its trusted windows' outputs aggregated."""
     row = _common(prep, ctx)
+    used, note = trusted_windows(prep)
     row.update(heart_rate_bpm=float(prep.heart_rate_bpm), n_beats=int(prep.n_beats),
-               quality=float(prep.quality))
+               quality=float(prep.quality), low_quality=bool(prep.quality < LOW_QUALITY))
+    _with_note(row, note)
     for task in ctx.tasks:
-        row.update(_task_values(task, aggregate(task, out.probs[task.name]),
+        row.update(_task_values(task, aggregate(task, out.probs[task.name][used]),
                                 ctx.thresholds[task.name]))
     if explain:
         row["explain"] = json.dumps(explanation(prep, out, ctx, row), separators=(",", ":"))
@@ -140,10 +168,12 @@ def window_rows(prep: PreparedLike, out: WindowOutputs, ctx: RowContext) -> list
         peaks = prep.rpeaks[w][prep.rpeaks[w] >= 0]
         rr = np.diff(peaks) / ctx.fs
         row = _common(prep, ctx)
+        q = float(prep.window_quality[w])
         row.update(window=w, start_s=float(prep.window_start_s[w]),
                    duration_s=float(prep.n_valid[w]) / ctx.fs,
                    heart_rate_bpm=float(60.0 / np.median(rr)) if len(rr) else float("nan"),
-                   n_beats=len(peaks), quality=float(prep.quality))
+                   n_beats=len(peaks), quality=q, low_quality=q < LOW_QUALITY)
+        _with_note(row, _low_quality_note(q) if q < LOW_QUALITY else "")
         for task in ctx.tasks:
             row.update(_task_values(task, out.probs[task.name][w], ctx.thresholds[task.name]))
         rows.append(row)

@@ -99,6 +99,9 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("arrhythmia", "multiclass", ARRHYTHMIA_CLASSES,
          description="dominant rhythm class (the ECG-MoE paper's MIMIC-IV-ECG task)"),
     _t("potassium", "binary", "abnormal", description="abnormal serum potassium (K+)"),
+    _t("superclass", "multilabel", "norm mi sttc cd hyp",
+       description="PTB-XL diagnostic superclasses, scored as the PTB-XL benchmark does"),
+    _t("noise", "binary", "noisy", description="too noisy to classify (CinC 2017 '~')"),
 )}
 
 

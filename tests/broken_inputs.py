@@ -2,7 +2,8 @@
 
 Every case is built by code here, never a committed binary: truncated and empty files,
 headers that lie, impossible sampling rates, unreadable or oddly named files, paths that
-escape the folder. Each case says what a user should get back, `ok` or `error` (or
+escape the folder, damaged or hostile hospital exports (DICOM, aECG, MUSE, Philips XML, written
+by tests/ecg_writers.py). Each case says what a user should get back, `ok` or `error` (or
 `skipped`: not a record at all, so a folder scan ignores it), and why. CSV and NPY cases
 assume the run passes FS_ARGS (`--fs 250 --leads I,II`), as headerless files need.
 
@@ -18,6 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from ecg_writers import (
+    CT_IMAGE,
+    billion_laughs,
+    write_aecg,
+    write_dicom,
+    write_muse,
+    write_philips,
+)
 
 OK, ERROR, SKIPPED = "ok", "error", "skipped"
 FS_ARGS = ("--fs", "250", "--leads", "I,II")  # what headerless CSV/NPY records need
@@ -313,6 +322,57 @@ def npy_with_pickle(folder: Path) -> Case:
                  f"an object .npy (a pickle): refused unread; {marker.name} must never appear")
 
 
+# ---- hospital exports (writers in tests/ecg_writers.py) -------------------------------------
+
+TWELVE = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+
+
+def _export(name: str, write: Callable[..., Path], expect: str, why: str, suffix: str = ".xml",
+            **options: object) -> Callable[[Path], Case]:
+    """A case that writes a 12-lead 500 Hz 10 s signal with `write(path, ..., **options)`."""
+    def make(folder: Path) -> Case:
+        path = write(folder / f"{name}{suffix}", ecg_like(500, 10, n_leads=12, seed=11), 500.0,
+                     TWELVE, **options)
+        return _case(name, (path,), expect, why)
+
+    make.__name__ = name
+    return make
+
+
+dicom_without_waveform = _export(
+    "dicom_without_waveform", write_dicom, ERROR, "a 12-lead ECG DICOM (no extension) whose "
+    "waveform sequence is missing", suffix="", waveform=False)
+dicom_encrypted = _export("dicom_encrypted", write_dicom, ERROR, "a 12-lead ECG DICOM carrying "
+                          "encrypted attributes", suffix=".dcm", encrypted=True)
+dicom_image_not_ecg = _export(
+    "dicom_image_not_ecg", write_dicom, SKIPPED, "a DICOM CT image (no extension): not an ECG, "
+    "a folder scan ignores it", suffix="", sop_class=CT_IMAGE)
+aecg_wrong_units = _export("aecg_wrong_units", write_aecg, ERROR,
+                           "an aECG whose leads are in mmHg", unit="mmHg")
+muse_truncated_base64 = _export("muse_truncated_base64", write_muse, ERROR,
+                                "a MUSE XML whose base64 is cut 3 characters short", cut_base64=3)
+muse_missing_leads = _export("muse_missing_leads", write_muse, ERROR,
+                             "a MUSE XML declaring 8 leads (8-lead storage) with 6 LeadData",
+                             eight_lead=True, drop_leads=2)
+philips_missing_leads = _export("philips_missing_leads", write_philips, ERROR,
+                                "a Philips XML naming 12 leads with data for 8", data_leads=8)
+philips_unknown_version = _export("philips_unknown_version", write_philips, ERROR,
+                                  "a Philips XML of document version 9.9", version="9.9")
+
+
+def aecg_billion_laughs(folder: Path) -> Case:
+    f = billion_laughs(folder / "aecg_billion_laughs.xml")
+    return _case("aecg_billion_laughs", (f,), ERROR,
+                 "an aECG whose DTD would expand 'lol' 1e9 times (3 GB)")
+
+
+def xml_not_an_ecg(folder: Path) -> Case:
+    f = folder / "xml_not_an_ecg.xml"
+    f.write_text('<?xml version="1.0"?><settings><printer>ward 3</printer></settings>')
+    return _case("xml_not_an_ecg", (f,), SKIPPED,
+                 "an XML settings file: not an ECG, a folder scan ignores it")
+
+
 # ---- inputs that look odd but are good ------------------------------------------------------
 
 def duplicate_leads(folder: Path) -> Case:
@@ -403,6 +463,14 @@ def good_npy(folder: Path) -> Case:
     return _case("good_npy", (f,), OK, "(2, 2500) float32 .npy (run with --fs 250 --leads I,II)")
 
 
+good_dicom = _export("good_dicom_uid", write_dicom, OK, "12-lead 500 Hz DICOM ECG named by its "
+                     "UID (1.2.826...320, no real extension)", suffix=".1.2.826.0.1.320")
+good_aecg = _export("good_aecg", write_aecg, OK, "12-lead 500 Hz HL7 aECG, 1 µV digits")
+good_muse_8lead = _export("good_muse_8lead", write_muse, OK, "GE MUSE 8-lead storage (III, aVR, "
+                          "aVL, aVF derived), 4.88 µV per bit", eight_lead=True)
+good_philips_xli = _export("good_philips_xli", write_philips, OK, "Philips XML 1.04, "
+                           "XLI-compressed, 5 µV per bit", xli=True)
+
 REAL_RECORDS = ("ptbxl/00001_lr", "cinc2021/E07500")  # linked, never copied
 
 
@@ -433,11 +501,14 @@ BROKEN: tuple[Callable[[Path], Case], ...] = (
     fs_absurd, fs_not_a_number, wrong_byte_count, odd_byte_count, huge_sample_count, nan_only,
     flat, unknown_extension, unknown_wfdb_format, unreadable, escapes_to_etc_passwd,
     escapes_to_absolute, escapes_to_real_signal, non_utf8_name, npy_with_pickle, empty_csv,
-    csv_not_numbers, csv_ragged, npy_3d, npy_truncated,
+    csv_not_numbers, csv_ragged, npy_3d, npy_truncated, dicom_without_waveform, dicom_encrypted,
+    dicom_image_not_ecg, aecg_billion_laughs, aecg_wrong_units, muse_truncated_base64,
+    muse_missing_leads, philips_missing_leads, philips_unknown_version, xml_not_an_ecg,
 )
 ODD_BUT_GOOD: tuple[Callable[[Path], Case], ...] = (duplicate_leads,)
 GOOD: tuple[Callable[[Path], Case], ...] = (good_wfdb_12lead, good_wfdb_holter_style, good_edf,
-                                            good_csv, good_npy)
+                                            good_csv, good_npy, good_dicom, good_aecg,
+                                            good_muse_8lead, good_philips_xli)
 
 
 def build_corpus(folder: Path, real_dir: Path | None = None, holter_hours: float | None = None

@@ -34,6 +34,7 @@ class FakePrepared:
     heart_rate_bpm: float = 60.0
     n_beats: int = 4
     quality: float = 1.0
+    window_quality: np.ndarray = field(default_factory=lambda: np.ones(1, np.float32))
     flags: list[str] = field(default_factory=list)
 
 
@@ -60,7 +61,7 @@ def fake_record(i: int, rng: np.random.Generator, spec: PreprocessSpec = TINY_SP
         path=f"/fake/rec{i:03d}.hea", record=f"rec{i:03d}", signal=sig,
         lead_mask=np.ones((n_windows, 12), bool), n_valid=np.full(n_windows, w, np.int32),
         rpeaks=rp, rr=rr, window_start_s=np.arange(n_windows, dtype=np.float32) * spec.stride_s,
-        heart_rate_bpm=60 / rr_s, n_beats=len(peaks),
+        heart_rate_bpm=60 / rr_s, n_beats=len(peaks), window_quality=np.ones(n_windows, np.float32),
     )
     labels = {
         "y_sex__female": float(female) if i % 5 else np.nan,  # some unknown targets

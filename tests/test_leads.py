@@ -23,6 +23,18 @@ def test_twelve_leads_in_any_case_and_spelling() -> None:
         assert m.source_index == list(range(12)) and not m.warnings and not m.dropped
 
 
+def test_hospital_export_lead_names() -> None:
+    """DICOM channel code meanings and HL7 aECG sequence codes, as the files write them."""
+    dicom = ["Lead I (Einthoven)", "Lead II", "Lead III", "aVR, augmented voltage, right",
+             "aVL, augmented voltage, left", "Lead aVF", *(f"Lead V{i}" for i in range(1, 7))]
+    aecg = [f"MDC_ECG_LEAD_{lead.upper()}" for lead in CANONICAL_LEADS]
+    for names in (dicom, aecg, list(reversed(aecg))):
+        m = canonicalize(names)
+        assert sorted(m.used) == sorted(CANONICAL_LEADS) and not m.warnings and not m.dropped
+    assert canonicalize(dicom).source_index == list(range(12))
+    assert canonicalize(list(reversed(aecg))).source_index == list(range(11, -1, -1))
+
+
 @pytest.mark.parametrize("name", ["MLII", "ML2", "ML II", "ml_ii", "lead II", "ECG II", "D2"])
 def test_lead_ii_aliases(name: str) -> None:
     assert _feeds([name]) == {"II": name}

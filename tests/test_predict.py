@@ -228,6 +228,53 @@ def test_aggregation_rules() -> None:
     np.testing.assert_allclose(aggregate(TASKS["age"], p[:, :1]), [0.3])  # median
 
 
+def test_low_quality_windows_are_left_out_of_the_record_and_said() -> None:
+    from types import SimpleNamespace
+
+    from ecgmoe_cli.report_rows import RowContext, WindowOutputs, record_row
+
+    task = TASKS["conduction"]
+    ctx = RowContext((task,), {task.name: (0.5,) * len(task.labels)}, 250.0, "w", "s")
+    probs = np.full((3, len(task.labels)), 0.1, np.float32)
+    probs[1] = 0.9  # the artefact window calls everything
+    out = WindowOutputs({task.name: probs})
+
+    def row(wq: list[float]) -> dict:
+        prep = SimpleNamespace(path="r.hea", record="r", fs_in=500.0, duration_s=30.0,
+                               leads_used=["I"], lead_warnings=[], n_valid=np.full(3, 2500),
+                               rpeaks=np.full((3, 4), -1), window_start_s=np.arange(3) * 10.0,
+                               heart_rate_bpm=60.0, n_beats=30, quality=float(np.mean(wq)),
+                               window_quality=np.array(wq, np.float32))
+        return record_row(prep, out, ctx)
+
+    clean, one_bad, all_bad = row([0.9, 0.9, 0.9]), row([0.9, 0.2, 0.9]), row([0.2, 0.1, 0.3])
+    assert clean["conduction_prob"] == pytest.approx(0.9) and clean["lead_warnings"] == ""
+    assert one_bad["conduction_prob"] == pytest.approx(0.1) and not one_bad["low_quality"]
+    assert "1 of 3 windows, left out" in one_bad["lead_warnings"]
+    assert all_bad["low_quality"] and all_bad["conduction_prob"] == pytest.approx(0.9)
+    assert "low signal quality 0.20" in all_bad["lead_warnings"]
+
+
+def test_noise_is_reported_low_quality_and_an_ecg_is_not(real_dir: Path, weights_dir: Path,
+                                                           tmp_path: Path) -> None:
+    from ecgmoe_cli.simulate.tree import write_wfdb
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_wfdb(folder / "noise", np.random.default_rng(0).normal(0, 0.3, (12, 5000)), 500.0, [])
+    _link_record(real_dir, "cinc2021/E07500", folder)
+    out = tmp_path / "r.parquet"
+    code, output = _predict(folder, "-o", out, "--weights", weights_dir, "--workers", 1,
+                            "--windows", "--tasks", "rhythm", "-q")
+    assert code == 0, output
+    for table in (out, tmp_path / "r.windows.parquet"):
+        rows = {r["record"]: r for r in pq.read_table(table).to_pylist()}
+        assert rows["noise"]["low_quality"] and rows["noise"]["quality"] < 0.5
+        assert "low signal quality" in rows["noise"]["lead_warnings"]
+        assert not rows["E07500"]["low_quality"] and rows["E07500"]["quality"] > 0.9
+        assert rows["E07500"]["lead_warnings"] == ""
+
+
 def test_missing_weights_and_cuda_are_one_line_errors(records: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     code, output = _predict(records, "-o", tmp_path / "r.parquet", "--weights", tmp_path)

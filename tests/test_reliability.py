@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from broken_inputs import ERROR, FS_ARGS, OK, SKIPPED, Case, build_corpus, pickle_marker
-from fakes import TINY_SPEC
 from run_cli import ecgmoe, peak_mb
 
 # ---- the broken corpus among good records: preprocess and predict ---------------------------
@@ -105,22 +104,6 @@ def test_preprocess_keeps_every_good_record_and_one_error_row_per_broken_one(
     assert summary["ok"] == sum(c.expect == OK for c in cases)
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    from ecgmoe_cli.model.config import EcgMoeConfig
-    from ecgmoe_cli.model.ecgmoe import EcgMoe
-    from ecgmoe_cli.tasks import TASKS
-    from ecgmoe_cli.weights import save_model
-
-    torch.manual_seed(0)
-    model = EcgMoe(EcgMoeConfig.from_spec("tiny", TINY_SPEC), [TASKS["sex"], TASKS["rhythm"]])
-    out = tmp_path_factory.mktemp("weights") / "w"
-    save_model(model, TINY_SPEC, out)
-    return out
-
-
 def _predict_rows(folder: Path, out: Path, weights: Path, *extra: str
                   ) -> tuple[subprocess.CompletedProcess[str], list[dict]]:
     import pandas as pd
@@ -152,7 +135,8 @@ def test_predict_keeps_every_good_record_and_one_error_row_per_broken_one(
     prob_cols = [k for k in alone[0] if k.endswith("_prob")]
     assert prob_cols
     for c in good:
-        a, b = _rows_of(c, rows)[0], next(x for x in alone if x["record"] == c.record.stem)
+        a = _rows_of(c, rows)[0]
+        b = next(x for x in alone if Path(x["path"]).name == c.record.name)
         # equal up to float32 rounding: a batch of other windows may change the BLAS path
         assert [a[k] for k in prob_cols] == pytest.approx([b[k] for k in prob_cols], abs=1e-5)
 
@@ -225,3 +209,23 @@ def test_predict_memory_does_not_grow_with_record_length(holters: tuple[Path, Pa
     b = peak_mb("predict", long, "-o", tmp_path / "b.parquet", "--weights", tiny_weights,
                 "--workers", "0", "--quiet")
     assert b - a < GROWTH_MB, f"predict peak {a} MB for 1 h, {b} MB for 8 h"
+
+
+def test_hostile_xml_costs_one_error_row_not_memory(tiny_weights: Path, tmp_path: Path) -> None:
+    """A billion-laughs aECG (3 GB if its entities expanded) beside a good one: refused at its
+    DTD, so the run's peak memory is that of the good record alone."""
+    import pandas as pd
+    from broken_inputs import aecg_billion_laughs, good_aecg
+
+    alone, mixed = tmp_path / "alone", tmp_path / "mixed"
+    for folder in (alone, mixed):
+        folder.mkdir()
+        good_aecg(folder)
+    aecg_billion_laughs(mixed)
+    base = peak_mb("predict", alone, "-o", tmp_path / "a.parquet", "--weights", tiny_weights,
+                   "--workers", "0", "--quiet")
+    peak = peak_mb("predict", mixed, "-o", tmp_path / "b.parquet", "--weights", tiny_weights,
+                   "--workers", "0", "--quiet")
+    rows = pd.read_parquet(tmp_path / "b.parquet").set_index("record")["status"].to_dict()
+    assert rows == {"good_aecg": "ok", "aecg_billion_laughs": "error"}
+    assert peak - base < 50, f"predict peak {base} MB for the good record, {peak} MB with laughs"

@@ -90,14 +90,16 @@ def test_a_fresh_run_replaces_a_finished_report(tmp_path):
 
 def test_rows_to_table_equals_pyarrows_own_conversion() -> None:
     schema = pa.schema([("s", pa.string()), ("f", pa.float32()), ("d", pa.float64()),
-                        ("i", pa.int32()), ("l", pa.int64())])
-    rows = [{"s": "x", "f": 1.5, "d": 0.1, "i": 3, "l": np.int64(7)},
+                        ("i", pa.int32()), ("l", pa.int64()), ("b", pa.bool_())])
+    rows = [{"s": "x", "f": 1.5, "d": 0.1, "i": 3, "l": np.int64(7), "b": True},
             {"s": None, "f": None},  # None and missing keys: nulls
-            {"s": "ü€ ✓", "f": np.float32(2.25), "d": 1e300, "i": np.int32(-1), "l": 2**40},
-            {"s": "", "f": 0.0, "d": -0.0, "i": 0, "l": 0}]
+            {"s": "ü€ ✓", "f": np.float32(2.25), "d": 1e300, "i": np.int32(-1), "l": 2**40,
+             "b": np.bool_(False)},
+            {"s": "", "f": 0.0, "d": -0.0, "i": 0, "l": 0, "b": True}]
     ours = rows_to_table(rows, schema)
     assert ours.equals(pa.Table.from_pylist(rows, schema=schema))
     assert ours.column("s").null_count == 1 and ours.column("i").null_count == 1
+    assert ours.column("b").to_pylist() == [True, None, False, True]
     nan = rows_to_table([{"d": float("nan")}], schema).column("d")
     assert nan.null_count == 0 and math.isnan(nan[0].as_py())  # NaN stays a value, as in pyarrow
     with pytest.raises(TypeError, match="column s"):

@@ -214,3 +214,34 @@ def test_anchored_regression_is_scaled_by_its_residual(dataset):
     mean, scale = scaling["rr_interval"]
     assert mean == pytest.approx(y.mean()) and scale == 1.0  # ...and the detected RR is exact
     assert model.heads["rr_interval"].anchor == "median_rr_ms"
+
+
+def test_train_mixes_datasets_and_starts_from_a_saved_backbone(dataset, tmp_path):
+    """Real corpora beside the synthetic one train as one; --init copies a backbone in."""
+    import pandas as pd
+
+    from ecgmoe_cli.weights import load_model
+
+    second = make_fake_dataset(tmp_path / "second", n_records=20, seed=1)
+    first_run = tmp_path / "first"
+    r = CliRunner().invoke(my_cli(), ["train", str(dataset), "-o", str(first_run), "--config",
+                                      "tiny", "--epochs", "1", "--batch-size", "16", "--quiet"])
+    assert r.exit_code == 0, r.output
+    start, _, _ = load_model(first_run / "weights", tasks=[])
+    # next to no learning (lr 1e-12): the run's backbone is the --init one
+    r = CliRunner().invoke(my_cli(), ["train", str(dataset), str(second), "-o",
+                                      str(tmp_path / "mix"), "--config", "tiny", "--epochs", "1",
+                                      "--batch-size", "16", "--lr", "1e-12", "--ssl-weight", "0",
+                                      "--init", str(first_run / "weights"), "--json"])
+    assert r.exit_code == 0, r.output
+    lines = (tmp_path / "mix" / "metrics.jsonl").read_text().splitlines()
+    n_train = sum(int(((pd.read_parquet(d / "index.parquet")["fold"] <= 8)
+                       & (pd.read_parquet(d / "index.parquet")["status"] == "ok")).sum())
+                  for d in (dataset, second))
+    assert json.loads(lines[0])["train_windows"] == n_train
+    mixed, _, _ = load_model(tmp_path / "mix" / "weights", tasks=[])
+    a, b = start.state_dict(), mixed.state_dict()
+    keys = [k for k in start.backbone_keys() if "running" not in k and "num_batches" not in k]
+    assert keys and all(torch.allclose(a[k], b[k], atol=1e-6) for k in keys)
+    fresh = EcgMoe(start.config)  # and not a fresh initialisation
+    assert not all(torch.allclose(fresh.state_dict()[k], b[k], atol=1e-6) for k in keys)

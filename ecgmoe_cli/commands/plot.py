@@ -35,7 +35,8 @@ def run(
         "--output", "-o", help="Figure file (ecg.png), or a folder (dir/), always a folder for "
                                "a whole report.")],
     record: Annotated[Path | None, typer.Argument(
-        metavar="RECORD", help="Record to draw (.hea, .edf, .bdf, .csv, .npy). Leave out with --report to draw every "
+        metavar="RECORD", help="Record to draw (.hea, .edf, .bdf, .csv, .npy, DICOM ECG, aECG / MUSE / "
+             "Philips .xml). Leave out with --report to draw every "
              "flagged record of the report.")] = None,
     weights: Annotated[Path | None, typer.Option(
         help="Weights folder: predict this record and print the labels in the header.")] = None,

@@ -17,7 +17,8 @@ SHOW_ERRORS = 5  # failed records named in the summary
 
 def run(
     input: Annotated[Path, typer.Argument(metavar="INPUT", help="A folder of records (searched recursively: WFDB "
-                                          ".hea, .edf, .bdf, .csv, .npy) or one record file.",
+                                          ".hea, .edf, .bdf, .csv, .npy, DICOM ECG, HL7 aECG / "
+                                          "GE MUSE / Philips .xml) or one record file.",
                                           exists=True)],
     output: Annotated[Path, typer.Option("--output", "-o", help="out.parquet (one file, written "
                                          "atomically) or a directory (a Parquet dataset of part "

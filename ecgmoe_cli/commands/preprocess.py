@@ -17,7 +17,8 @@ def run(
         metavar="INPUT", help="Folder of records (searched recursively) or one record file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Dataset folder to write.")],
     labels: Annotated[str, typer.Option(
-        help="Label source: auto, ptbxl, cinc, mimic, csv (INPUT/labels.csv) or none.")] = "auto",
+        help="Label source: auto, ptbxl, cinc, cinc2017 (REFERENCE.csv), mimic, csv "
+             "(INPUT/labels.csv) or none.")] = "auto",
     workers: Annotated[int, typer.Option(
         min=0, help="Worker processes (0 = one per core).")] = 0,
     fs: Annotated[float | None, typer.Option(

@@ -13,7 +13,9 @@ import typer
 
 
 def run(
-    dataset: Annotated[Path, typer.Argument(help="Dataset folder made by `ecgmoe preprocess`.")],
+    dataset: Annotated[list[Path], typer.Argument(
+        help="Dataset folder(s) made by `ecgmoe preprocess` with one spec; several train as "
+             "one (a target a dataset lacks is unknown for its windows).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Run folder: weights/, "
                                          "metrics.jsonl and checkpoints/ go here.")],
     config: Annotated[str, typer.Option(help="Model config preset: base or tiny.")] = "base",
@@ -32,6 +34,9 @@ def run(
     task_weight: Annotated[list[str] | None, typer.Option(
         help="TASK=W: weight of a task's loss in the multi-task mean (default 1 each); "
              "repeat for several tasks.")] = None,
+    init: Annotated[Path | None, typer.Option(
+        help="Start from this weights folder's backbone (same config; heads start "
+             "fresh), e.g. a synthetic pre-training run.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
@@ -46,7 +51,7 @@ def run(
                         lead_dropout=lead_dropout)
     summary = train_backbone(dataset, output, config, fit_cfg, device=device, resume=resume,
                              ssl_weight=ssl_weight, task_weights=parse_task_weights(task_weight),
-                             progress=not (quiet or as_json))
+                             progress=not (quiet or as_json), init=init)
     if summary is None:  # a non-zero DDP rank: rank 0 reports
         return
     if as_json:

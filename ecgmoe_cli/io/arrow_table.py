@@ -3,7 +3,7 @@
 `pa.Table.from_pylist` does the same, but pyarrow's conversion of Python values imports pandas
 (to recognise its types) the first time it runs: 0.36-0.42 CPU-s in the process that writes the
 report, for a library the report never uses. Only the column types our tables hold are
-supported: strings and fixed-width numbers, any of them null.
+supported: strings, fixed-width numbers and booleans, any of them null.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ def _column(values: list[Any], field: pa.Field) -> pa.Array:
         zero = _NUMERIC[field.type](0)
         buffers = [bitmap, pa.py_buffer(np.array([zero if v is None else v for v in values],
                                                  dtype=_NUMERIC[field.type]))]
+    elif field.type == pa.bool_():  # Arrow packs booleans into bits, as the validity bitmap
+        bits = np.fromiter((bool(v) for v in values), bool, n)
+        buffers = [bitmap, pa.py_buffer(np.packbits(bits, bitorder="little"))]
     else:
         raise TypeError(f"column {field.name}: type {field.type} is not supported")
     return pa.Array.from_buffers(field.type, n, buffers, null_count=nulls)

@@ -59,6 +59,7 @@ class PreparedLike(Protocol):
     heart_rate_bpm: float
     n_beats: int
     quality: float
+    window_quality: np.ndarray  # (nw,): the index's `quality` is each window's
 
 
 def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
@@ -178,7 +179,7 @@ class DatasetWriter:
                 "fs_in": float(prepared.fs_in), "duration_s": float(prepared.duration_s),
                 "leads_used": ",".join(prepared.leads_used),
                 "heart_rate_bpm": float(prepared.heart_rate_bpm),
-                "n_beats": int(prepared.n_beats), "quality": float(prepared.quality),
+                "n_beats": int(prepared.n_beats), "quality": float(prepared.window_quality[w]),
                 "fold": int(fold), "window_start_s": float(starts[w]),
             }
             row.update({k: float(v) for k, v in labels[w].items()})

@@ -1,12 +1,13 @@
 """Find the record files under a folder: recursive, sorted, deterministic, tolerant.
 
 A WFDB record is listed as its .hea (and may be named without it, as wfdb does: `.../100`);
-EDF, BDF (24-bit EDF), CSV and NPY files as themselves. Files that are not records (signal
-.dat/.mat files, annotations, notes, label tables) are skipped. Symlinked folders are followed
-once (a link back up the tree cannot loop) when they stay inside the folder searched (a link
-to `/` is not walked), and a file reached through two paths is listed once.
-The segments of a multi-segment WFDB record are part of its master header's record, not records
-of their own.
+EDF, BDF (24-bit EDF), CSV and NPY files as themselves; hospital exports (DICOM ECG, with or
+without an extension, and HL7 aECG, GE MUSE or Philips XML) by their content (`io/sniff.py`).
+Files that are not records (signal .dat/.mat files, annotations, notes, label tables, DICOM
+images, other XML) are skipped. Symlinked folders are followed once (a link back up the tree
+cannot loop) when they stay inside the folder searched (a link to `/` is not walked), and a
+file reached through two paths is listed once. The segments of a multi-segment WFDB record are
+part of its master header's record, not records of their own.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import os
 from pathlib import Path
 
 from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.io.sniff import is_export
 
 RECORD_SUFFIXES = (".hea", ".edf", ".bdf", ".csv", ".npy")
+EXPORTS = "DICOM ECG, HL7 aECG / GE MUSE / Philips .xml"  # found by content, not suffix
 # CSV files in a corpus that hold tables, not signals.
 _NOT_RECORDS = {"labels.csv", "records.csv", "ptbxl_database.csv", "scp_statements.csv",
                 "record_list.csv", "machine_measurements.csv", "dx_mapping_scored.csv",
@@ -25,7 +28,9 @@ _NOT_RECORDS = {"labels.csv", "records.csv", "ptbxl_database.csv", "scp_statemen
 
 
 def is_record_file(path: Path) -> bool:
-    return path.suffix.lower() in RECORD_SUFFIXES and path.name.lower() not in _NOT_RECORDS
+    if path.suffix.lower() in RECORD_SUFFIXES:
+        return path.name.lower() not in _NOT_RECORDS
+    return is_export(path)
 
 
 def discover_records(root: Path) -> list[Path]:
@@ -75,7 +80,8 @@ def records_under(root: Path) -> list[Path]:
     """`discover_records`, or an EcgMoeError naming the formats looked for when it finds none."""
     paths = discover_records(root)
     if not paths:
-        raise EcgMoeError(f"no ECG records found (WFDB {', '.join(RECORD_SUFFIXES)})", root)
+        raise EcgMoeError(f"no ECG records found (WFDB {', '.join(RECORD_SUFFIXES)}, {EXPORTS})",
+                          root)
     return paths
 
 

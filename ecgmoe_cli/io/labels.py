@@ -24,7 +24,7 @@ from ecgmoe_cli.io.labels_atr import Annotations, read_atr, window_targets
 from ecgmoe_cli.io.record import Record
 from ecgmoe_cli.tasks import Task, get_task
 
-SOURCE_KINDS = ("auto", "ptbxl", "cinc", "mimic", "csv", "none")
+SOURCE_KINDS = ("auto", "ptbxl", "cinc", "cinc2017", "mimic", "csv", "none")
 NAN = float("nan")
 ATR_TASKS = ("rhythm", "rr_interval", "arrhythmia")  # what window_labels can give
 
@@ -134,7 +134,8 @@ def _read_text(path: Path) -> str:
 
 
 def detect_kind(root: Path) -> str:
-    """auto: PTB-XL database, then MIMIC-IV-ECG lists, then labels.csv, then headers, else none."""
+    """auto: PTB-XL database, then MIMIC-IV-ECG lists, then labels.csv, then CinC 2017's
+    REFERENCE.csv, then header comments, else none."""
     if root.is_file():
         return "csv" if root.suffix.lower() == ".csv" else "none"
     if (root / "ptbxl_database.csv").is_file():
@@ -143,6 +144,8 @@ def detect_kind(root: Path) -> str:
         return "mimic"
     if (root / "labels.csv").is_file():
         return "csv"
+    if (root / "REFERENCE.csv").is_file():
+        return "cinc2017"
     return "cinc" if _has_header_labels(root) else "none"
 
 
@@ -174,6 +177,10 @@ def open_label_source(root: Path, kind: str = "auto", *,
         from ecgmoe_cli.io.labels_cinc import HeaderSource
 
         source = HeaderSource(root)
+    elif chosen == "cinc2017":
+        from ecgmoe_cli.io.labels_cinc2017 import Cinc2017Source
+
+        source = Cinc2017Source(root)
     else:
         source = LabelSource(root)
     if chosen in ("cinc", "none") and root.is_dir() and next(root.rglob("*.atr"), None):

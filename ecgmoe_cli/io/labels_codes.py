@@ -31,12 +31,14 @@ NAN = float("nan")
 
 @dataclass(frozen=True)
 class CodeRule:
-    """What one code says: labels of one task (or unsure over them) and an arrhythmia key."""
+    """What one code says: labels of one task (or unsure over them), an arrhythmia key and,
+    for PTB-XL's diagnostic statements, the superclass the PTB-XL benchmark scores it under."""
 
     task: str
     labels: tuple[str, ...]
     unsure: bool
     arrhythmia: str
+    superclass: str = ""
 
 
 def _read_table(name: str) -> list[dict[str, str]]:
@@ -48,7 +50,7 @@ def _rule(row: dict[str, str]) -> CodeRule:
     labels = row["labels"] or ""
     unsure = labels.startswith("?")
     return CodeRule(row["task"] or "", tuple(x for x in labels.lstrip("?").split("|") if x),
-                    unsure, row["arrhythmia"] or "")
+                    unsure, row["arrhythmia"] or "", row.get("superclass") or "")
 
 
 @cache
@@ -122,6 +124,16 @@ def codes_to_targets(codes: Iterable[str], table: dict[str, CodeRule],
                      tasks: Iterable[str] = DIAGNOSTIC_TASKS) -> dict[str, float]:
     """Targets from a record's code list; codes missing from the table are ignored."""
     return targets_from_rules((table[c] for c in codes if c in table), tasks)
+
+
+def superclass_targets(codes: Iterable[str], table: dict[str, CodeRule]) -> dict[str, float]:
+    """PTB-XL superdiagnostic targets as the benchmark builds them (every listed code counts,
+    likelihood ignored); a record with no diagnostic statement is unknown, as the benchmark
+    leaves it out, and so are the four diagnostic tasks that statements of that kind feed."""
+    found = {table[c].superclass for c in codes if c in table and table[c].superclass}
+    if found:
+        return {f"y_superclass__{lb}": float(lb in found) for lb in TASKS["superclass"].labels}
+    return {c: NAN for name in ("superclass", *DIAGNOSTIC_TASKS[:4]) for c in TASKS[name].columns()}
 
 
 def report_to_targets(text: str) -> dict[str, float]:

@@ -18,7 +18,7 @@ from ecgmoe_cli.io.labels import NAN, LabelSource, hash_fold, parse_female, rela
 from ecgmoe_cli.io.record import Record
 from ecgmoe_cli.tasks import TASKS, Task, user_task
 
-RECORD_EXTS = {".hea", ".dat", ".mat", ".edf", ".bdf", ".csv", ".npy"}
+RECORD_EXTS = {".hea", ".dat", ".mat", ".edf", ".bdf", ".csv", ".npy", ".xml", ".dcm"}
 MISSING = {"", "nan", "na", "n/a", "none", "null", "unknown", "?"}
 TRUE = {"1", "1.0", "true", "yes", "y"}
 FALSE = {"0", "0.0", "false", "no", "n"}

@@ -1,7 +1,9 @@
 """Labels from a PTB-XL-shaped tree: ptbxl_database.csv rows matched by filename_lr/hr.
 
 Every SCP code listed counts, whatever its likelihood (PTB-XL writes 0 for "unknown
-likelihood", e.g. ecg_id 1's 'SR': 0.0). Optional synthetic columns (rr_interval, potassium,
+likelihood", e.g. ecg_id 1's 'SR': 0.0), as in the PTB-XL benchmark; `superclass` holds its
+five superdiagnostic classes (NORM, MI, STTC, CD, HYP), unknown for a record with only form or
+rhythm statements. Optional synthetic columns (rr_interval, potassium,
 arrhythmia) are read when present; a record missing from the database gets NaN labels.
 """
 
@@ -14,7 +16,8 @@ from typing import Any
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.labels import NAN, LabelSource, hash_fold, parse_age, parse_female, relative_key
-from ecgmoe_cli.io.labels_codes import DIAGNOSTIC_TASKS, codes_to_targets, scp_table
+from ecgmoe_cli.io.labels_codes import (DIAGNOSTIC_TASKS, codes_to_targets, scp_table,
+                                        superclass_targets)
 from ecgmoe_cli.io.record import Record
 from ecgmoe_cli.tasks import ARRHYTHMIA_CLASSES, get_task
 
@@ -69,7 +72,7 @@ class PtbxlSource(LabelSource):
                     key = Path(value).with_suffix("").as_posix() if "." in Path(value).name else value
                     self.by_path[key] = i
                     self.by_name[Path(key).name] = i
-        names = [*DIAGNOSTIC_TASKS, "age", "sex", "arrhythmia"]
+        names = [*DIAGNOSTIC_TASKS, "superclass", "age", "sex", "arrhythmia"]
         names += [n for n in OPTIONAL_TASKS if n in db.columns]
         self.tasks = [get_task(n) for n in names]
 
@@ -85,7 +88,8 @@ class PtbxlSource(LabelSource):
         row = self.row_for(record)
         if row is None:
             return {}
-        out = codes_to_targets(parse_scp_codes(row["scp_codes"], self.db_path), scp_table())
+        codes = parse_scp_codes(row["scp_codes"], self.db_path)
+        out = codes_to_targets(codes, scp_table()) | superclass_targets(codes, scp_table())
         out["y_age"] = parse_age(row.get("age"))
         out["y_sex__female"] = parse_female(_number(row.get("sex")))
         rr = _number(row.get("rr_interval"))

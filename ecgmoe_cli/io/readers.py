@@ -1,4 +1,6 @@
-"""Record readers: WFDB (.hea + .dat/.mat), EDF/EDF+, CSV and NPY, all into a Record in mV.
+"""Record readers: WFDB (.hea + .dat/.mat), EDF/EDF+, CSV, NPY and hospital exports (DICOM ECG,
+HL7 aECG, GE MUSE and Philips XML: `io/dicom_ecg.py`, `aecg.py`, `muse.py`, `philips.py`), all
+into a Record in mV.
 
 `read_record` is the only entry point. Every failure becomes an EcgMoeError naming the file and
 the cause, so one broken file in a folder of thousands costs one error row, not the run.
@@ -14,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.discover import RECORD_SUFFIXES
+from ecgmoe_cli.io.discover import EXPORTS, RECORD_SUFFIXES
 from ecgmoe_cli.io.record import Record
+from ecgmoe_cli.io.sniff import DICOM_SUFFIXES, XML_ROOTS, has_dicom_marker
 from ecgmoe_cli.io.wfdb_fast import (
     Header,
     checked_file,
@@ -48,9 +51,15 @@ def read_record(path: str | Path, *, fs: float | None = None,
             rec = _read_csv(p, fs, lead_names)
         elif suffix == ".npy":
             rec = _read_npy(p, fs, lead_names)
+        elif suffix == ".xml":
+            rec = _read_xml(p)
+        elif suffix in DICOM_SUFFIXES or has_dicom_marker(p):
+            from ecgmoe_cli.io.dicom_ecg import read_dicom_ecg
+
+            rec = read_dicom_ecg(p)
         else:
             raise EcgMoeError(f"unknown record type {p.suffix!r} (expected "
-                              f"{', '.join(RECORD_SUFFIXES)})", p)
+                              f"{', '.join(RECORD_SUFFIXES)}, {EXPORTS})", p)
     except EcgMoeError:
         raise
     except PermissionError:
@@ -76,6 +85,27 @@ def _checked(rec: Record, p: Path) -> Record:
     if rec.signal.dtype != np.float32:
         rec.signal = rec.signal.astype(np.float32)
     return rec
+
+
+def _read_xml(p: Path) -> Record:
+    """An XML export, by its root element."""
+    from ecgmoe_cli.io.xml_safe import root_name
+
+    root = root_name(p)
+    if root == "AnnotatedECG":
+        from ecgmoe_cli.io.aecg import read_aecg
+
+        return read_aecg(p)
+    if root == "RestingECG":
+        from ecgmoe_cli.io.muse import read_muse
+
+        return read_muse(p)
+    if root == "restingecgdata":
+        from ecgmoe_cli.io.philips import read_philips
+
+        return read_philips(p)
+    raise EcgMoeError(f"XML root <{root}> is not an ECG export (expected "
+                      f"{', '.join(f'<{r}>' for r in XML_ROOTS)})", p)
 
 
 def read_header(path: str | Path) -> Record:

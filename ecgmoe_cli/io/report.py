@@ -36,6 +36,7 @@ RECORD_FIELDS: list[tuple[str, pa.DataType]] = [
     ("heart_rate_bpm", pa.float32()),
     ("n_beats", pa.int32()),
     ("quality", pa.float32()),
+    ("low_quality", pa.bool_()),
 ]
 TRAILER_FIELDS: list[tuple[str, pa.DataType]] = [("weights_id", pa.string()), ("spec_hash", pa.string())]
 

@@ -26,7 +26,8 @@ _SIG_FMT = re.compile(
     r"^(?P<fmt>\d+)(?:x(?P<spf>\d+))?(?::(?P<skew>-?\d+))?(?:\+(?P<offset>\d+))?$")
 _GAIN = re.compile(
     r"^(?P<gain>[-+0-9.eE]+)(?:\((?P<base>-?\d+)\))?(?:/(?P<units>.*))?$")
-_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
+_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6,
+          "millivolts": 1.0, "microvolts": 1e-3}  # the last two: GE MUSE
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """Canonical 12-lead names and the mapping of whatever a file calls its leads onto them.
 
-Names are matched case- and space-insensitively through aliases (AVR, MLII, D2, "lead I").
+Names are matched case- and space-insensitively through aliases (AVR, MLII, D2, "lead I"),
+also as hospital exports spell them: DICOM code meanings ("Lead I (Einthoven)", "aVR,
+augmented voltage, right") and HL7 aECG codes ("MDC_ECG_LEAD_AVR").
 Non-ECG channels (pressure, pleth, respiration, Frank XYZ) are dropped. An ECG channel with no
 recognisable lead name ("ECG", "ECG 1", "MCL1") feeds lead II when the record has no II, with
 a warning, because lead II is what single-lead monitors most often record.
@@ -33,10 +35,11 @@ _NONE_WORDS = {"-", "none", "drop", "off"}
 
 
 def _key(name: str) -> str:
-    """Lower case without spaces, underscores, dashes or a leading 'lead'/'ecg' word."""
-    k = re.sub(r"[\s_\-.]+", "", str(name).strip().lower())
-    k = k.removeprefix("lead")
-    return k
+    """Lower case without spaces, underscores, dashes, a leading 'lead'/'ecg' word, an aECG
+    'MDC_ECG_LEAD_' prefix, a trailing '(Einthoven)' or ', augmented voltage, right'."""
+    k = re.sub(r"[\s_\-.]+", "", str(name).strip().lower()).partition(",")[0]
+    k = re.sub(r"\([a-z]*\)$", "", k.removeprefix("mdcecg"))
+    return k.removeprefix("lead")
 
 
 def lead_of(name: str) -> str | None:

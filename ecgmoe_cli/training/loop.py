@@ -223,6 +223,7 @@ def fit(model: nn.Module, objective: nn.Module, params: list[nn.Parameter], data
             "val_loss": val_loss, "val_parts": val_parts,
             "lr": opt.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 3),
             "train_samples_per_s": round(n_samples * info.world / max(train_s, 1e-9), 1),
+            "train_windows": len(train_rows),
             "world_size": info.world,
         }
         history.append(line)

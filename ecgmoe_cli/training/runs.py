@@ -162,14 +162,18 @@ def parse_task_weights(items: Sequence[str] | None) -> dict[str, float]:
     return out
 
 
-def train_backbone(dataset: Path, run_dir: Path, config_name: str, cfg: FitConfig, *,
-                   device: str = "cpu", resume: bool = False, ssl_weight: float = 0.5,
-                   task_weights: dict[str, float] | None = None, progress: bool = True,
-                   dense: bool = False) -> dict[str, Any] | None:
+def train_backbone(dataset: Path | Sequence[Path], run_dir: Path, config_name: str,
+                   cfg: FitConfig, *, device: str = "cpu", resume: bool = False,
+                   ssl_weight: float = 0.5, task_weights: dict[str, float] | None = None,
+                   progress: bool = True, dense: bool = False, init: Path | None = None
+                   ) -> dict[str, Any] | None:
     """Multi-task training of the whole model; rank 0 writes RUN_DIR/weights and metrics.
 
-    `dense` trains bench's dense_multitask baseline instead, by this same recipe (masked-beat
-    loss, lead dropout, best epoch by validation loss, calibrated heads): a like-for-like rival.
+    Several datasets (one spec) train as one: real corpora beside the synthetic one, each
+    window's unknown targets left out of the loss. `init` starts from a saved backbone (the
+    heads start fresh), e.g. the synthetic pre-training stage. `dense` trains bench's
+    dense_multitask baseline instead, by this same recipe (masked-beat loss, lead dropout,
+    best epoch by validation loss, calibrated heads): a like-for-like rival.
     """
     from ecgmoe_cli import weights
     from ecgmoe_cli.model.baselines import dense_multitask
@@ -180,7 +184,7 @@ def train_backbone(dataset: Path, run_dir: Path, config_name: str, cfg: FitConfi
 
     info = init_distributed(device)
     try:
-        ds = open_dataset(dataset)
+        ds = open_datasets([dataset] if isinstance(dataset, (str, Path)) else dataset)
         tasks = _dataset_tasks(ds)
         task_weights = dict(task_weights or {})
         unknown = sorted(set(task_weights) - {t.name for t in tasks})
@@ -192,6 +196,8 @@ def train_backbone(dataset: Path, run_dir: Path, config_name: str, cfg: FitConfi
         torch.manual_seed(cfg.seed)
         config = EcgMoeConfig.from_spec(config_name, ds.spec)
         model = (dense_multitask(config, tasks) if dense else EcgMoe(config, tasks)).to(info.device)
+        if init is not None and not resume:
+            _load_backbone_into(model, Path(init), ds)
         model.mark_trainable(None)
         set_regression_scaling(model, ds, train_rows, tasks)
         objective = Objective(model, [t.name for t in tasks], ssl_weight,
@@ -227,6 +233,18 @@ def train_backbone(dataset: Path, run_dir: Path, config_name: str, cfg: FitConfi
         return summary
     finally:
         shutdown(info)
+
+
+def _load_backbone_into(model: Any, init: Path, ds: Dataset) -> None:
+    """Copy a saved backbone's tensors into `model` (same config and spec, fresh heads)."""
+    from ecgmoe_cli import weights
+
+    start, spec, _ = weights.load_model(init, tasks=[])
+    _check_spec(ds, spec, init)
+    if start.config != model.config:
+        raise EcgMoeError(f"backbone config differs from the run's ({model.config.name} "
+                          "preset with this dataset's spec)", init)
+    model.load_state_dict(weights.backbone_tensors(start), strict=False)
 
 
 def resolve_task(name: str, kind: str | None, ds: Dataset) -> Any:
