@@ -64,11 +64,11 @@ weights: real-data
 	  --init $(WORK)/run-synth/weights --epochs $(REAL_EPOCHS) --lr 5e-4 \
 	  --ssl-weight $(REAL_SSL) --quiet
 	$(BIN)/ecgmoe finetune --task $(subst $(space),$(comma),$(TASKS)) --epochs 8 \
-	  $(foreach d,$(REAL_DS),--data $(d)) --backbone $(WORK)/run/weights --quiet
+	  $(foreach d,$(REAL_DS),--data $(d)) --backbone $(WORK)/run/weights -o $(WORK)/run/weights --quiet
 	$(BIN)/ecgmoe finetune --task rr_interval --epochs 8 --data $(WORK)/mitdb-ds \
-	  --data $(WORK)/sim-mix-ds --backbone $(WORK)/run/weights --quiet
+	  --data $(WORK)/sim-mix-ds --backbone $(WORK)/run/weights -o $(WORK)/run/weights --quiet
 	$(BIN)/ecgmoe finetune --task potassium --epochs 8 --data $(WORK)/sim-ds \
-	  --backbone $(WORK)/run/weights --quiet
+	  --backbone $(WORK)/run/weights -o $(WORK)/run/weights --quiet
 	rm -rf weights/backbone.* weights/adapters
 	cp $(WORK)/run/weights/backbone.* weights/
 	cp -r $(WORK)/run/weights/adapters weights/

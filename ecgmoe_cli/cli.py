@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 
@@ -41,6 +42,21 @@ _COMMANDS = {
 }
 for _name, (_fn, _help) in _COMMANDS.items():
     app.command(_name, help=_help)(cli_errors(_fn))
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from ecgmoe_cli import __version__
+
+        print(f"ecgmoe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the version and exit.")] = False) -> None:
+    """ECG-MoE: preprocess ECG folders, train and fine-tune, predict to Parquet, benchmark."""
 
 
 def main() -> None:

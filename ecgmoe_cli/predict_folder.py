@@ -27,7 +27,8 @@ import numpy as np
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.discover import records_under
-from ecgmoe_cli.io.readers import read_record
+from ecgmoe_cli.io.outputs import check_writable, refuse_input_inside
+from ecgmoe_cli.io.readers import check_fs_option, read_record
 from ecgmoe_cli.io.report import ReportWriter, report_schema, shard_of
 from ecgmoe_cli.parallel import FORKS, Prefetch, default_workers, ordered_map, worker_state
 from ecgmoe_cli.prepare import (  # imported before the fork: workers share them
@@ -78,6 +79,7 @@ class PredictOptions:
     lead_map: dict[str, str] | None = None
     fs: float | None = None  # for headerless CSV/NPY
     lead_names: list[str] | None = None  # for headerless CSV/NPY
+    overwrite: bool = False  # replace an existing report (never anything else)
 
 
 @dataclass
@@ -322,6 +324,11 @@ def _check_options(opts: PredictOptions, out: Path) -> None:
         problems.append(f"--workers must be >= 0, got {opts.workers}")
     if problems:
         raise EcgMoeError("; ".join(problems), out)
+    check_fs_option(opts.fs)
+    if not _on_cpu(opts):  # before any file is made (torch is imported for it, early)
+        from ecgmoe_cli.training.ddp import resolve_device
+
+        resolve_device(opts.device)
 
 
 def predict_folder(root: Path, out: Path, opts: PredictOptions,
@@ -344,21 +351,21 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
                                                 else len(order), t.name)))
     names = [t.name for t in tasks]
 
-    paths = records_under(root)
-    mine = [os.path.abspath(p) for p in paths if shard_of(record_key(p, root), n) == i]
-    keys = {p: safe_text(p) for p in mine}  # the `path` column: undecodable bytes made U+FFFD
-
-    if not opts.resume and out.is_file():
-        out.unlink()  # a fresh run replaces an earlier report (it would be merged into the new one)
-
     def report_writer(path: Path, schema: Any) -> ReportWriter:
-        return ReportWriter(path, schema, shard=opts.shard, resume=opts.resume,
-                            rows_per_part=opts.checkpoint_every,
-                            rows_per_group=min(512, opts.checkpoint_every))
+        refuse_input_inside(path, [root])
+        writer = ReportWriter(path, schema, shard=opts.shard, resume=opts.resume,
+                              rows_per_part=opts.checkpoint_every,
+                              rows_per_group=min(512, opts.checkpoint_every))
+        writer.check_target(opts.overwrite)
+        check_writable(writer.parts_dir, path)
+        return writer
 
     writer = report_writer(out, report_schema(tasks, explain=opts.explain))
     win_writer = (report_writer(windows_path(out), report_schema(tasks, window=True))
                   if opts.windows else None)
+    paths = records_under(root)
+    mine = [os.path.abspath(p) for p in paths if shard_of(record_key(p, root), n) == i]
+    keys = {p: safe_text(p) for p in mine}  # the `path` column: undecodable bytes made U+FFFD
     done = writer.done_keys() if opts.resume else set()
     win_done = win_writer.done_keys() if (win_writer is not None and opts.resume) else set()
     todo = [p for p in mine if keys[p] not in done

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.readers import read_record
+from ecgmoe_cli.io.readers import check_fs_option, read_record
 from ecgmoe_cli.io.record import Record
 from ecgmoe_cli.parallel import default_workers, ordered_map, worker_state
+from ecgmoe_cli.progress import Progress
 from ecgmoe_cli.prepare import (  # imported before the fork: workers share them
     CHUNK_S,
     Prepared,
@@ -124,11 +125,15 @@ def preprocess_folder(root: Path, out: Path, spec: PreprocessSpec, opts: Preproc
     """Write the dataset for every record under `root`; returns the run's summary."""
     from ecgmoe_cli.io.dataset import DatasetWriter
     from ecgmoe_cli.io.discover import records_under
+    from ecgmoe_cli.io.outputs import check_dataset_target, refuse_input_inside
     from ecgmoe_cli.io.labels import open_label_source
 
     t0 = time.perf_counter()
     root, out = Path(root), Path(out)
+    check_fs_option(opts.fs)
+    refuse_input_inside(out, [root])
     paths = records_under(root)
+    check_dataset_target(out, overwrite=opts.overwrite)  # before any record is read
     source = open_label_source(root, opts.labels)
     workers = opts.workers or default_workers()
     workers = max(1, min(workers, len(paths) // _CHUNK + 1))
@@ -136,7 +141,7 @@ def preprocess_folder(root: Path, out: Path, spec: PreprocessSpec, opts: Preproc
     first_errors: list[str] = []
     state = {"spec": spec, "opts": opts, "source": source}
     with DatasetWriter(out, spec, source.tasks, overwrite=opts.overwrite) as writer, \
-            _Progress(len(paths), progress) as bar:
+            Progress("preprocess", len(paths), progress and len(paths) > 1, unit="records") as bar:
         for item in ordered_map(_job, paths, workers=workers, chunk=_CHUNK, state=state):
             if isinstance(item, Long):  # prepared here, so only one block is ever in memory
                 try:
@@ -155,7 +160,7 @@ def preprocess_folder(root: Path, out: Path, spec: PreprocessSpec, opts: Preproc
                 _write(writer, item)
                 ok += 1
                 windows += len(item.prepared.n_valid)
-            bar.advance()
+            bar.update(advance=1)
     seconds = time.perf_counter() - t0
     return {
         "input": safe_text(str(root)), "output": safe_text(str(out)), "records": len(paths),
@@ -171,39 +176,3 @@ def _write(writer: Any, done: Done) -> None:
     p = done.prepared
     p.path, p.record = safe_text(str(p.path)), safe_text(p.record)
     writer.add(p, done.labels, done.fold)
-
-
-class _Progress:
-    """A rich progress bar on stderr, or nothing."""
-
-    def __init__(self, total: int, show: bool) -> None:
-        self.total, self.show = total, show and total > 1
-        self._bar: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> _Progress:  # noqa: PYI034
-        if self.show:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            from ecgmoe_cli.commands.common import err_console
-
-            self._bar = Progress(TextColumn("preprocess"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), console=err_console, transient=True)
-            self._bar.__enter__()
-            self._task = self._bar.add_task("records", total=self.total)
-        return self
-
-    def advance(self) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
-

@@ -27,6 +27,7 @@ from ecgmoe_cli.signal.quality import LOW_QUALITY
 from ecgmoe_cli.tasks import Task
 
 WINDOW_FIELDS = ("signal", "lead_mask", "n_valid", "rpeaks", "rr")
+KEEP_ERRORS = 20  # failed records kept for the summary and --json (all are in the report)
 
 
 @dataclass
@@ -217,14 +218,18 @@ def explanation(prep: PreparedLike, out: WindowOutputs, ctx: RowContext,
 
 @dataclass
 class Tally:
-    """Running counts for the end-of-run summary: statuses and per-task positives."""
+    """Running counts for the end-of-run summary: statuses, per-task positives and the first
+    failures (the summary names them; the rest are in the report)."""
 
     status: Counter[str] = field(default_factory=Counter)
     positives: dict[str, Counter[str]] = field(default_factory=dict)
+    errors: list[dict[str, str]] = field(default_factory=list)  # the first KEEP_ERRORS
 
     def add(self, row: dict[str, Any], tasks: Sequence[Task]) -> None:
         self.status[str(row["status"])] += 1
         if row["status"] != "ok":
+            if len(self.errors) < KEEP_ERRORS:
+                self.errors.append({"path": str(row["path"]), "error": str(row["error"])})
             return
         for task in tasks:
             c = self.positives.setdefault(task.name, Counter())

@@ -51,6 +51,19 @@ def default_weights_dir() -> Path:
                       "or build them with `make weights`")
 
 
+def refuse_shipped_weights(out: Path) -> None:
+    """The shipped weights are read, never written (a fine-tune on a few windows once replaced
+    an adapter there without a word)."""
+    try:
+        shipped = default_weights_dir().resolve()
+    except EcgMoeError:  # none in this install: nothing to protect
+        return
+    target = Path(out).resolve()
+    if target == shipped or shipped in target.parents:
+        raise EcgMoeError("that is the shipped weights folder, which is never written; choose "
+                          "another -o", out)
+
+
 def read_backbone_meta(directory: Path) -> dict[str, Any]:
     meta = read_json(Path(directory) / f"{BACKBONE}.json")
     if meta.get("format") != "ecgmoe-backbone" or "backbone_hash" not in meta:

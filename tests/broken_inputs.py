@@ -475,19 +475,20 @@ REAL_RECORDS = ("ptbxl/00001_lr", "cinc2021/E07500")  # linked, never copied
 
 
 def real_links(folder: Path, real_dir: Path) -> list[Case]:
-    """Symlinks to a few real records of shared/ecg-real (their .hea and signal file)."""
+    """Symlinks to a few real records of shared/ecg-real (their .hea and signal file), each in
+    a folder of its own: a record linked in whole reads, while a header of INPUT whose signal
+    file links out of its folder is refused (issue 24, R7)."""
     cases = []
     for rec in REAL_RECORDS:
         src = real_dir / rec
+        home = folder / f"real_{src.name}"
+        home.mkdir()
         links = []
         for f in sorted(src.parent.glob(src.name + ".*")):
-            link = folder / f"real_{f.name}"
+            link = home / f.name
             link.symlink_to(f)
             links.append(link)
-        hea = folder / f"real_{src.name}.hea"
-        text = hea.read_text()  # the header names its own files: keep them resolvable
-        hea.unlink()
-        hea.write_text(text.replace(src.name, f"real_{src.name}"))
+        hea = home / f"{src.name}.hea"
         links.sort(key=lambda p: p.suffix != ".hea")
         cases.append(Case(f"real_{src.name}", hea, tuple(links), OK,
                           f"real record {rec} (symlinked)"))

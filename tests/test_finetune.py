@@ -131,3 +131,23 @@ def test_several_tasks_in_one_run_share_one_encoding(tmp_path, backbone, monkeyp
     assert (out / "adapters" / "sex.safetensors").is_file()
     assert (out / "adapters" / "rhythm.safetensors").is_file()
     assert len(calls) == 1
+
+
+def test_a_misspelt_task_lists_the_known_ones(tmp_path, backbone):
+    """Issue 24 item 12: `--task hypertrophi` names the task meant and every known task."""
+    ds = make_fake_dataset(tmp_path / "ds", n_records=8)
+    r = _finetune(["--task", "hypertrophi", "--data", str(ds), "--backbone", str(backbone),
+                   "-o", str(tmp_path / "out")])
+    assert r.exit_code == 1 and "did you mean 'hypertrophy'?" in r.output
+    assert "known tasks: " in r.output and "rr_interval" in r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_calibration_on_a_small_fold_is_warned(tmp_path, backbone):
+    """Issue 24 item 5: thresholds fitted on the 3 windows of fold 9 with a sex label warn."""
+    ds = make_fake_dataset(tmp_path / "ds", n_records=40)
+    r = _finetune(["--task", "sex", "--data", str(ds), "--backbone", str(backbone), "-o",
+                   str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    assert "warning: calibration on fold 9: sex: only 3 windows scored" in r.stderr
+    assert json.loads(r.stdout)["validation"]["warnings"]

@@ -9,9 +9,13 @@ from typing import Annotated, Any
 import typer
 
 
+MAX_BATCH, MAX_BOOTSTRAP = 65536, 100_000  # beyond these a run is a mistake, not a choice
+
+
 def _fmt(v: Any, ci: list[Any] | None = None, digits: int = 3) -> str:
+    """A figure, or n/a when it is undefined (one class only): never shown as 0."""
     if v is None:
-        return "-"
+        return "n/a"
     s = f"{v:.{digits}f}"
     if ci and None not in ci:
         s += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
@@ -37,18 +41,27 @@ def run(
     """Score weights on a dataset fold: AUROC/F1/ECE, accuracy/macro F1 or MAE per task."""
     from rich.table import Table
 
-    from ecgmoe_cli.commands.common import console
+    from ecgmoe_cli.commands.common import console, err_console
+    from ecgmoe_cli.errors import EcgMoeError
     from ecgmoe_cli.training.runs import evaluate_weights
 
-    from ecgmoe_cli.errors import EcgMoeError
-
     names = [n.strip() for item in tasks or [] for n in item.split(",") if n.strip()]
+    problems = []
     if fold != "all" and not (fold.isdigit() and 1 <= int(fold) <= 10):
-        raise EcgMoeError(f"--fold must be 1-10 or all, got {fold!r}")
+        problems.append(f"--fold must be 1-10 or all, got {fold!r}")
+    if not 1 <= batch_size <= MAX_BATCH:
+        problems.append(f"--batch-size must be in [1, {MAX_BATCH}], got {batch_size}")
+    if not 0 <= bootstrap <= MAX_BOOTSTRAP:
+        problems.append(f"--bootstrap must be in [0, {MAX_BOOTSTRAP}], got {bootstrap}")
+    if problems:
+        raise EcgMoeError("; ".join(problems))
     keep = [n.strip() for n in leads.split(",") if n.strip()] if leads else None
     result = evaluate_weights(dataset, weights, names or None,
                               None if fold == "all" else int(fold), batch_size=batch_size,
                               device=device, n_boot=bootstrap, leads=keep)
+    for scores in result["tasks"].values():
+        for line in scores["warnings"]:
+            err_console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
     if as_json:
         console.print_json(json.dumps(result))
         return

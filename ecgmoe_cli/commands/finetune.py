@@ -22,8 +22,9 @@ def run(
     backbone: Annotated[Path | None, typer.Option(help="Weights folder holding the backbone "
                                                   "(default: the shipped weights).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Weights folder to "
-                                                "write adapters/<task>.* into (default: "
-                                                "--backbone).")] = None,
+                                                "write the backbone and adapters/<task>.* into "
+                                                "(default: a new runs/finetune-<task>-<time>/; "
+                                                "never the shipped weights).")] = None,
     kind: Annotated[str | None, typer.Option(help="For a user task: binary, multilabel, "
                                              "multiclass or regression.")] = None,
     rank: Annotated[int | None, typer.Option(help="LoRA rank (default: the model "
@@ -37,21 +38,34 @@ def run(
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 3e-3,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     seed: Annotated[int, typer.Option(help="Seed of initialisation and shuffling.")] = 0,
-    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint of the run "
+                                         "in -o.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Train one task's adapter + head, calibrate it on fold 9 and save it."""
-    from ecgmoe_cli.commands.common import console
+    from ecgmoe_cli.commands.common import console, err_console
+    from ecgmoe_cli.errors import EcgMoeError
+    from ecgmoe_cli.io.outputs import new_run_dir
     from ecgmoe_cli.training.loop import FitConfig
     from ecgmoe_cli.training.runs import finetune_adapter
 
     fit_cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                         patience=patience)
     names = [n.strip() for item in task for n in item.split(",") if n.strip()]
+    if output is None:
+        if resume:
+            raise EcgMoeError("--resume needs -o: the run folder to continue")
+        output = new_run_dir("finetune", names)
+        if not as_json:
+            err_console.print(f"writing to [bold]{output}[/] (-o to choose)", highlight=False)
     summaries = [finetune_adapter(name, data, backbone, output, fit_cfg, kind=kind, rank=rank,
                                   alpha=alpha, device=device, resume=resume,
                                   progress=not (quiet or as_json)) for name in names]
+    for summary in summaries:  # thresholds calibrated on a handful of windows: say so
+        for line in summary["validation"]["warnings"]:
+            err_console.print(f"[yellow]warning:[/] calibration on fold 9: {line}",
+                              highlight=False, soft_wrap=True)
     if as_json:
         console.print_json(json.dumps(summaries[0] if len(summaries) == 1 else
                                       {"adapters": summaries}))

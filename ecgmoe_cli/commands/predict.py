@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     from ecgmoe_cli.predict_folder import PredictResult
 
 
+SHOW_ERRORS = 5  # failed records named in the summary
+
+
 def run(
     input: Annotated[Path, typer.Argument(metavar="INPUT", help="A folder of records (searched recursively: WFDB "
                                           ".hea, .edf, .bdf, .csv, .npy, DICOM ECG, HL7 aECG / "
@@ -41,6 +44,9 @@ def run(
                                        "(Slurm arrays); write to a directory.")] = "0/1",
     resume: Annotated[bool, typer.Option("--resume", help="Skip records already in OUT (after "
                                          "an interrupted run).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing report "
+                                            "(never a file or folder that is not one).")
+                         ] = False,
     checkpoint_every: Annotated[int, typer.Option(help="Records per sealed part file: the most "
                                                   "a killed run loses before --resume.")
                                 ] = 2048,
@@ -58,9 +64,11 @@ def run(
                      ] = False,
 ) -> None:
     """Predict every task for each record into a Parquet report (schema: README)."""
-    from ecgmoe_cli.commands.common import console, err_console
+    from ecgmoe_cli.commands.common import console
+    from ecgmoe_cli.errors import EcgMoeError
     from ecgmoe_cli.io.report import parse_shard
     from ecgmoe_cli.predict_folder import PredictOptions, predict_folder
+    from ecgmoe_cli.progress import Progress
     from ecgmoe_cli.signal.leads import parse_lead_map
 
     names = [n.strip() for item in tasks or [] for n in item.split(",") if n.strip()]
@@ -68,48 +76,20 @@ def run(
         weights=weights, tasks=names or None, device=device, workers=workers,
         batch_size=batch_size, windows=windows, explain=explain, shard=parse_shard(shard),
         resume=resume, checkpoint_every=checkpoint_every, lead_map=parse_lead_map(lead_map) or None, fs=fs,
-        lead_names=[n.strip() for n in leads.split(",") if n.strip()] if leads else None)
-    with _LazyProgress(show=not (quiet or as_json)) as bar:
-        result = predict_folder(input, output, opts, progress=bar.update)
+        lead_names=[n.strip() for n in leads.split(",") if n.strip()] if leads else None,
+        overwrite=overwrite)
+    with Progress("predict", show=not (quiet or as_json), unit="records") as bar:
+        result = predict_folder(input, output, opts,
+                                progress=lambda done, total: bar.update(done, total))
     if as_json:
         console.print_json(json.dumps(_summary_dict(result)))
     elif not quiet:
-        _print_summary(result)
+        _print_summary(result, name_errors=not input.is_file())  # else the error line below
     n_errors = result.tally.status.get("error", 0)
-    if strict and n_errors:
-        err_console.print(f"[red]error:[/] {n_errors} record(s) failed (--strict)")
-        raise typer.Exit(1)
-
-
-class _LazyProgress:
-    """A transient progress bar on stderr that appears with the first record, not before (so a
-    setup error prints one line alone)."""
-
-    def __init__(self, show: bool) -> None:
-        self.show = show
-        self._bar: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> _LazyProgress:  # noqa: PYI034
-        return self
-
-    def update(self, done: int, total: int) -> None:
-        if not self.show:
-            return
-        if self._bar is None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-            from ecgmoe_cli.commands.common import err_console
-
-            self._bar = Progress("predict", BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), console=err_console, transient=True)
-            self._bar.__enter__()
-            self._task = self._bar.add_task("records", total=total)
-        self._bar.update(self._task, completed=done)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
+    if n_errors and (strict or input.is_file()):  # one file that failed is the run failing
+        first = result.tally.errors[0]["error"]
+        raise EcgMoeError(first if input.is_file() else
+                          f"{n_errors} record(s) failed (--strict); first: {first}")
 
 
 def _summary_dict(r: PredictResult) -> dict[str, Any]:
@@ -118,13 +98,13 @@ def _summary_dict(r: PredictResult) -> dict[str, Any]:
             "weights": str(r.weights_dir), "weights_id": r.weights_id, "tasks": r.tasks,
             "records_found": r.n_found, "records_in_shard": r.n_shard,
             "records_resumed": r.n_resumed, "records_processed": n,
-            "status": dict(r.tally.status), "positives": {t: dict(c) for t, c in
-                                                          r.tally.positives.items()},
+            "status": dict(r.tally.status), "errors": r.tally.errors,
+            "positives": {t: dict(c) for t, c in r.tally.positives.items()},
             "seconds": round(r.seconds, 3),
             "records_per_s": round(n / r.seconds, 2) if r.seconds > 0 else None}
 
 
-def _print_summary(r: PredictResult) -> None:
+def _print_summary(r: PredictResult, name_errors: bool = True) -> None:
     from rich.table import Table
 
     from ecgmoe_cli.commands.common import console
@@ -153,3 +133,17 @@ def _print_summary(r: PredictResult) -> None:
     console.print(f"report: [bold]{r.output}[/]" + (f"; windows: [bold]{r.windows_output}[/]"
                                                       if r.windows_output else "")
                   + f"; weights {r.weights_id}")
+    if name_errors:
+        _print_errors(r)
+
+
+def _print_errors(r: PredictResult) -> None:
+    """The first failed records and their cause on stderr, and where the rest are."""
+    from ecgmoe_cli.commands.common import err_console
+
+    n_errors = r.tally.status.get("error", 0)
+    for e in r.tally.errors[:SHOW_ERRORS]:
+        err_console.print(f"[red]failed:[/] {e['error']}", highlight=False, soft_wrap=True)
+    if n_errors > SHOW_ERRORS:
+        err_console.print(f"... and {n_errors - SHOW_ERRORS} more: the rows with status == "
+                          f"'error' in {r.output}", highlight=False, soft_wrap=True)

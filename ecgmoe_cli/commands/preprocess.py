@@ -48,20 +48,27 @@ def run(
     if as_json:
         print(json.dumps(summary, sort_keys=True))
     elif not quiet:
-        _print_summary(summary)
-    if strict and summary["errors"]:
+        _print_summary(summary, name_errors=not input.is_file())  # else the error line below
+    if summary["errors"] and (strict or input.is_file()):  # one file that failed: the run did
         first = summary["first_errors"][0]
-        raise EcgMoeError(f"{summary['errors']} of {summary['records']} records failed "
+        raise EcgMoeError(first if input.is_file() else
+                          f"{summary['errors']} of {summary['records']} records failed "
                           f"(--strict); first: {first}")
 
 
-def _print_summary(s: dict[str, object]) -> None:
+def _print_summary(s: dict[str, object], name_errors: bool = True) -> None:
     console.print(f"{s['records']} records: [green]{s['ok']} ok[/], "
                   f"{'[red]' if s['errors'] else ''}{s['errors']} errors{'[/]' if s['errors'] else ''}"
                   f", {s['windows']} windows in {s['seconds']:.1f} s "
                   f"({s['records_per_s']:.0f} records/s) -> {s['output']}", highlight=False)
     console.print(f"labels: {s['label_source']}; tasks: {', '.join(s['tasks']) or 'none'}",  # type: ignore[arg-type]
                   highlight=False)
+    if not name_errors:
+        return
     for line in s["first_errors"]:  # type: ignore[attr-defined]
         err_console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
+    rest = int(s["errors"]) - len(s["first_errors"])  # type: ignore[call-overload, arg-type]
+    if rest > 0:
+        err_console.print(f"... and {rest} more: the rows with status == 'error' in "
+                          f"{s['output']}/index.parquet", highlight=False, soft_wrap=True)
 

@@ -42,9 +42,11 @@ def run(
 ) -> None:
     """Train the ECG-MoE backbone on a preprocessed dataset."""
     from ecgmoe_cli.commands.common import console
+    from ecgmoe_cli.io.outputs import check_run_folder
     from ecgmoe_cli.training.loop import FitConfig
     from ecgmoe_cli.training.runs import parse_task_weights, train_backbone
 
+    check_run_folder(output)
     fit_cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                         lead_dropout=lead_dropout)
     summary = train_backbone(dataset, output, config, fit_cfg, device=device, resume=resume,

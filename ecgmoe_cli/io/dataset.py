@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.io.outputs import check_dataset_target
 from ecgmoe_cli.signal.spec import PreprocessSpec
 
 _HEADER_BYTES = 128  # reserved .npy header, rewritten with the final shape on close
@@ -115,8 +116,7 @@ class DatasetWriter:
     def __init__(self, path: str | Path, spec: PreprocessSpec, tasks: Sequence[Any],
                  overwrite: bool = False) -> None:
         self.path = Path(path)
-        if self.path.exists() and not overwrite:
-            raise EcgMoeError("output exists (pass --overwrite to replace it)", self.path)
+        check_dataset_target(self.path, overwrite=overwrite)
         self.spec, self.tasks, self.overwrite = spec, list(tasks), overwrite
         self.tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
         self._rows: list[dict[str, Any]] = []
@@ -132,14 +132,17 @@ class DatasetWriter:
         return pa.schema(fields + [(c, pa.float64()) for c in self._targets])
 
     def __enter__(self) -> DatasetWriter:  # noqa: PYI034 (py3.10: no typing.Self)
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)
-        self.tmp.mkdir(parents=True)
         import pyarrow.parquet as pq
 
-        self._arrays = {name: _NpyAppender(self.tmp / f"{name}.npy", dt, shape)
-                        for name, (dt, shape) in _array_layout(self.spec).items()}
-        self._index = pq.ParquetWriter(self.tmp / "index.parquet", self._schema())
+        try:
+            if self.tmp.exists():
+                shutil.rmtree(self.tmp)
+            self.tmp.mkdir(parents=True)
+            self._arrays = {name: _NpyAppender(self.tmp / f"{name}.npy", dt, shape)
+                            for name, (dt, shape) in _array_layout(self.spec).items()}
+            self._index = pq.ParquetWriter(self.tmp / "index.parquet", self._schema())
+        except OSError as e:  # e.g. /proc, a read-only folder: one line, no half folder
+            self.__exit__(OSError, e, None)
         return self
 
     def _append_row(self, row: dict[str, Any]) -> None:
@@ -198,6 +201,9 @@ class DatasetWriter:
             if self._index is not None:
                 self._index.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if isinstance(exc, OSError):  # a full disk: one line, the temporary folder gone
+                raise EcgMoeError(f"cannot write the dataset ({exc.strerror or exc})",
+                                  self.path) from None
             return
         try:
             for a in self._arrays.values():
@@ -208,6 +214,9 @@ class DatasetWriter:
             (self.tmp / "tasks.json").write_text(
                 json.dumps([task_to_json(t) for t in self.tasks], indent=1))
             self._commit()
+        except OSError as e:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise EcgMoeError(f"cannot write the dataset ({e.strerror or e})", self.path) from None
         except BaseException:
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise
@@ -306,6 +315,9 @@ def open_dataset(path: str | Path) -> Dataset:
     path = Path(path)
     if not path.is_dir():
         raise EcgMoeError("dataset not found (make one with `ecgmoe preprocess`)", path)
+    if not (path / "spec.json").is_file():  # e.g. a folder of records
+        raise EcgMoeError("not a dataset (no spec.json): run `ecgmoe preprocess` first, e.g. "
+                          f"`ecgmoe preprocess {path} -o {path.name}-ds`", path)
     try:
         spec = PreprocessSpec.from_json((path / "spec.json").read_text())
         tasks = [task_from_json(t) for t in json.loads((path / "tasks.json").read_text())]

@@ -5,8 +5,9 @@ EDF, BDF (24-bit EDF), CSV and NPY files as themselves; hospital exports (DICOM 
 without an extension, and HL7 aECG, GE MUSE or Philips XML) by their content (`io/sniff.py`).
 Files that are not records (signal .dat/.mat files, annotations, notes, label tables, DICOM
 images, other XML) are skipped. Symlinked folders are followed once (a link back up the tree
-cannot loop) and a file reached through two paths is listed once. The segments of a
-multi-segment WFDB record are part of its master header's record, not records of their own.
+cannot loop) when they stay inside the folder searched (a link to `/` is not walked), and a
+file reached through two paths is listed once. The segments of a multi-segment WFDB record are
+part of its master header's record, not records of their own.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def discover_records(root: Path) -> list[Path]:
         if header.is_file():
             return [header]
         raise EcgMoeError("no such folder or file", root)
+    home = root.resolve()
     found: dict[tuple[int, int], Path] = {}
     seen_dirs: set[tuple[int, int]] = set()
     stack = [root]
@@ -62,7 +64,8 @@ def discover_records(root: Path) -> list[Path]:
             p = Path(e.path)
             try:
                 if e.is_dir(follow_symlinks=True):
-                    stack.append(p)
+                    if not e.is_symlink() or p.resolve().is_relative_to(home):
+                        stack.append(p)  # a linked folder out of INPUT (even `/`) is not walked
                 elif e.is_file(follow_symlinks=True) and is_record_file(p):
                     fst = p.stat()
                     key = (fst.st_dev, fst.st_ino)

@@ -21,6 +21,7 @@ from ecgmoe_cli.io.record import Record
 from ecgmoe_cli.io.sniff import DICOM_SUFFIXES, XML_ROOTS, has_dicom_marker
 from ecgmoe_cli.io.wfdb_fast import (
     Header,
+    checked_file,
     data_file,
     fast_path_ok,
     parse_header,
@@ -29,6 +30,7 @@ from ecgmoe_cli.io.wfdb_fast import (
 )
 
 _MAX_FS = 100_000.0
+MIN_FS = 10.0  # below this a "rate" stretches 2,500 samples over hours (--fs 0.001 hung predict)
 _TIME_COLUMNS = {"time", "t", "time_s", "seconds", "sample", "index", "timestamp"}
 
 
@@ -74,7 +76,7 @@ def read_record(path: str | Path, *, fs: float | None = None,
 
 def _checked(rec: Record, p: Path) -> Record:
     """Refuse records no later step can use (no samples, absurd rate, names/rows mismatch)."""
-    if not np.isfinite(rec.fs) or rec.fs <= 0 or rec.fs > _MAX_FS:
+    if not plausible_fs(rec.fs):
         raise EcgMoeError(f"sampling rate {rec.fs} Hz is not plausible", p)
     if rec.signal.ndim != 2 or rec.signal.shape[0] == 0 or rec.signal.shape[1] == 0:
         raise EcgMoeError("record has no samples", p)
@@ -117,8 +119,8 @@ def read_header(path: str | Path) -> Record:
 
 def _read_wfdb(p: Path) -> Record:
     h = parse_header(p)
-    for name in {c.file for c in h.channels}:
-        data_file(p, name)  # refuse '../../etc/passwd' before anything opens it
+    for name in sorted({c.file for c in h.channels} - {"~"} | {s + ".hea" for s in h.segments}):
+        checked_file(p, name)  # refuse '../../etc/passwd', a pipe, a link out before any open
     if h.channels and not h.multi_segment and (h.n_samples == 0):
         raise EcgMoeError("record has no samples (header says 0)", p)
     if fast_path_ok(h):
@@ -231,9 +233,21 @@ def _check_edf_size(p: Path) -> None:
 def _need(p: Path, fs: float | None, names: list[str] | None, what: str) -> float:
     if fs is None:
         raise EcgMoeError(f"{what} files carry no sampling rate: pass --fs (and --leads)", p)
-    if not np.isfinite(fs) or fs <= 0 or fs > _MAX_FS:
+    if not plausible_fs(fs):
         raise EcgMoeError(f"sampling rate {fs} Hz is not plausible", p)
     return float(fs)
+
+
+def plausible_fs(fs: float) -> bool:
+    """A sampling rate an ECG can have: finite, in [MIN_FS, 100 kHz]."""
+    return bool(np.isfinite(fs)) and MIN_FS <= fs <= _MAX_FS
+
+
+def check_fs_option(fs: float | None) -> None:
+    """--fs refused before any work (not once per record, after the records are listed)."""
+    if fs is not None and not plausible_fs(fs):
+        raise EcgMoeError(f"--fs {fs} Hz is not a plausible ECG sampling rate (use "
+                          f"{MIN_FS:g}-{_MAX_FS:g} Hz)")
 
 
 def _read_csv(p: Path, fs: float | None, lead_names: list[str] | None) -> Record:

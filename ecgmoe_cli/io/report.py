@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.arrow_table import rows_to_table
+from ecgmoe_cli.io.outputs import check_report_target
 from ecgmoe_cli.tasks import Task
 
 RECORD_FIELDS: list[tuple[str, pa.DataType]] = [
@@ -104,35 +105,62 @@ class ReportWriter:
         self.rows_per_group = rows_per_group
         self.rows_per_part = rows_per_part
         self.resume = resume
-        if not resume:
-            self._clear_previous()
-        self.parts_dir.mkdir(parents=True, exist_ok=True)
-        self._seq = len(self._parts())
+        self._seq = 0
+        self._opened = False  # nothing touched on disk until the first rows (or close)
+        self._made_dir = False
         self._buffer: list[dict[str, object]] = []
         self._writer: pq.ParquetWriter | None = None
         self._tmp: Path | None = None
         self._rows_in_part = 0
         self.rows_written = 0
 
-    def _clear_previous(self) -> None:
-        """A fresh run replaces this shard's earlier parts (other shards' parts stay)."""
-        for part in self._parts():
-            part.unlink()
-        if not self.as_dataset and self.parts_dir.is_dir() and not any(self.parts_dir.iterdir()):
-            self.parts_dir.rmdir()
+    def check_target(self, overwrite: bool) -> None:
+        """Refuse, before anything is written, an `out` that is not a report this tool wrote,
+        or an existing report without --overwrite / --resume."""
+        check_report_target(self.out, self.parts() if self.as_dataset else [],
+                            overwrite=overwrite, resume=self.resume)
 
-    def _parts(self) -> list[Path]:
+    def _open(self) -> None:
+        """First write: a fresh run replaces this shard's earlier parts (other shards' stay)."""
+        if self._opened:
+            return
+        self._opened = True
+        if not self.resume:
+            for part in self.parts():
+                part.unlink()
+        try:
+            self._made_dir = not self.parts_dir.is_dir()
+            self.parts_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise EcgMoeError(f"cannot write the report here ({e.strerror})", self.out) from None
+        self._seq = len(self.parts())
+
+    def parts(self) -> list[Path]:
+        """This shard's sealed part files, in order."""
         if not self.parts_dir.is_dir():
             return []
         return sorted(self.parts_dir.glob(f"{self.prefix}-*.parquet"))
 
     def done_keys(self, column: str = "path") -> set[str]:
-        """Keys already in completed parts (and in a finished single-file report): for --resume."""
-        sources = self._parts() + ([self.out] if not self.as_dataset and self.out.is_file() else [])
+        """Keys already in completed parts (and in a finished single-file report): for --resume.
+
+        A part with other columns (another --tasks, --explain or weights) is refused: its rows
+        could not be merged with this run's."""
+        sources = self.parts() + ([self.out] if not self.as_dataset and self.out.is_file() else [])
         keys: set[str] = set()
         for src in sources:
             try:
-                keys.update(pq.ParquetFile(src).read(columns=[column]).column(column).to_pylist())
+                pf = pq.ParquetFile(src)
+                names = pf.schema_arrow.names
+                if names != self.schema.names:
+                    extra = sorted(set(names) - set(self.schema.names))
+                    lacking = sorted(set(self.schema.names) - set(names))
+                    raise EcgMoeError(
+                        f"cannot resume: it was written with other columns (extra "
+                        f"{extra[:4]}, lacking {lacking[:4]}: other --tasks, --explain or "
+                        f"weights?); resume with the first run's options, or start again "
+                        f"with --overwrite", src)
+                keys.update(pf.read(columns=[column]).column(column).to_pylist())
             except (OSError, pa.ArrowException) as e:
                 raise EcgMoeError(f"cannot resume from {src}: {e}") from None
         return keys
@@ -145,11 +173,15 @@ class ReportWriter:
     def _flush(self) -> None:
         if not self._buffer:
             return
-        if self._writer is None:
-            self._tmp = self.parts_dir / f".{self.prefix}-{self._seq:06d}.parquet.tmp-{os.getpid()}"
-            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
-        table = rows_to_table(self._buffer, self.schema)
-        self._writer.write_table(table)
+        try:
+            if self._writer is None:
+                self._open()
+                name = f".{self.prefix}-{self._seq:06d}.parquet.tmp-{os.getpid()}"
+                self._tmp = self.parts_dir / name
+                self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+            self._writer.write_table(rows_to_table(self._buffer, self.schema))
+        except OSError as e:  # read-only folder, full disk: one line; abort() cleans up
+            raise EcgMoeError(f"cannot write the report ({e.strerror or e})", self.out) from None
         self._rows_in_part += len(self._buffer)
         self.rows_written += len(self._buffer)
         self._buffer.clear()
@@ -167,26 +199,34 @@ class ReportWriter:
 
     def close(self) -> Path:
         """Finish the run: seal the open part; for a single file, merge the parts into it."""
+        self._open()
         self._flush()
         self._close_part()
         if self.as_dataset:
             return self.out
         tmp = self.out.with_name(f".{self.out.name}.tmp-{os.getpid()}")
         # a finished report is carried over only when resuming; a fresh run replaces it
-        sources = ([self.out] if self.resume and self.out.is_file() else []) + self._parts()
-        with pq.ParquetWriter(tmp, self.schema, compression="zstd") as writer:
-            for src in sources:
-                pf = pq.ParquetFile(src)
-                for i in range(pf.num_row_groups):  # row group by row group: constant memory
-                    writer.write_table(pf.read_row_group(i).cast(self.schema))
-        os.replace(tmp, self.out)
+        sources = ([self.out] if self.resume and self.out.is_file() else []) + self.parts()
+        try:
+            with pq.ParquetWriter(tmp, self.schema, compression="zstd") as writer:
+                for src in sources:
+                    pf = pq.ParquetFile(src)
+                    for i in range(pf.num_row_groups):  # row group by row group: constant memory
+                        writer.write_table(pf.read_row_group(i).cast(self.schema))
+            os.replace(tmp, self.out)
+        except OSError as e:  # a full disk: the parts stay for --resume, the temp file goes
+            tmp.unlink(missing_ok=True)
+            raise EcgMoeError(f"cannot write the report ({e.strerror or e})", self.out) from None
         shutil.rmtree(self.parts_dir, ignore_errors=True)
         return self.out
 
     def abort(self) -> None:
-        """Drop the open (incomplete) part; completed parts stay for --resume."""
+        """Drop the open (incomplete) part; completed parts stay for --resume, and a folder
+        this run made and left empty goes."""
         if self._writer is not None:
             self._writer.close()
         if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
         self._writer, self._tmp = None, None
+        if self._made_dir and self.parts_dir.is_dir() and not any(self.parts_dir.iterdir()):
+            self.parts_dir.rmdir()

@@ -19,6 +19,7 @@ from ecgmoe_cli.errors import EcgMoeError
 
 FAST_FORMATS = {"16", "212", "80"}
 _MAX_FS = 100_000.0  # above this a "sampling rate" is a corrupt header, not an ECG
+_MAX_HEADER = 16 << 20  # bytes; a multi-segment header of 100,000 segments is ~3 MiB
 _DEFAULT_GAIN = 200.0  # WFDB: gain 0 or absent means 200 adu per physical unit
 _NAN_SENTINEL = {"16": -32768, "212": -2048, "80": -128}
 _SIG_FMT = re.compile(
@@ -72,6 +73,12 @@ def _int(text: str, what: str, path: Path) -> int:
 def parse_header(path: Path) -> Header:
     """Parse a .hea file; raises EcgMoeError for anything that is not a WFDB header."""
     try:
+        if path.exists() and not path.is_file():
+            raise EcgMoeError("header is not a regular file (a named pipe, device or folder)",
+                              path)
+        if path.exists() and path.stat().st_size > _MAX_HEADER:
+            raise EcgMoeError(f"header is larger than {_MAX_HEADER >> 20} MiB: not a WFDB "
+                              "header", path)
         raw = path.read_bytes()
     except OSError as e:
         raise EcgMoeError(f"cannot read header: {e.strerror or e}", path) from None
@@ -147,6 +154,28 @@ def data_file(header_path: Path, file_name: str) -> Path:
     return target
 
 
+def checked_file(header_path: Path, file_name: str) -> Path:
+    """`data_file`, and once links are followed still inside the header's own folder and a
+    regular file: a named pipe would block the reader, /dev/zero never ends. A missing file
+    passes (the reader names it)."""
+    path = data_file(header_path, file_name)
+    if not (path.exists() or path.is_symlink()):
+        return path
+    real, home = path.resolve(), header_path.resolve().parent
+    if home not in real.parents:
+        raise EcgMoeError(f"file {file_name!r} links out of its record's folder (to {real})",
+                          header_path)
+    if not real.is_file():
+        raise EcgMoeError(f"file {file_name!r} is not a regular file (a named pipe, device "
+                          "or folder)", header_path)
+    return path
+
+
+def stored_bytes(n_values: int, fmt: str) -> int:
+    """Bytes that hold `n_values` samples in a fast format (212: 3 bytes per 2 samples)."""
+    return {"16": 2 * n_values, "80": n_values}.get(fmt, -(-3 * n_values // 2))
+
+
 def fast_path_ok(h: Header) -> bool:
     """True when read_fast can read the record: fast formats, one format and byte offset per
     file, no multiple samples per frame, no skew."""
@@ -178,11 +207,11 @@ def _read_file(header_path: Path, h: Header, rows: list[int]) -> np.ndarray:
     """The physical (len(rows), n) signal stored in one file."""
     ch = [h.channels[i] for i in rows]
     n_sig, fmt = len(ch), ch[0].fmt
-    path = data_file(header_path, ch[0].file)
+    path = checked_file(header_path, ch[0].file)
     try:
         with open(path, "rb") as f:
-            f.seek(ch[0].offset)
-            raw = f.read()
+            f.seek(ch[0].offset)  # only the bytes the header declares (a 2 GB .dat: 24 kB)
+            raw = f.read(stored_bytes(h.n_samples * n_sig, fmt) if h.n_samples else -1)
     except FileNotFoundError:
         raise EcgMoeError(f"signal file {ch[0].file!r} is missing", header_path) from None
     except OSError as e:

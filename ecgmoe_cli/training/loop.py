@@ -19,6 +19,7 @@ from torch import nn
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.model.batch import to_torch
+from ecgmoe_cli.progress import Progress
 from ecgmoe_cli.training.checkpoints import (
     latest_checkpoint,
     optimizer_from_flat,
@@ -50,8 +51,8 @@ class FitConfig:
             problems.append(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             problems.append(f"batch size must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:
-            problems.append(f"learning rate must be > 0, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            problems.append(f"learning rate must be a finite number > 0, got {self.lr}")
         if not 0 <= self.lead_dropout <= 1:
             problems.append(f"lead dropout must be in [0, 1], got {self.lead_dropout}")
         if problems:
@@ -270,25 +271,13 @@ def _validate(objective: nn.Module, dataset: Any, rows: np.ndarray, tasks: Seque
 
 
 class progress_bar:
-    """A rich progress bar on stderr (or nothing): `with progress_bar(...) as advance:`."""
+    """Progress on stderr (or nothing): `with progress_bar(...) as advance:`; see progress.py."""
 
     def __init__(self, enabled: bool, title: str, total: int) -> None:
-        self.enabled, self.title, self.total = enabled, title, total
+        self.p = Progress(title, total, enabled, unit="steps")
 
     def __enter__(self) -> Callable[..., None]:
-        if not self.enabled:
-            return lambda **_: None
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.p = Progress(TextColumn("{task.description}"), BarColumn(),
-                          TextColumn("{task.completed}/{task.total}"),
-                          TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),
-                          console=Console(stderr=True), transient=True)
-        self.p.start()
-        tid = self.p.add_task(self.title, total=self.total, loss=math.nan)
-        return lambda **kw: self.p.update(tid, advance=1, **kw)
+        return lambda **kw: self.p.update(advance=1, **kw)
 
     def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.p.stop()
+        self.p.__exit__(*exc)

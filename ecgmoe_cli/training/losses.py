@@ -7,6 +7,7 @@ that DDP wraps (so every loss term runs inside one DDP forward).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.model.ecgmoe import median_rr_ms
 from ecgmoe_cli.model.heads import task_loss
 
@@ -92,6 +94,8 @@ class Objective(nn.Module):
     def __init__(self, model: nn.Module, tasks: Sequence[str], ssl_weight: float = 0.0,
                  task_weights: Mapping[str, float] | None = None) -> None:
         super().__init__()
+        if not (math.isfinite(ssl_weight) and ssl_weight >= 0):  # inf trained, then lost the run
+            raise EcgMoeError(f"--ssl-weight must be a finite number >= 0, got {ssl_weight}")
         self.model: Any = model  # EcgMoe (Any: its heads are reached by task name)
         self.tasks, self.ssl_weight = list(tasks), ssl_weight
         self.task_weights = dict(task_weights or {})

@@ -5,6 +5,7 @@ Folds: 1-8 train, 9 validation (early stopping, calibration), 10 test.
 
 from __future__ import annotations
 
+import difflib
 import math
 import shutil
 from dataclasses import replace
@@ -17,12 +18,13 @@ import torch
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.dataset import Dataset, open_dataset, open_datasets
+from ecgmoe_cli.io.outputs import new_run_dir
 from ecgmoe_cli.model.encoders import fold_batchnorm
 from ecgmoe_cli.training.calibrate import fit_temperature, fit_thresholds, probabilities
 from ecgmoe_cli.training.ddp import barrier, init_distributed, resolve_device, shutdown
 from ecgmoe_cli.training.loop import FitConfig, iterate_batches
 from ecgmoe_cli.training.scoring import score_task
-from ecgmoe_cli.weights_meta import default_weights_dir
+from ecgmoe_cli.weights_meta import default_weights_dir, refuse_shipped_weights
 
 TRAIN_FOLDS, VAL_FOLD, TEST_FOLD = tuple(range(1, 9)), 9, 10
 _ENCODED: dict[tuple[Any, ...], Any] = {}  # the last backbone features finetune computed
@@ -257,7 +259,11 @@ def resolve_task(name: str, kind: str | None, ds: Dataset) -> Any:
             raise EcgMoeError(f"task {name!r} is {task.kind}, not {kind}")
     else:
         if kind is None:
-            raise EcgMoeError(f"unknown task {name!r}: pass --kind for a labels.csv column")
+            close = difflib.get_close_matches(name, known, n=1)
+            raise EcgMoeError(f"unknown task {name!r}" + (f" (did you mean {close[0]!r}?)"
+                                                          if close else "")
+                              + f"; known tasks: {', '.join(known)}; or pass --kind for a "
+                              "labels.csv column")
         cols = [c for c in ds.index.columns if c.startswith(f"y_{name}__")]
         labels = [c.split("__", 1)[1] for c in cols] if kind in ("binary", "multilabel") else []
         if kind == "multiclass":
@@ -284,7 +290,8 @@ def finetune_adapter(task_name: str, dataset: Path | Sequence[Path], backbone: P
 
     device = resolve_device(device)
     backbone = default_weights_dir() if backbone is None else Path(backbone)
-    output = backbone if output is None else Path(output)
+    output = new_run_dir("finetune", [task_name]) if output is None else Path(output)
+    refuse_shipped_weights(output)
     ds = open_datasets([dataset] if isinstance(dataset, (str, Path)) else dataset)
     task = resolve_task(task_name, kind, ds)
     model: Any  # EcgMoe; Any because heads are reached by task name
