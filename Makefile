@@ -9,11 +9,13 @@ REAL ?= ../shared/ecg-real
 # task's adapter learns from real labels where any exist, from synthetic ones only for
 # potassium, and for rr_interval beside MIT-BIH's (which has no record in validation fold 9).
 # Stage 2 leaves the masked-beat loss out (REAL_SSL=0): it doubles the cost of a step, and on a
-# 2-core CPU the labelled real windows are worth more.
+# 2-core CPU the labelled real windows are worth more. A second pass (REAL_EPOCHS2, a warm
+# restart of the cosine schedule at a lower rate) continues from the first.
 WEIGHTS_N ?= 20000
 WEIGHTS_EPOCHS ?= 6
 MIX_N ?= 3000
 REAL_EPOCHS ?= 3
+REAL_EPOCHS2 ?= 4
 REAL_SSL ?= 0
 WORK ?= data/weights-build
 TRAIN_DATA ?= ../shared/ecg-train
@@ -63,6 +65,10 @@ weights: real-data
 	$(BIN)/ecgmoe train $(WORK)/sim-mix-ds $(REAL_DS) -o $(WORK)/run \
 	  --init $(WORK)/run-synth/weights --epochs $(REAL_EPOCHS) --lr 5e-4 \
 	  --ssl-weight $(REAL_SSL) --quiet
+	rm -rf $(WORK)/run2
+	$(BIN)/ecgmoe train $(WORK)/sim-mix-ds $(REAL_DS) -o $(WORK)/run2 \
+	  --init $(WORK)/run/weights --epochs $(REAL_EPOCHS2) --lr 3e-4 --ssl-weight $(REAL_SSL) --quiet
+	rm -rf $(WORK)/run && mv $(WORK)/run2 $(WORK)/run
 	$(BIN)/ecgmoe finetune --task $(subst $(space),$(comma),$(TASKS)) --epochs 8 \
 	  $(foreach d,$(REAL_DS),--data $(d)) --backbone $(WORK)/run/weights -o $(WORK)/run/weights --quiet
 	$(BIN)/ecgmoe finetune --task rr_interval --epochs 8 --data $(WORK)/mitdb-ds \
