@@ -229,28 +229,22 @@ def twelve_lead_labels(model: Any, path: Path) -> dict[str, Any]:
     from ecgmoe_cli.training.metrics import auroc, mae
 
     ds, rows, pred = window_outputs(model, path, None)
-    exact, tp, fp, fn = 0, 0, 0, 0
-    misses: dict[str, list[int]] = {}
-    for i in range(len(rows)):
-        right = True
-        for name in ("infarction", "hypertrophy", "conduction", "st_t", "rhythm"):
-            task = model.tasks[name]
-            y = ds.targets(rows[i:i + 1], [task])[name][0]
-            called = pred[name][i] >= np.array(model.heads[name].thresholds)
-            for j, lb in enumerate(task.labels):
-                if not np.isfinite(y[j]):
-                    continue
-                t, c = bool(y[j] == 1), bool(called[j])
-                tp, fp, fn = tp + (t and c), fp + (c and not t), fn + (t and not c)
-                if t != c:
-                    right = False
-                    hit = misses.setdefault(lb, [0, 0, 0])  # [positives, found, false calls]
-                    hit[0] += t
-                    hit[2] += c and not t
-                elif t:
-                    misses.setdefault(lb, [0, 0, 0])[0] += 1
-                    misses[lb][1] += 1
-        exact += right
+    right = np.ones(len(rows), bool)
+    tp = fp = fn = 0
+    per_label: dict[str, list[int]] = {}  # label -> [positives, found, false calls]
+    for name in ("infarction", "hypertrophy", "conduction", "st_t", "rhythm"):
+        task = model.tasks[name]
+        y = ds.targets(rows, [task])[name]
+        called = pred[name] >= np.array(model.heads[name].thresholds)
+        known = np.isfinite(y)
+        t, c = (y == 1) & known, called & known
+        right &= ~((t != c) & known).any(1)
+        tp, fp, fn = tp + int((t & c).sum()), fp + int((c & ~t).sum()), fn + int((t & ~c).sum())
+        for j, lb in enumerate(task.labels):
+            counts = [int(t[:, j].sum()), int((t & c)[:, j].sum()), int((c & ~t)[:, j].sum())]
+            if any(counts):
+                per_label[lb] = counts
+    exact = int(right.sum())
     age = ds.column("y_age", rows)
     fem = ds.column("y_sex__female", rows)
     ka, ks = np.isfinite(age), np.isfinite(fem)
@@ -258,7 +252,7 @@ def twelve_lead_labels(model: Any, path: Path) -> dict[str, Any]:
     return {"records": int(len(rows)), "all_five_tasks_right": int(exact),
             "precision": _num(tp / (tp + fp)) if tp + fp else None,
             "recall": _num(tp / (tp + fn)) if tp + fn else None,
-            "labels_positives_found_false_calls": {k: v for k, v in misses.items() if any(v)},
+            "labels_positives_found_false_calls": per_label,
             "age_mae": _num(mae(age[ka], pred["age"].reshape(-1)[ka])),
             "age_mae_mean": _num(mae(age[ka], np.full(ka.sum(), age[ka].mean()))),
             "sex_right": int((called_f[ks] == (fem[ks] == 1)).sum()), "sex_n": int(ks.sum()),

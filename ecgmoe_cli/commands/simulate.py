@@ -38,8 +38,7 @@ def run(
     quiet: Annotated[bool, typer.Option(help="No progress bar or summary.")] = False,
 ) -> None:
     """Write N records as records500/NNNNN/NNNNN_hr.{hea,dat} plus ptbxl_database.csv."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from ecgmoe_cli.progress import Progress
     from ecgmoe_cli.simulate.tree import default_workers, write_tree
 
     out = out_dir.expanduser()
@@ -53,11 +52,9 @@ def run(
     tmp.mkdir()
     k = workers or default_workers()
     try:
-        with Progress(TextColumn("simulate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, disable=quiet, transient=True) as bar:
-            task = bar.add_task("records", total=n)
+        with Progress("simulate", n, not quiet, unit="records") as bar:
             rows = write_tree(tmp, n, seed, fs, duration, k,
-                              progress=lambda m: bar.advance(task, m), showcase=showcase)
+                              progress=lambda m: bar.update(advance=m), showcase=showcase)
         if out.exists() and not any(out.iterdir()):
             out.rmdir()
         _swap_in(tmp, out, overwrite)

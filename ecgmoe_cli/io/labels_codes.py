@@ -133,7 +133,8 @@ def superclass_targets(codes: Iterable[str], table: dict[str, CodeRule]) -> dict
     found = {table[c].superclass for c in codes if c in table and table[c].superclass}
     if found:
         return {f"y_superclass__{lb}": float(lb in found) for lb in TASKS["superclass"].labels}
-    return {c: NAN for name in ("superclass", *DIAGNOSTIC_TASKS[:4]) for c in TASKS[name].columns()}
+    morphology = [t for t in DIAGNOSTIC_TASKS if t != "rhythm"]
+    return {c: NAN for name in ("superclass", *morphology) for c in TASKS[name].columns()}
 
 
 def report_to_targets(text: str) -> dict[str, float]:
