@@ -66,11 +66,13 @@ def by_record(ds: Any, rows: np.ndarray) -> tuple[list[str], list[np.ndarray]]:
     return [str(names[i]) for i in order], [np.flatnonzero(paths == names[i]) for i in order]
 
 
-def per_record(model: Any, pred: dict, groups: list[np.ndarray]) -> dict[str, np.ndarray]:
+def per_record(model: Any, pred: dict, groups: list[np.ndarray], stride_s: float
+               ) -> dict[str, np.ndarray]:
     """Window outputs aggregated per record by `predict`'s rule."""
-    from ecgmoe_cli.report_rows import aggregate
+    from ecgmoe_cli.report_rows import aggregate, sustained_windows
 
-    return {t: np.stack([aggregate(model.tasks[t], v[g]) for g in groups])
+    k = sustained_windows(stride_s)
+    return {t: np.stack([aggregate(model.tasks[t], v[g], k) for g in groups])
             for t, v in pred.items()}
 
 
@@ -173,7 +175,7 @@ def cinc2017(model: Any, path: Path, fold: int, n_boot: int) -> dict[str, Any]:
 
     ds, rows, pred = window_outputs(model, path, [fold])
     names, groups = by_record(ds, rows)
-    rec = per_record(model, pred, groups)
+    rec = per_record(model, pred, groups, ds.spec.stride_s)
     first = rows[[g[0] for g in groups]]
     afib = ds.targets(first, [ds_task(ds, "rhythm")])["rhythm"][:, 0]
     noisy = ds.targets(first, [ds_task(ds, "noise")])["noise"][:, 0] == 1

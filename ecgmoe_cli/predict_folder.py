@@ -45,6 +45,7 @@ from ecgmoe_cli.report_rows import (
     WindowOutputs,
     error_row,
     record_row,
+    sustained_windows,
     weights_id,
     window_rows,
 )
@@ -434,7 +435,8 @@ def _start_model(weights_dir: Path, names: list[str], opts: PredictOptions,
         raise EcgMoeError("backbone.json changed while predict started", weights_dir)
     ctx = RowContext(tuple(model.tasks[t] for t in names),
                      {t: tuple(model.heads[t].thresholds) for t in names},  # type: ignore
-                     spec.fs, weights_id(meta, names), spec.hash())
+                     spec.fs, weights_id(meta, names), spec.hash(),
+                     sustained_windows(spec.stride_s))
     return Predictor(model, names, device, opts.batch_size, opts.explain), ctx
 
 

@@ -211,7 +211,8 @@ def test_windows_and_explain(records: Path, weights_dir: Path, tmp_path: Path) -
     holter = [w for w in wins if w["record"] == "data_101_6"]
     assert [w["window"] for w in holter] == list(range(11))
     record = next(r for r in ok if r["record"] == "data_101_6")
-    assert record["rhythm_afib_prob"] == pytest.approx(max(w["rhythm_afib_prob"] for w in holter))
+    af = np.array([w["rhythm_afib_prob"] for w in holter])  # strongest 30 s (3 windows)
+    assert record["rhythm_afib_prob"] == pytest.approx(np.convolve(af, np.ones(3) / 3, "valid").max())
     assert record["age_years"] == pytest.approx(np.median([w["age_years"] for w in holter]))
     for r in ok:
         exp = json.loads(r["explain"])
@@ -224,6 +225,8 @@ def test_windows_and_explain(records: Path, weights_dir: Path, tmp_path: Path) -
 def test_aggregation_rules() -> None:
     p = np.array([[0.1, 0.9], [0.3, 0.2], [0.5, 0.4]], np.float32)
     np.testing.assert_allclose(aggregate(TASKS["conduction"], p), [0.5, 0.9])  # max
+    np.testing.assert_allclose(aggregate(TASKS["conduction"], p, 2), [0.4, 0.55])  # best 2 in a row
+    np.testing.assert_allclose(aggregate(TASKS["conduction"], p, 5), [0.3, 0.5])  # short: mean
     np.testing.assert_allclose(aggregate(TASKS["sex"], p[:, :1]), [0.3])  # mean
     np.testing.assert_allclose(aggregate(TASKS["age"], p[:, :1]), [0.3])  # median
 
