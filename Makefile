@@ -54,6 +54,7 @@ real-data: install
 	$(PRE) $(TRAIN_DATA)/mitdb -o $(WORK)/mitdb-ds
 	$(PRE) $(REAL)/cpsc2021 -o $(WORK)/cpsc2021-ds
 	$(PRE) $(REAL)/svdb -o $(WORK)/svdb-ds
+	$(PRE) $(REAL)/cinc2021 -o $(WORK)/cinc2021-ds
 
 weights: real-data
 	$(BIN)/ecgmoe simulate $(WORK)/sim -n $(WEIGHTS_N) --seed 1 --overwrite --quiet
@@ -81,7 +82,8 @@ weights: real-data
 	$(BIN)/ecgmoe evaluate $(WORK)/sim-ds --weights weights --json > weights/metrics.json
 	$(BIN)/python benchmarks/real_eval.py --weights weights --ptbxl $(WORK)/ptbxl-ds \
 	  --cinc2017 $(WORK)/cinc2017-ds --mitdb $(WORK)/mitdb-ds --annotated $(WORK)/cpsc2021-ds \
-	  --annotated $(WORK)/svdb-ds --json weights/metrics_real.json > /dev/null
+	  --annotated $(WORK)/svdb-ds --twelve-lead $(WORK)/cinc2021-ds --bootstrap 200 \
+	  --json weights/metrics_real.json > /dev/null
 
 # `make baselines`: per_task and dense_multitask trained on the same corpus, for
 # `ecgmoe bench --data $(WORK)/sim-ds --weights weights --baselines $(WORK)/baselines` (~90 min);

@@ -1,9 +1,9 @@
 """Weights on real validation records, measured as ECG papers measure them (issue 22).
 
 Run (datasets made by `ecgmoe preprocess`, e.g. by `make real-data`):
-  .venv/bin/python benchmarks/real_eval.py --weights weights --ptbxl data/real/ptbxl \
-      --cinc2017 data/real/cinc2017 --mitdb data/real/mitdb --cpsc2021 data/real/cpsc2021 \
-      [--fold 9] [--json out.json]
+  W=data/weights-build; .venv/bin/python benchmarks/real_eval.py --weights weights \
+      --ptbxl $W/ptbxl-ds --cinc2017 $W/cinc2017-ds --mitdb $W/mitdb-ds \
+      --annotated $W/cpsc2021-ds [--twelve-lead $W/cinc2021-ds] [--fold 9] [--json out.json]
 
 - PTB-XL (strat_fold 9 by default): superdiagnostic macro AUROC over NORM, MI, STTC, CD, HYP
   on the records with at least one diagnostic statement (the PTB-XL benchmark's protocol),
