@@ -58,7 +58,8 @@ def run(
     fs: Annotated[float | None, typer.Option(
         help="Sampling rate in Hz, for files that do not store one (CSV, NPY).")] = None,
     leads: Annotated[str | None, typer.Option(
-        help="Comma-separated lead names for CSV/NPY files, e.g. I,II,V1.")] = None,
+        help="Leads to use, e.g. I,II,V1 (the rest masked, as evaluate --leads); they "
+             "also name the columns of CSV/NPY files without a header row.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")
                      ] = False,
@@ -81,6 +82,7 @@ def run(
     with Progress("predict", show=not (quiet or as_json), unit="records") as bar:
         result = predict_folder(input, output, opts,
                                 progress=lambda done, total: bar.update(done, total))
+    _warn_stale(result)
     if as_json:
         console.print_json(json.dumps(_summary_dict(result)))
     elif not quiet:
@@ -99,9 +101,22 @@ def _summary_dict(r: PredictResult) -> dict[str, Any]:
             "records_found": r.n_found, "records_in_shard": r.n_shard,
             "records_resumed": r.n_resumed, "records_processed": n,
             "status": dict(r.tally.status), "errors": r.tally.errors,
+            "resume_changed": r.changed, "resume_vanished": r.vanished,
             "positives": {t: dict(c) for t, c in r.tally.positives.items()},
             "seconds": round(r.seconds, 3),
             "records_per_s": round(n / r.seconds, 2) if r.seconds > 0 else None}
+
+
+def _warn_stale(r: PredictResult) -> None:
+    """--resume: say which earlier rows were not kept, and why."""
+    from ecgmoe_cli.commands.common import err_console
+
+    for keys, what in ((r.changed, "changed since the first run (size or time): predicted "
+                        "again"), (r.vanished, "no longer under INPUT: their rows dropped")):
+        if keys:
+            first = ", ".join(keys[:SHOW_ERRORS]) + (" ..." if len(keys) > SHOW_ERRORS else "")
+            err_console.print(f"[yellow]warning:[/] --resume: {len(keys)} record(s) {what} "
+                              f"({first})", highlight=False, soft_wrap=True)
 
 
 def _print_summary(r: PredictResult, name_errors: bool = True) -> None:

@@ -37,7 +37,8 @@ _TIME_COLUMNS = {"time", "t", "time_s", "seconds", "sample", "index", "timestamp
 def read_record(path: str | Path, *, fs: float | None = None,
                 lead_names: list[str] | None = None) -> Record:
     """Read one record file. `fs` and `lead_names` are needed for CSV/NPY (a CSV header row
-    gives the names) and override nothing for self-describing formats."""
+    gives the names); in a record that names its own leads, `lead_names` (`--leads`) keeps
+    only those leads, as `evaluate --leads` does."""
     p = Path(path)
     if p.suffix == "" and p.with_suffix(".hea").is_file():
         p = p.with_suffix(".hea")  # a WFDB record named without its extension
@@ -71,7 +72,27 @@ def read_record(path: str | Path, *, fs: float | None = None,
     except Exception as e:  # noqa: BLE001 (third-party readers raise anything on a bad file)
         msg = " ".join(str(e).split())[:200] or type(e).__name__
         raise EcgMoeError(f"unreadable record ({type(e).__name__}: {msg})", p) from None
-    return _checked(rec, p)
+    rec = _checked(rec, p)
+    if lead_names and not rec.meta.get("named_by_leads"):  # the file named its own leads
+        rec = keep_leads(rec, lead_names)
+    return rec
+
+
+def keep_leads(rec: Record, wanted: list[str]) -> Record:
+    """`rec` with only the channels that feed one of the `wanted` leads (canonical names or
+    aliases); none of them in the record is an error naming what it has."""
+    from ecgmoe_cli.signal.leads import CANONICAL_LEADS, canonicalize, lead_of
+
+    keep = {lead_of(n) or n for n in wanted}
+    mapping = canonicalize(rec.lead_names)
+    rows = sorted(i for lead, i in zip(CANONICAL_LEADS, mapping.source_index)
+                  if i is not None and lead in keep)
+    if not rows:
+        raise EcgMoeError(f"none of the leads --leads keeps ({', '.join(wanted)}) is in the "
+                          f"record (it has {', '.join(mapping.used) or 'no ECG lead'})", rec.path)
+    rec.signal = rec.signal[rows]
+    rec.lead_names = [rec.lead_names[i] for i in rows]
+    return rec
 
 
 def _checked(rec: Record, p: Path) -> Record:
@@ -273,13 +294,14 @@ def _read_csv(p: Path, fs: float | None, lead_names: list[str] | None) -> Record
         if len(header) != data.shape[1]:
             raise EcgMoeError(f"CSV header has {len(header)} names for {data.shape[1]} columns", p)
         cols = [i for i in cols if header[i].lower() not in _TIME_COLUMNS]
-    names = lead_names or ([header[i] for i in cols] if has_header else None)
+    names = [header[i] for i in cols] if has_header else lead_names
     if names is None:
         raise EcgMoeError("CSV has no header row naming the leads: pass --leads", p)
     if len(names) != len(cols):
         raise EcgMoeError(f"{len(names)} lead names for {len(cols)} CSV columns", p)
     sig = np.ascontiguousarray(data[:, cols].T)
-    return Record(str(p), p.stem, sig, fs_, list(names), [], {"format": "csv"})
+    return Record(str(p), p.stem, sig, fs_, list(names), [],
+                  {"format": "csv", "named_by_leads": not has_header})
 
 
 def _is_number(s: str) -> bool:
@@ -308,4 +330,4 @@ def _read_npy(p: Path, fs: float | None, lead_names: list[str] | None) -> Record
     if arr.shape[0] != len(lead_names):
         raise EcgMoeError(f"{len(lead_names)} lead names for an array of shape {arr.shape}", p)
     return Record(str(p), p.stem, np.ascontiguousarray(arr, dtype=np.float32), fs_,
-                  list(lead_names), [], {"format": "npy"})
+                  list(lead_names), [], {"format": "npy", "named_by_leads": True})
