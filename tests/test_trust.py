@@ -1,0 +1,198 @@
+"""Output a user can trust (issue 24): the cases the first pass left open, each through the
+CLI or the function the CLI calls (items 4, 6, 7, 10, 12; R5, R8-R12, R15, R18)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from broken_inputs import _wfdb, ecg_like
+from test_output_safety import _cli, _one_line_error
+
+from ecgmoe_cli.signal.leads import CANONICAL_LEADS
+
+LEADS = list(CANONICAL_LEADS)
+
+
+def _twelve_lead(folder: Path, name: str = "rec", seed: int = 0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return _wfdb(folder, name, ecg_like(250, 10, n_leads=12, seed=seed), 250, LEADS)[0]
+
+
+def _rows(path: Path) -> list[dict]:
+    return pq.read_table(path).to_pylist()
+
+
+# --- item 4: zeroed leads are not listed as used, and are warned about ---------------------
+
+def test_zeroed_leads_are_not_listed_as_used_and_are_warned(tmp_path: Path,
+                                                             tiny_weights: Path) -> None:
+    sig = ecg_like(250, 10, n_leads=12)
+    sig[6:] = 0.0  # V1-V6 unplugged
+    (tmp_path / "in").mkdir()
+    _wfdb(tmp_path / "in", "v_off", sig, 250, LEADS)
+    code, _, err = _cli("predict", tmp_path / "in", "-o", tmp_path / "r.parquet",
+                        "--weights", tiny_weights, "--workers", 1, "-q")
+    assert code == 0, err
+    (row,) = _rows(tmp_path / "r.parquet")
+    assert row["leads_used"] == "I,II,III,aVR,aVL,aVF"
+    assert "V1, V2, V3, V4, V5, V6 flat, saturated or missing throughout" in row["lead_warnings"]
+
+
+# --- item 10: predict --leads keeps only those leads, for every reader --------------------
+
+def test_predict_leads_is_honoured_on_wfdb_records(tmp_path: Path, tiny_weights: Path) -> None:
+    _twelve_lead(tmp_path / "in")
+    out = tmp_path / "r.parquet"
+    code, _, err = _cli("predict", tmp_path / "in", "-o", out, "--weights", tiny_weights,
+                        "--workers", 1, "-q", "--leads", "I,II")
+    assert code == 0, err
+    (row,) = _rows(out)
+    assert row["status"] == "ok" and row["leads_used"] == "I,II"
+    code, _, err = _cli("predict", tmp_path / "in", "-o", out, "--weights", tiny_weights,
+                        "--workers", 1, "-q", "--leads", "V9", "--overwrite")
+    (row,) = _rows(out)
+    assert row["status"] == "error" and "none of the leads --leads keeps (V9)" in row["error"]
+
+
+# --- R11: two runs on one -o: the second is refused by a lock -----------------------------
+
+def test_a_second_run_on_the_same_output_is_refused_by_the_lock(tmp_path: Path,
+                                                               tiny_weights: Path) -> None:
+    from ecgmoe_cli.io.outputs import OutputLock
+
+    _twelve_lead(tmp_path / "in")
+    out = tmp_path / "r.parquet"
+    held = OutputLock(out)
+    held.acquire()  # as a first run does for its whole length
+    try:
+        code, _, err = _cli("predict", tmp_path / "in", "-o", out, "--weights", tiny_weights,
+                            "--workers", 1, "-q")
+        _one_line_error(code, err, "another run is writing this report now")
+        assert not out.exists() and not (tmp_path / "r.parquet.partial").exists()
+    finally:
+        held.release()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]  # the lock file went too
+    code, _, err = _cli("predict", tmp_path / "in", "-o", out, "--weights", tiny_weights,
+                        "--workers", 1, "-q")
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "r.parquet"]
+
+
+def test_two_predicts_at_once_one_runs_and_the_other_is_refused(tmp_path: Path,
+                                                               tiny_weights: Path) -> None:
+    import subprocess
+    import sys
+
+    for k in range(3):
+        _twelve_lead(tmp_path / "in", f"rec{k}", seed=k)
+    out = tmp_path / "r.parquet"
+    cmd = [sys.executable, "-m", "ecgmoe_cli", "predict", str(tmp_path / "in"), "-o",
+           str(out), "--weights", str(tiny_weights), "--workers", "1", "-q"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(c for c, _ in results)
+    # both may succeed one after the other only if the first finished before the second began
+    # (then the second must have refused the existing report); never both writing at once
+    assert codes[0] == 0, results
+    if codes[1] != 0:
+        err = next(e for c, e in results if c != 0)
+        assert ("another run is writing" in err or "report exists" in err), err
+    assert sorted(r["record"] for r in _rows(out)) == ["rec0", "rec1", "rec2"]
+
+
+# --- R12: --resume notices records that changed or vanished -------------------------------
+
+def test_resume_redoes_changed_records_and_drops_vanished_ones(tmp_path: Path,
+                                                               tiny_weights: Path) -> None:
+    import os
+
+    for k in range(3):
+        _twelve_lead(tmp_path / "in", f"rec{k}", seed=k)
+    out = tmp_path / "r.parquet"
+    base = ["predict", tmp_path / "in", "-o", out, "--weights", tiny_weights, "--workers", 1,
+            "-q"]
+    assert _cli(*base)[0] == 0
+    before = {r["record"]: r for r in _rows(out)}
+    for suffix in (".hea", ".dat"):
+        (tmp_path / "in" / f"rec0{suffix}").unlink()
+    dat = tmp_path / "in" / "rec1.dat"
+    _wfdb(tmp_path / "in", "rec1", ecg_like(250, 10, n_leads=12, bpm=140, seed=7), 250, LEADS)
+    os.utime(dat, ns=(1, 1))  # another time even on a coarse clock
+    code, _, err = _cli(*base, "--resume")
+    assert code == 0, err
+    assert "1 record(s) changed since the first run" in err and "rec1.hea" in err
+    assert "1 record(s) no longer under INPUT: their rows dropped" in err and "rec0.hea" in err
+    after = {r["record"]: r for r in _rows(out)}
+    assert sorted(after) == ["rec1", "rec2"]  # one row each: the stale one went
+    assert after["rec2"]["heart_rate_bpm"] == before["rec2"]["heart_rate_bpm"]
+    assert after["rec1"]["heart_rate_bpm"] > 120 > before["rec1"]["heart_rate_bpm"]
+    # a dataset output: the parts holding stale rows are rewritten without them
+    ds = tmp_path / "res"
+    base[3] = ds
+    assert _cli(*base)[0] == 0
+    (tmp_path / "in" / "rec2.hea").unlink()
+    code, _, err = _cli(*base, "--resume")
+    assert code == 0 and "no longer under INPUT" in err, err
+    assert sorted(r["record"] for r in pq.read_table(ds).to_pylist()) == ["rec1"]
+
+
+# --- item 6: plot --report flags findings only; a trait reads as a value -------------------
+
+def test_a_female_or_normal_ecg_is_not_a_finding_and_sex_reads_as_a_word() -> None:
+    from ecgmoe_cli.plotting.predictions import is_flagged, prediction_lines
+
+    woman = {"status": "ok", "sex_pred": "female", "sex_female_prob": 0.9,
+             "superclass_pred": "norm", "superclass_norm_prob": 0.8, "rhythm_pred": ""}
+    assert not is_flagged(woman)
+    assert is_flagged({**woman, "rhythm_pred": "afib", "rhythm_afib_prob": 0.7})
+    assert is_flagged({**woman, "superclass_pred": "norm,mi"})
+    lines = prediction_lines({**woman, "sex_pred": "", "sex_female_prob": 0.1})
+    assert "sex: male (p female 0.10)" in lines
+    assert "sex: female (p female 0.90)" in prediction_lines(woman)
+    assert not any("no findings" in line and "sex" in line for line in lines)
+
+
+def test_plot_report_draws_no_record_for_sex_alone(real_dir: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    cinc = real_dir / "cinc2021"
+    report = tmp_path / "r.parquet"
+    pd.DataFrame([
+        {"path": str(cinc / "E07505.hea"), "record": "E07505", "status": "ok",
+         "sex_pred": "female", "sex_female_prob": 0.9, "rhythm_pred": "brady"},
+        {"path": str(cinc / "E07506.hea"), "record": "E07506", "status": "ok",
+         "sex_pred": "female", "sex_female_prob": 0.9, "rhythm_pred": ""},
+    ]).to_parquet(report)
+    code, out, err = _cli("plot", "--report", report, "-o", tmp_path / "figs")
+    assert code == 0, out + err
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["E07505.png"]
+
+
+# --- R10: plot --report with crafted `record` values stays inside -o -----------------------
+
+def test_crafted_record_names_stay_inside_the_output_folder(real_dir: Path,
+                                                            tmp_path: Path) -> None:
+    import pandas as pd
+
+    rec = str(real_dir / "cinc2021" / "E07505.hea")
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    report = work / "r.parquet"
+    found = {"status": "ok", "rhythm_pred": "brady"}
+    pd.DataFrame([
+        {**found, "path": rec, "record": "../../escaped"},
+        {**found, "path": rec, "record": str(tmp_path / "absolute")},
+        {**found, "path": rec + "\0.png", "record": "nul"},
+        {**found, "path": rec, "record": "..\\..\\win"},
+        {**found, "path": rec, "record": "good"},
+    ]).to_parquet(report)
+    figs = work / "figs"
+    code, out, err = _cli("plot", "--report", report, "-o", figs)
+    assert code == 1  # the NUL row could not be drawn: said, and the run's exit says so
+    assert "Traceback" not in out + err and (out + err).count("bad record path") == 1
+    assert sorted(p.name for p in figs.iterdir()) == ["absolute.png", "escaped.png",
+                                                      "good.png", "win.png"]
+    assert not list(tmp_path.glob("*.png")) and not list((tmp_path / "a").glob("*.png"))
