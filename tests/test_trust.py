@@ -196,3 +196,23 @@ def test_crafted_record_names_stay_inside_the_output_folder(real_dir: Path,
     assert sorted(p.name for p in figs.iterdir()) == ["absolute.png", "escaped.png",
                                                       "good.png", "win.png"]
     assert not list(tmp_path.glob("*.png")) and not list((tmp_path / "a").glob("*.png"))
+
+
+# --- R18: labels.csv with rows that disagree for one record -------------------------------
+
+def test_conflicting_label_rows_for_one_record_are_refused_by_name(tmp_path: Path) -> None:
+    from test_output_safety import CSV, _csv_record
+
+    from ecgmoe_cli.io.labels import open_label_source
+
+    root = tmp_path / "in"
+    root.mkdir()
+    _csv_record(root / "good0.csv")
+    _csv_record(root / "good1.csv", 90)
+    (root / "labels.csv").write_text("record,age,sex\ngood0,40,F\ngood1,50,M\ngood1,50,M\n")
+    assert open_label_source(root, "csv").tasks  # a repeated identical row is harmless
+    (root / "labels.csv").write_text("record,age\ngood0,40\ngood1,50\ngood0.csv,80\n")
+    code, _, err = _cli("preprocess", root, "-o", tmp_path / "ds", *CSV, "-q")
+    _one_line_error(code, err, "record 'good0.csv' has rows that disagree (lines 2 and 4: "
+                               "age '40' vs '80')", "labels.csv")
+    assert not (tmp_path / "ds").exists()
