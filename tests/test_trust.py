@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from broken_inputs import _wfdb, ecg_like
 from test_output_safety import _cli, _one_line_error
+from test_weights_untrusted import _edit_json, _refused, clean, weights_dir  # noqa: F401
 
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS
 
@@ -216,3 +217,36 @@ def test_conflicting_label_rows_for_one_record_are_refused_by_name(tmp_path: Pat
     _one_line_error(code, err, "record 'good0.csv' has rows that disagree (lines 2 and 4: "
                                "age '40' vs '80')", "labels.csv")
     assert not (tmp_path / "ds").exists()
+
+
+# --- R15: weights sidecars range-checked at load -------------------------------------------
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"spec__window_s": 1e12}, r"backbone\.json: invalid preprocessing spec: window_s must be"),
+    ({"spec__clip_mv": float("nan")}, r"backbone\.json: .*clip_mv has the wrong type or is not "
+                                      "finite"),
+    ({"spec__leads": ["I"] * 12}, r"backbone\.json: .*leads must be distinct"),
+    ({"spec__max_beats": 10**9}, r"backbone\.json: .*max_beats must be in"),
+    ({"spec__filter_order": True}, r"backbone\.json: .*filter_order has the wrong type"),
+])
+def test_spec_values_out_of_range_are_refused_naming_the_file(
+        weights_dir: Path, change: dict, match: str) -> None:  # noqa: F811
+    _edit_json(weights_dir / "backbone.json", **change)
+    _refused(weights_dir, match)
+
+
+@pytest.mark.parametrize("alpha", [float("nan"), float("inf"), -1.0, 0.0])
+def test_adapter_alpha_must_be_finite_and_positive(weights_dir: Path,  # noqa: F811
+                                                   alpha: float) -> None:
+    _edit_json(weights_dir / "adapters" / "sex.json", alpha=alpha)
+    _refused(weights_dir, r"sex\.json: alpha must be a finite number > 0")
+
+
+def test_a_deeply_nested_sidecar_is_one_line(weights_dir: Path, tiny_weights: Path,  # noqa: F811
+                                            tmp_path: Path) -> None:
+    (weights_dir / "backbone.json").write_text("[" * 200_000 + "]" * 200_000)
+    _refused(weights_dir, r"backbone\.json: not a valid JSON sidecar \(nested too deeply\)")
+    _twelve_lead(tmp_path / "in")
+    code, _, err = _cli("predict", tmp_path / "in", "-o", tmp_path / "r.parquet", "--weights",
+                        weights_dir, "--workers", 1, "-q")
+    _one_line_error(code, err, "backbone.json: not a valid JSON sidecar (nested too deeply)")
