@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from broken_inputs import _wfdb, ecg_like
@@ -250,3 +251,42 @@ def test_a_deeply_nested_sidecar_is_one_line(weights_dir: Path, tiny_weights: Pa
     code, _, err = _cli("predict", tmp_path / "in", "-o", tmp_path / "r.parquet", "--weights",
                         weights_dir, "--workers", 1, "-q")
     _one_line_error(code, err, "backbone.json: not a valid JSON sidecar (nested too deeply)")
+
+
+# --- R9: a CinC header pointing at a forged .mat -------------------------------------------
+
+def _cinc_pair(folder: Path, name: str, mat: bytes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [f"{name} 2 500 5000"] + [f"{name}.mat 16x1+24 1000.0(0)/mV 16 0 0 0 0 {lead}"
+                                      for lead in ("I", "II")]
+    (folder / f"{name}.hea").write_text("\n".join(lines) + "\n")
+    (folder / f"{name}.mat").write_bytes(mat)
+    return folder / f"{name}.hea"
+
+
+def _mat_v4(signal: np.ndarray) -> bytes:
+    head = np.array([30, signal.shape[0], signal.shape[1], 0, 4], "<i4").tobytes() + b"val\0"
+    return head + np.round(signal * 1000).astype("<i2").T.tobytes()
+
+
+def test_a_forged_mat_signal_file_is_an_error_row_not_predictions(tmp_path: Path,
+                                                                  tiny_weights: Path) -> None:
+    rng = np.random.default_rng(0)
+    garbage = rng.integers(0, 256, 20_024, dtype=np.uint8).tobytes()
+    root = tmp_path / "in"
+    _cinc_pair(root, "good", _mat_v4(ecg_like(500, 10)))
+    _cinc_pair(root, "hdf5", b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: x HDF5 "
+               b"schema 1.00 .".ljust(512, b" ") + b"\x89HDF\r\n\x1a\n" + garbage)
+    _cinc_pair(root, "struct", b"MATLAB 5.0 MAT-file, Platform: PCWIN64".ljust(128, b" ")
+               + garbage)
+    _cinc_pair(root, "v4_other", np.array([30, 3, 7, 0, 2], "<i4").tobytes() + b"x\0" + garbage)
+    code, _, err = _cli("predict", root, "-o", tmp_path / "r.parquet", "--weights",
+                        tiny_weights, "--workers", 1, "-q")
+    assert code == 0, err
+    rows = {r["record"]: r for r in _rows(tmp_path / "r.parquet")}
+    assert rows["good"]["status"] == "ok"
+    assert "is a MATLAB v7.3 (HDF5) file" in rows["hdf5"]["error"]
+    assert "is a MATLAB v5 file" in rows["struct"]["error"]
+    assert "not the MATLAB v4 matrix its header describes (type 30, 3 x 7" in \
+        rows["v4_other"]["error"]
+    assert all(rows[k]["status"] == "error" for k in ("hdf5", "struct", "v4_other"))

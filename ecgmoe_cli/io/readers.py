@@ -21,6 +21,7 @@ from ecgmoe_cli.io.record import Record
 from ecgmoe_cli.io.sniff import DICOM_SUFFIXES, XML_ROOTS, has_dicom_marker
 from ecgmoe_cli.io.wfdb_fast import (
     Header,
+    check_mat_v4,
     checked_file,
     data_file,
     fast_path_ok,
@@ -142,6 +143,7 @@ def _read_wfdb(p: Path) -> Record:
     h = parse_header(p)
     for name in sorted({c.file for c in h.channels} - {"~"} | {s + ".hea" for s in h.segments}):
         checked_file(p, name)  # refuse '../../etc/passwd', a pipe, a link out before any open
+    check_mat_v4(p, h)
     if h.channels and not h.multi_segment and (h.n_samples == 0):
         raise EcgMoeError("record has no samples (header says 0)", p)
     if fast_path_ok(h):
