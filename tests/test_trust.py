@@ -290,3 +290,26 @@ def test_a_forged_mat_signal_file_is_an_error_row_not_predictions(tmp_path: Path
     assert "not the MATLAB v4 matrix its header describes (type 30, 3 x 7" in \
         rows["v4_other"]["error"]
     assert all(rows[k]["status"] == "error" for k in ("hdf5", "struct", "v4_other"))
+
+
+# --- R5: a huge one-line CSV: bounded memory, a clear error --------------------------------
+
+def test_a_huge_one_line_csv_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from ecgmoe_cli.errors import EcgMoeError
+    from ecgmoe_cli.io.readers import read_record
+
+    huge = tmp_path / "one_line.csv"
+    with open(huge, "wb") as f:  # 64 MB of "0.1," and no newline (the was 400 MB)
+        for _ in range(64):
+            f.write(b"0.1," * (1 << 18))
+    tracemalloc.start()
+    with pytest.raises(EcgMoeError, match="CSV has a line longer than 65536 bytes"):
+        read_record(huge, fs=250, lead_names=["I"])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 << 20, peak  # blocks of 1 MiB, not the file
+    ok = tmp_path / "ok.csv"  # a normal CSV, also with a long last line without newline
+    ok.write_text("I,II\n" + "0.1,0.2\n" * 3000 + "0.1,0.2")
+    assert read_record(ok, fs=250).signal.shape == (2, 3001)

@@ -32,6 +32,7 @@ from ecgmoe_cli.io.wfdb_fast import (
 
 _MAX_FS = 100_000.0
 MIN_FS = 10.0  # below this a "rate" stretches 2,500 samples over hours (--fs 0.001 hung predict)
+_MAX_CSV_LINE = 1 << 16  # a CSV row holds one sample per lead: 64 KiB is thousands of columns
 _TIME_COLUMNS = {"time", "t", "time_s", "seconds", "sample", "index", "timestamp"}
 
 
@@ -276,6 +277,7 @@ def check_fs_option(fs: float | None) -> None:
 def _read_csv(p: Path, fs: float | None, lead_names: list[str] | None) -> Record:
     """Rows are samples, columns leads; a non-numeric first row names the leads."""
     fs_ = _need(p, fs, lead_names, "CSV")
+    _check_csv_lines(p)
     text = p.read_bytes().decode("utf-8", errors="strict")
     if not text.strip():
         raise EcgMoeError("empty file", p)
@@ -304,6 +306,28 @@ def _read_csv(p: Path, fs: float | None, lead_names: list[str] | None) -> Record
     sig = np.ascontiguousarray(data[:, cols].T)
     return Record(str(p), p.stem, sig, fs_, list(names), [],
                   {"format": "csv", "named_by_leads": not has_header})
+
+
+def _check_csv_lines(p: Path) -> None:
+    """Refuse a CSV with a line over _MAX_CSV_LINE bytes before parsing it: a 400 MB file on
+    one line cost 11 GB in the parser. One pass in 1 MiB blocks, nothing kept."""
+    run = 0  # bytes since the last newline
+    with open(p, "rb") as f:
+        while block := f.read(1 << 20):
+            nl = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
+            if nl.size == 0:
+                run += len(block)
+            else:
+                longest = max(run + int(nl[0]), int(np.diff(nl).max(initial=1)) - 1)
+                if longest > _MAX_CSV_LINE:
+                    run = longest
+                    break
+                run = len(block) - int(nl[-1]) - 1
+            if run > _MAX_CSV_LINE:
+                break
+    if run > _MAX_CSV_LINE:
+        raise EcgMoeError(f"CSV has a line longer than {_MAX_CSV_LINE} bytes (a row holds one "
+                          "sample per lead): not a record", p)
 
 
 def _is_number(s: str) -> bool:
