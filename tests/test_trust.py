@@ -313,3 +313,34 @@ def test_a_huge_one_line_csv_is_refused_in_bounded_memory(tmp_path: Path) -> Non
     ok = tmp_path / "ok.csv"  # a normal CSV, also with a long last line without newline
     ok.write_text("I,II\n" + "0.1,0.2\n" * 3000 + "0.1,0.2")
     assert read_record(ok, fs=250).signal.shape == (2, 3001)
+
+
+# --- R8: a record deeper than the system's path limit: a row, never silence ----------------
+
+def test_a_record_past_the_path_limit_gets_a_row(tmp_path: Path, tiny_weights: Path) -> None:
+    import os
+
+    from test_output_safety import CSV, _csv_record
+
+    root = tmp_path / "in"
+    root.mkdir()
+    _csv_record(root / "good.csv")
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for k in range(25):  # 25 folders of 200 characters: a path of over 5,000
+            name = f"{k:02d}" + "d" * 198
+            os.mkdir(name, dir_fd=fd)
+            fd, old = os.open(name, os.O_RDONLY, dir_fd=fd), fd
+            os.close(old)
+        out = os.open("deep.csv", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(out, _csv_record(tmp_path / "src.csv").read_bytes())
+        os.close(out)
+    finally:
+        os.close(fd)
+    code, _, err = _cli("predict", root, "-o", tmp_path / "r.parquet", "--weights",
+                        tiny_weights, "--workers", 1, "-q", *CSV)
+    assert code == 0, err
+    deep, good = _rows(tmp_path / "r.parquet")  # sorted by path
+    assert good["status"] == "ok" and deep["status"] == "error"
+    assert "characters is too long for the system to open" in deep["error"]
+    assert len(deep["error"]) < 600 and len(deep["path"]) > 4096

@@ -9,6 +9,7 @@ the cause, so one broken file in a folder of thousands costs one error row, not 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
 from pathlib import Path
@@ -42,6 +43,7 @@ def read_record(path: str | Path, *, fs: float | None = None,
     gives the names); in a record that names its own leads, `lead_names` (`--leads`) keeps
     only those leads, as `evaluate --leads` does."""
     p = Path(path)
+    _refuse_too_long(p)
     if p.suffix == "" and p.with_suffix(".hea").is_file():
         p = p.with_suffix(".hea")  # a WFDB record named without its extension
     suffix = p.suffix.lower()
@@ -78,6 +80,17 @@ def read_record(path: str | Path, *, fs: float | None = None,
     if lead_names and not rec.meta.get("named_by_leads"):  # the file named its own leads
         rec = keep_leads(rec, lead_names)
     return rec
+
+
+def _refuse_too_long(p: Path) -> None:
+    """A path the system cannot open (ENAMETOOLONG) is said as such, with its length."""
+    try:
+        os.stat(p)
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise EcgMoeError(f"path of {len(str(p))} characters is too long for the system "
+                              f"to open ({e.strerror}): move the record to a shorter path; "
+                              "nothing inside it was read", str(p)[:160] + "...") from None
 
 
 def keep_leads(rec: Record, wanted: list[str]) -> Record:
