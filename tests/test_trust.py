@@ -344,3 +344,24 @@ def test_a_record_past_the_path_limit_gets_a_row(tmp_path: Path, tiny_weights: P
     assert good["status"] == "ok" and deep["status"] == "error"
     assert "characters is too long for the system to open" in deep["error"]
     assert len(deep["error"]) < 600 and len(deep["path"]) > 4096
+
+
+# --- item 7: info and bench count the same model alike; bench's memory is per model --------
+
+def test_info_and_bench_agree_and_peak_memory_is_per_model_and_batch() -> None:
+    import json
+
+    code, out, err = _cli("info", "--config", "tiny", "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    code, out, err = _cli("bench", "--config", "tiny", "--batch-size", "1,16", "--repeats", "2",
+                          "--warmup", "1", "--models", "ecgmoe,dense_multitask", "--json", "-q")
+    assert code == 0, err
+    rows = json.loads(out)["results"]
+    (one,) = [r for r in rows if (r["model"], r["batch_size"]) == ("ecgmoe", 16)]
+    assert one["parameters_total"] == info["parameters"]["total"]
+    assert one["flops_per_record"] == info["flops_per_record"]
+    assert {r["memory_kind"] for r in rows} == {"cpu_tensors"}
+    peaks = {(r["model"], r["batch_size"]): r["peak_memory_mb"] for r in rows}
+    for model in ("ecgmoe", "dense_multitask"):  # the call's activations, not the process's
+        assert 0 < peaks[model, 1] < peaks[model, 16] < 100, peaks  # RSS read ~350 MB for all
