@@ -98,6 +98,7 @@ class PredictResult:
     tally: Tally = field(default_factory=Tally)
     changed: list[str] = field(default_factory=list)  # --resume: predicted again (changed since)
     vanished: list[str] = field(default_factory=list)  # --resume: rows dropped (no longer there)
+    report_status: dict[str, int] = field(default_factory=dict)  # --resume: the whole report's
 
     @property
     def n_processed(self) -> int:
@@ -114,7 +115,7 @@ def windows_path(out: Path) -> Path:
 
 def record_key(path: Path, root: Path) -> str:
     """The shard key: the path under INPUT, so every machine of a job agrees on the split."""
-    return path.name if path == root else path.relative_to(root).as_posix()
+    return path.name if path == root or not root.is_dir() else path.relative_to(root).as_posix()
 
 
 def _prepare_job(path: str) -> Any:
@@ -419,6 +420,8 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
         if progress:
             progress(written, len(todo))
         writer.close()
+        if opts.resume:
+            result.report_status = writer.status_counts()
         if win_writer is not None:
             win_writer.close()
     except BaseException:

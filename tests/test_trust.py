@@ -365,3 +365,83 @@ def test_info_and_bench_agree_and_peak_memory_is_per_model_and_batch() -> None:
     peaks = {(r["model"], r["batch_size"]): r["peak_memory_mb"] for r in rows}
     for model in ("ecgmoe", "dense_multitask"):  # the call's activations, not the process's
         assert 0 < peaks[model, 1] < peaks[model, 16] < 100, peaks  # RSS read ~350 MB for all
+
+
+# --- item 12: the smaller points ------------------------------------------------------------
+
+def test_plot_refuses_a_folder_and_an_extension_it_cannot_write(real_dir: Path,
+                                                               tmp_path: Path) -> None:
+    rec = real_dir / "cinc2021" / "E07500.hea"
+    code, out, err = _cli("plot", real_dir / "cinc2021", "-o", tmp_path / "a.png")
+    assert code == 1 and "is a folder: give one record" in out + err
+    assert "unknown record type" not in out + err and "Traceback" not in out + err
+    code, out, err = _cli("plot", rec, "-o", tmp_path / "x.jpg")
+    assert code == 1 and ".jpg is not a format plot writes (png, pdf, svg)" in out + err
+    assert not (tmp_path / "x.jpg").exists()
+
+
+def test_predict_finds_a_wfdb_record_named_without_hea(tmp_path: Path,
+                                                       tiny_weights: Path) -> None:
+    hea = _twelve_lead(tmp_path / "in")
+    code, _, err = _cli("predict", hea.with_suffix(""), "-o", tmp_path / "r.parquet",
+                        "--weights", tiny_weights, "--workers", 1, "-q")
+    assert code == 0, err
+    assert [r["status"] for r in _rows(tmp_path / "r.parquet")] == ["ok"]
+
+
+def test_resume_summary_counts_the_whole_report(tmp_path: Path, tiny_weights: Path) -> None:
+    import json
+
+    for k in range(2):
+        _twelve_lead(tmp_path / "in", f"rec{k}", seed=k)
+    base = ["predict", tmp_path / "in", "-o", tmp_path / "r.parquet", "--weights",
+            tiny_weights, "--workers", 1]
+    assert _cli(*base, "-q")[0] == 0
+    _twelve_lead(tmp_path / "in", "rec2", seed=2)
+    code, out, err = _cli(*base, "--resume", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["records_processed"] == 1 and summary["records_resumed"] == 2
+    assert summary["report_status"] == {"ok": 3}
+    code, out, err = _cli(*base, "--resume")
+    assert "the report now holds" in out and "ok 3" in out
+
+
+def test_evaluate_on_a_dataset_without_targets_says_so(tmp_path: Path) -> None:
+    import torch
+    from test_output_safety import CSV, _csv_record
+
+    from ecgmoe_cli.model.config import EcgMoeConfig
+    from ecgmoe_cli.model.ecgmoe import EcgMoe
+    from ecgmoe_cli.signal.spec import PreprocessSpec
+    from ecgmoe_cli.tasks import TASKS
+    from ecgmoe_cli.weights import save_model
+
+    torch.manual_seed(0)
+    spec = PreprocessSpec()  # the spec preprocess uses by default
+    save_model(EcgMoe(EcgMoeConfig.from_spec("tiny", spec), [TASKS["sex"]]), spec,
+               tmp_path / "w")
+    tiny_weights = tmp_path / "w"
+
+    (tmp_path / "in").mkdir()
+    for k in range(2):
+        _csv_record(tmp_path / "in" / f"r{k}.csv", 60 + 10 * k)
+    assert _cli("preprocess", tmp_path / "in", "-o", tmp_path / "ds", *CSV, "-q")[0] == 0
+    code, _, err = _cli("evaluate", tmp_path / "ds", "--weights", tiny_weights, "--fold", "all")
+    _one_line_error(code, err, "dataset has targets for none of the weights' tasks")
+
+
+def test_one_flag_one_meaning_across_commands() -> None:
+    """--quiet/-q on every command that prints progress or tables, --strict with its
+    --no-strict, and DATASET positional in train, evaluate and finetune alike."""
+    import re
+
+    for cmd in ("predict", "preprocess", "simulate", "evaluate", "train", "finetune"):
+        text = re.sub(r"\x1b\[[0-9;]*m", "", _cli(cmd, "--help")[1])
+        assert "--quiet" in text and "-q" in text, cmd
+    for cmd in ("predict", "preprocess"):
+        text = re.sub(r"\x1b\[[0-9;]*m", "", _cli(cmd, "--help")[1])
+        assert "--no-strict" in text, cmd
+    for cmd in ("train", "evaluate", "finetune"):
+        text = re.sub(r"\x1b\[[0-9;]*m", "", _cli(cmd, "--help")[1])
+        assert re.search(r"Usage: ecgmoe \w+ \[OPTIONS\] [\[{]?dataset", text, re.I), (cmd, text)

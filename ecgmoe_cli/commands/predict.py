@@ -18,8 +18,8 @@ SHOW_ERRORS = 5  # failed records named in the summary
 def run(
     input: Annotated[Path, typer.Argument(metavar="INPUT", help="A folder of records (searched recursively: WFDB "
                                           ".hea, .edf, .bdf, .csv, .npy, DICOM ECG, HL7 aECG / "
-                                          "GE MUSE / Philips .xml) or one record file.",
-                                          exists=True)],
+                                          "GE MUSE / Philips .xml) or one record file "
+                                          "(a WFDB record with or without .hea).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="out.parquet (one file, written "
                                          "atomically) or a directory (a Parquet dataset of part "
                                          "files; needed with --shard i/n, n > 1).")],
@@ -50,7 +50,8 @@ def run(
     checkpoint_every: Annotated[int, typer.Option(help="Records per sealed part file: the most "
                                                   "a killed run loses before --resume.")
                                 ] = 2048,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any record failed.")
+    strict: Annotated[bool, typer.Option("--strict/--no-strict", help="Exit 1 if any record "
+                                         "failed (the report is still written).")
                       ] = False,
     lead_map: Annotated[list[str] | None, typer.Option(
         "--lead-map", help="NAME=LEAD: read the file's channel NAME as lead LEAD, or NAME=none "
@@ -86,11 +87,11 @@ def run(
     if as_json:
         console.print_json(json.dumps(_summary_dict(result)))
     elif not quiet:
-        _print_summary(result, name_errors=not input.is_file())  # else the error line below
+        _print_summary(result, name_errors=input.is_dir())  # else the error line below
     n_errors = result.tally.status.get("error", 0)
-    if n_errors and (strict or input.is_file()):  # one file that failed is the run failing
+    if n_errors and (strict or not input.is_dir()):  # one file that failed: the run failed
         first = result.tally.errors[0]["error"]
-        raise EcgMoeError(first if input.is_file() else
+        raise EcgMoeError(first if not input.is_dir() else
                           f"{n_errors} record(s) failed (--strict); first: {first}")
 
 
@@ -102,6 +103,7 @@ def _summary_dict(r: PredictResult) -> dict[str, Any]:
             "records_resumed": r.n_resumed, "records_processed": n,
             "status": dict(r.tally.status), "errors": r.tally.errors,
             "resume_changed": r.changed, "resume_vanished": r.vanished,
+            "report_status": r.report_status or dict(r.tally.status),
             "positives": {t: dict(c) for t, c in r.tally.positives.items()},
             "seconds": round(r.seconds, 3),
             "records_per_s": round(n / r.seconds, 2) if r.seconds > 0 else None}
@@ -134,6 +136,9 @@ def _print_summary(r: PredictResult, name_errors: bool = True) -> None:
         head.add_row(f"status {status}", f"[{'green' if status == 'ok' else 'red'}]{count}[/]")
     if r.n_resumed:
         head.add_row("already in the report (--resume)", str(r.n_resumed))
+    if r.report_status:
+        head.add_row("the report now holds", ", ".join(
+            f"{k} {v}" for k, v in sorted(r.report_status.items())))
     if r.n_shard != r.n_found:
         head.add_row("in other shards", str(r.n_found - r.n_shard))
     console.print(head)

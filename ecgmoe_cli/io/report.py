@@ -153,6 +153,15 @@ class ReportWriter:
             raise EcgMoeError(f"cannot write the report here ({e.strerror})", self.out) from None
         self._seq = len(self.parts())
 
+    def status_counts(self) -> dict[str, int]:
+        """Rows per status in the finished report (this shard's parts of a dataset): after
+        --resume, the whole report, not only this run's records."""
+        from collections import Counter
+
+        sources = self.parts() if self.as_dataset else [self.out]
+        return dict(Counter(s for src in sources
+                            for s in pq.read_table(src, columns=["status"]).column(0).to_pylist()))
+
     def parts(self) -> list[Path]:
         """This shard's sealed part files, in order."""
         if not self.parts_dir.is_dir():
