@@ -445,3 +445,46 @@ def test_one_flag_one_meaning_across_commands() -> None:
     for cmd in ("train", "evaluate", "finetune"):
         text = re.sub(r"\x1b\[[0-9;]*m", "", _cli(cmd, "--help")[1])
         assert re.search(r"Usage: ecgmoe \w+ \[OPTIONS\] [\[{]?dataset", text, re.I), (cmd, text)
+
+
+# --- must show 2: the quality index flags noise and heavily corrupted real records ---------
+
+def test_noise_and_corrupted_copies_of_real_records_are_all_flagged(real_dir: Path) -> None:
+    """benchmarks/quality_check.py's corpus, in memory: 20 noise-only records and 20 heavily
+    corrupted copies of the CinC 2021 records; every one under LOW_QUALITY (a record with no
+    usable lead is an error: no prediction, so it counts as flagged)."""
+    import importlib.util
+
+    from ecgmoe_cli.errors import EcgMoeError
+    from ecgmoe_cli.io.readers import read_record
+    from ecgmoe_cli.io.record import Record
+    from ecgmoe_cli.prepare import prepare_from_record
+    from ecgmoe_cli.signal.quality import LOW_QUALITY
+    from ecgmoe_cli.signal.spec import PreprocessSpec
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "quality_check.py"
+    spec_ = importlib.util.spec_from_file_location("quality_check", path)
+    qc = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(qc)  # type: ignore[union-attr]
+    spec = PreprocessSpec()
+
+    def quality(signal: np.ndarray, fs: float) -> float:
+        rec = Record("mem.hea", "mem", signal.astype(np.float32), fs, LEADS)
+        try:
+            return prepare_from_record(rec, spec).quality
+        except EcgMoeError:
+            return 0.0
+
+    rng = np.random.default_rng(0)
+    noise = [quality(rng.normal(0, 0.02 * 100 ** (i / 19), (12, 5000)), 500.0)
+             for i in range(20)]
+    sources = sorted(real_dir.glob("cinc2021/*.hea"))[:20]
+    assert len(sources) == 20
+    kinds = ("noise", "motion", "clip", "all")
+    corrupted = []
+    for i, src in enumerate(sources):
+        rec = read_record(src)
+        assert quality(rec.signal, rec.fs) >= LOW_QUALITY  # the clean original passes
+        corrupted.append(quality(qc.corrupt(rec.signal, rec.fs, kinds[i % 4], rng), rec.fs))
+    assert max(noise) < LOW_QUALITY, noise
+    assert max(corrupted) < LOW_QUALITY, corrupted
