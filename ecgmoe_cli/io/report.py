@@ -38,8 +38,8 @@ RECORD_FIELDS: list[tuple[str, pa.DataType]] = [
     ("quality", pa.float32()),
     ("low_quality", pa.bool_()),
 ]
-TRAILER_FIELDS: list[tuple[str, pa.DataType]] = [("weights_id", pa.string()), ("spec_hash", pa.string()),
-                                                  ("source_stamp", pa.string())]
+TRAILER_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("weights_id", pa.string()), ("spec_hash", pa.string()), ("source_stamp", pa.string())]
 
 
 def source_stamp(path: str | Path) -> str:
