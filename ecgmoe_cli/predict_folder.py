@@ -27,9 +27,9 @@ import numpy as np
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.discover import records_under
-from ecgmoe_cli.io.outputs import check_writable, refuse_input_inside
+from ecgmoe_cli.io.outputs import OutputLock, check_writable, refuse_input_inside
 from ecgmoe_cli.io.readers import check_fs_option, read_record
-from ecgmoe_cli.io.report import ReportWriter, report_schema, shard_of
+from ecgmoe_cli.io.report import ReportWriter, report_schema, shard_of, source_stamp
 from ecgmoe_cli.parallel import FORKS, Prefetch, default_workers, ordered_map, worker_state
 from ecgmoe_cli.prepare import (  # imported before the fork: workers share them
     CHUNK_S,
@@ -97,6 +97,9 @@ class PredictResult:
     n_resumed: int  # of which already in the report (--resume)
     seconds: float = 0.0
     tally: Tally = field(default_factory=Tally)
+    changed: list[str] = field(default_factory=list)  # --resume: predicted again (changed since)
+    vanished: list[str] = field(default_factory=list)  # --resume: rows dropped (no longer there)
+    report_status: dict[str, int] = field(default_factory=dict)  # --resume: the whole report's
 
     @property
     def n_processed(self) -> int:
@@ -113,7 +116,7 @@ def windows_path(out: Path) -> Path:
 
 def record_key(path: Path, root: Path) -> str:
     """The shard key: the path under INPUT, so every machine of a job agrees on the split."""
-    return path.name if path == root else path.relative_to(root).as_posix()
+    return path.name if path == root or not root.is_dir() else path.relative_to(root).as_posix()
 
 
 def _prepare_job(path: str) -> Any:
@@ -301,6 +304,9 @@ class _Sink:
 
     def _write(self, row: dict[str, Any], wrows: list[dict[str, Any]]) -> None:
         path = str(row["path"])
+        row["source_stamp"] = stamp = source_stamp(path)
+        for w in wrows:
+            w["source_stamp"] = stamp
         if path not in self.skip_main:
             self.writer.write(row)
             self.tally.add(row, self.ctx.tasks)
@@ -361,14 +367,26 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
         check_writable(writer.parts_dir, path)
         return writer
 
-    writer = report_writer(out, report_schema(tasks, explain=opts.explain))
-    win_writer = (report_writer(windows_path(out), report_schema(tasks, window=True))
-                  if opts.windows else None)
-    paths = records_under(root)
-    mine = [os.path.abspath(p) for p in paths if shard_of(record_key(p, root), n) == i]
-    keys = {p: safe_text(p) for p in mine}  # the `path` column: undecodable bytes made U+FFFD
-    done = writer.done_keys() if opts.resume else set()
-    win_done = win_writer.done_keys() if (win_writer is not None and opts.resume) else set()
+    lock = OutputLock(out, "" if n == 1 else f".part-{i:05d}-of-{n:05d}")
+    lock.acquire()  # before the target is judged: a run finishing meanwhile is seen
+    try:
+        writer = report_writer(out, report_schema(tasks, explain=opts.explain))
+        win_writer = (report_writer(windows_path(out), report_schema(tasks, window=True))
+                      if opts.windows else None)
+        paths = records_under(root)
+        mine = [os.path.abspath(p) for p in paths if shard_of(record_key(p, root), n) == i]
+        keys = {p: safe_text(p) for p in mine}  # the `path` column: undecodable bytes U+FFFD
+        done = writer.done_keys() if opts.resume else {}
+        win_done = win_writer.done_keys() if (win_writer is not None and opts.resume) else {}
+        changed, vanished = _stale(done, keys)
+        for w, d in ((writer, done), (win_writer, win_done)):
+            if w is not None and (gone := (set(changed) | set(vanished)) & set(d)):
+                w.drop(gone)
+                for k in gone:
+                    d.pop(k)
+    except BaseException:
+        lock.release()
+        raise
     todo = [p for p in mine if keys[p] not in done
             or (win_writer is not None and keys[p] not in win_done)]
     written = 0
@@ -391,7 +409,8 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
         predictor, ctx = shared or _start_model(weights_dir, names, opts, spec)
         result = PredictResult(out, windows_path(out) if opts.windows else None, weights_dir,
                                ctx.weights_id, names, len(paths), len(mine),
-                               sum(keys[p] in done for p in mine))
+                               sum(keys[p] in done for p in mine), changed=changed,
+                               vanished=vanished)
         sink = _Sink(predictor, ctx, writer, win_writer, done, win_done, spec, opts,
                      result.tally)
         for item in itertools.chain([] if first is None else [first], stream):
@@ -402,6 +421,8 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
         if progress:
             progress(written, len(todo))
         writer.close()
+        if opts.resume:
+            result.report_status = writer.status_counts()
         if win_writer is not None:
             win_writer.close()
     except BaseException:
@@ -413,8 +434,20 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
         if win_writer is not None:
             win_writer.abort()
         raise
+    finally:
+        lock.release()
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _stale(done: dict[str, str], keys: dict[str, str]) -> tuple[list[str], list[str]]:
+    """--resume: the records whose files changed since their row was written (size or
+    modification time), and the rows whose record is no longer under INPUT."""
+    by_key = {k: p for p, k in keys.items()}
+    changed = sorted(k for k, stamp in done.items()
+                     if k in by_key and stamp != source_stamp(by_key[k]))
+    vanished = sorted(k for k in done if k not in by_key)
+    return changed, vanished
 
 
 def _start_model(weights_dir: Path, names: list[str], opts: PredictOptions,

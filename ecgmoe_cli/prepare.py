@@ -53,6 +53,8 @@ class Prepared:
     first_window: int = 0  # index of signal[0] among the record's windows (blocks of prepare_chunks)
     record_rpeaks: np.ndarray = field(  # this block's R-peaks, samples at spec.fs from the start
         default_factory=lambda: np.zeros(0, np.int64))
+    leads_present: list[str] = field(default_factory=list)  # in the file, flat or not
+    mapping_warnings: list[str] = field(default_factory=list)  # canonicalize's alone
 
 
 def prepare_record(path: str | Path, spec: PreprocessSpec, *, lead_map: dict[str, str] | None = None,
@@ -94,13 +96,36 @@ def join_blocks(blocks: list[Prepared], spec: PreprocessSpec) -> Prepared:
     flags = sorted({f for c in blocks for f in c.flags})
     if peaks.size:
         flags = [f for f in flags if f != "no_beats"]
-    return Prepared(first.path, first.record, first.fs_in, first.duration_s, first.leads_used,
-                    first.lead_warnings, cat["signal"], cat["lead_mask"], cat["n_valid"],
+    present = present_leads(blocks)
+    used, warnings = lead_usage(present, cat["lead_mask"], first.mapping_warnings)
+    return Prepared(first.path, first.record, first.fs_in, first.duration_s, used,
+                    warnings, cat["signal"], cat["lead_mask"], cat["n_valid"],
                     cat["rpeaks"], cat["rr"], cat["window_start_s"],
                     heart_rate_bpm=heart_rate_bpm(peaks, spec.fs), n_beats=int(peaks.size),
                     quality=record_quality(cat["window_quality"], cat["n_valid"]),
                     window_quality=cat["window_quality"], flags=flags,
-                    first_window=first.first_window, record_rpeaks=peaks)
+                    first_window=first.first_window, record_rpeaks=peaks,
+                    leads_present=present, mapping_warnings=first.mapping_warnings)
+
+
+def present_leads(blocks: list[Prepared]) -> list[str]:
+    """The leads the file holds (before any was found flat), in canonical order."""
+    have = {lead for c in blocks for lead in c.leads_present}
+    return [lead for lead in CANONICAL_LEADS if lead in have]
+
+
+def lead_usage(present: list[str], lead_mask: np.ndarray, warnings: list[str]
+               ) -> tuple[list[str], list[str]]:
+    """`leads_used` (leads usable in at least one window) and `lead_warnings`: the mapping's
+    warnings plus one for leads the file holds but that were flat, saturated or missing in
+    every window (masked inside, so never listed as used)."""
+    usable = lead_mask.any(axis=0) if lead_mask.size else np.zeros(len(CANONICAL_LEADS), bool)
+    used = [lead for lead in present if usable[CANONICAL_LEADS.index(lead)]]
+    masked = [lead for lead in present if lead not in used]
+    if masked:
+        warnings = [*warnings, f"lead{'s' if len(masked) > 1 else ''} {', '.join(masked)} "
+                    "flat, saturated or missing throughout: not used"]
+    return used, list(warnings)
 
 
 def window_starts(n: int, spec: PreprocessSpec) -> np.ndarray:
@@ -217,15 +242,17 @@ def _prepare_span(record: Record, spec: PreprocessSpec, mapping: LeadMapping, ro
         flags.append("leads_masked")
     if any("used as lead II" in wmsg for wmsg in mapping.warnings):
         flags.append("lead_guessed")
+    used, warnings = lead_usage(mapping.used, lead_mask, mapping.warnings)
     prepared = Prepared(
         path=record.path, record=record.name, fs_in=float(record.fs),
-        duration_s=float(record.duration_s), leads_used=mapping.used,
-        lead_warnings=list(mapping.warnings), signal=signal, lead_mask=lead_mask,
+        duration_s=float(record.duration_s), leads_used=used,
+        lead_warnings=warnings, signal=signal, lead_mask=lead_mask,
         n_valid=n_valid, rpeaks=rpeaks, rr=rr,
         window_start_s=(starts / spec.fs).astype(np.float32),
         heart_rate_bpm=heart_rate_bpm(core, spec.fs), n_beats=int(core.size),
         quality=record_quality(wq, n_valid), window_quality=wq.astype(np.float32), flags=flags,
-        record_rpeaks=core,
+        record_rpeaks=core, leads_present=mapping.used,
+        mapping_warnings=list(mapping.warnings),
     )
     return prepared
 

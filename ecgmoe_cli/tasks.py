@@ -105,6 +105,18 @@ TASKS: dict[str, Task] = {t.name: t for t in (
 )}
 
 
+# Labels that describe the patient or say the ECG is normal: reported, never a finding (a
+# `plot --report` of flagged records must not draw every woman's or every normal ECG).
+NOT_FINDINGS: dict[str, tuple[str, ...]] = {"sex": ("female",), "superclass": ("norm",)}
+# A binary trait's two values, for display: its empty `_pred` is the first, not "no finding".
+TRAIT_VALUES: dict[str, tuple[str, str]] = {"sex": ("male", "female")}
+
+
+def is_finding(task: str, label: str) -> bool:
+    """Whether a label over its threshold is a finding worth a look."""
+    return label not in NOT_FINDINGS.get(task, ())
+
+
 def get_task(name: str) -> Task:
     """A built-in task by name; the error lists the known ones."""
     try:

@@ -237,6 +237,14 @@ def load_model(directory: Path, tasks: Sequence[str] | None = None, device: str 
     return model.to(device).eval(), spec, meta
 
 
+def _alpha(value: Any) -> float:
+    """An adapter's LoRA alpha: a finite number > 0 (NaN gave NaN probabilities and rc 0)."""
+    alpha = float(value)
+    if not 0 < alpha < math.inf:
+        raise EcgMoeError(f"alpha must be a finite number > 0, got {value}")
+    return alpha
+
+
 def load_adapter(model: EcgMoe, directory: Path, task: str, backbone_hash: str | None = None
                  ) -> dict[str, Any]:
     """Add adapters/<task> to `model`; refuses one trained on another backbone. Returns its JSON.
@@ -251,7 +259,7 @@ def load_adapter(model: EcgMoe, directory: Path, task: str, backbone_hash: str |
                           f"not on this one ({digest[:12]})", json_path)
     spec_task = adapter_task(ameta, task, json_path)
     rank, alpha, hashed = parse_sidecar(
-        lambda: (int(ameta["rank"]), float(ameta["alpha"]), str(ameta["tensors_hash"])),
+        lambda: (int(ameta["rank"]), _alpha(ameta["alpha"]), str(ameta["tensors_hash"])),
         json_path, "adapter")
     st_path = json_path.with_suffix(".safetensors")
     shapes = _header_shapes(st_path)

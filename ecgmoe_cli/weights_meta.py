@@ -30,6 +30,8 @@ def read_json(path: Path) -> dict[str, Any]:
         raise EcgMoeError("file not found", path) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise EcgMoeError(f"not a valid JSON sidecar ({e})", path) from None
+    except RecursionError:  # a list nested 100,000 deep: no sidecar is shaped like that
+        raise EcgMoeError("not a valid JSON sidecar (nested too deeply)", path) from None
     if not isinstance(obj, dict):
         raise EcgMoeError("not a valid JSON sidecar (not an object)", path)
     return obj

@@ -28,6 +28,7 @@ FAST = ["--config", "tiny", "--batch-size", "1,3", "--repeats", "2", "--warmup",
 ROW_KEYS = {"model", "batch_size", "tasks_served", "records_per_s", "latency_ms_p50",
             "latency_ms_p95", "peak_memory_mb", "working_memory_mb", "memory_kind",
             "parameters_total", "parameters_active_per_record", "flops_per_record",
+            "flops_per_record_timed",
             "achieved_gflops", "fraction_of_matmul_peak", "trained", "ecgmoe_speedup"}
 
 

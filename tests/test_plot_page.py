@@ -94,7 +94,7 @@ def test_long_record_window_choice_and_range():
     assert n_windows(rec) == 4
     page = build_page(rec, _mapping(["II"]), window=3)
     assert page.leads["II"].shape == (int(5 * FS),)  # the last window holds what is left
-    assert any("shown 30.0-35.0 s (window 3 of 0-3)" in line for line in page.info)
+    assert any("shown 30.0-35.0 s (window 3 of 4, counted from 0)" in line for line in page.info)
     # peaks are window-relative: the beat at 30.7 s is at 0.7 s
     assert page.rpeaks.min() == pytest.approx(0.7 * FS, abs=3)
     with pytest.raises(EcgMoeError, match=r"window 4 is out of range.*0-3"):

@@ -38,16 +38,16 @@ from ecgmoe_cli.benchmark.inputs import dataset_batch, synthetic_batch
 from ecgmoe_cli.benchmark.timing import (
     CudaClock,
     CudaMemory,
-    RssMemory,
+    NoMemory,
     Timing,
     WallClock,
     interleaved,
     matmul_gflops,
+    tensor_peak_bytes,
 )
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.model.ecgmoe import count_parameters
 from ecgmoe_cli.model.encoders import fold_batchnorm
-from ecgmoe_cli.model.summary import flops_per_record
+from ecgmoe_cli.model.summary import flops_per_record, size_counts
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TEST_FOLD = 10
@@ -161,6 +161,8 @@ def run_bench(opts: BenchOptions, on_step: Callable[[str], None] | None = None) 
     baselines = None if opts.baselines is None else load_baselines(
         opts.baselines, [t.name for t in tasks], None if ds is None else ds.spec)
     contenders = build_contenders(opts.models, config, tasks, trained, opts.seed, baselines)
+    sizes = {c.name: {**size_counts(c.module, config, c.task_arg),  # as `ecgmoe info` counts
+                      "active": active_parameters(c.module)} for c in contenders}
     for c in contenders:  # BatchNorm folded into the convs, as predict serves every model
         fold_batchnorm(c.module.to(device).eval())
         if opts.compile:
@@ -172,7 +174,7 @@ def run_bench(opts: BenchOptions, on_step: Callable[[str], None] | None = None) 
     with torch.inference_mode():
         peak_gflops = matmul_gflops(device, dtype, opts.probe_size or (8192 if cuda else 1024))
     clock = CudaClock(device) if cuda else WallClock()
-    memory = CudaMemory(device) if cuda else RssMemory()
+    memory = CudaMemory(device) if cuda else NoMemory()  # CPU: tensor_peak_bytes, after
     warmup = max(opts.warmup, 2) if opts.compile else opts.warmup  # compiling is no timing
     rows = _test_rows(ds) if ds is not None else np.zeros(0, np.int64)
     results: list[dict[str, Any]] = []
@@ -185,9 +187,15 @@ def run_bench(opts: BenchOptions, on_step: Callable[[str], None] | None = None) 
         step(f"batch {bs}: timing {len(contenders)} models x {opts.repeats} repeats")
         timings = interleaved(fns, warmup, opts.repeats, clock, memory,
                               context=lambda: _inference(device, dtype))
-        kind = memory.kind if memory.resettable else f"{memory.kind}_process_peak"
-        results += [_row(c, bs, timings[c.name], flops[c.name], peak_gflops, kind)
-                    for c in contenders]
+        if not cuda:  # one more call per model, profiled: the tensors it holds at once
+            step(f"batch {bs}: peak tensor memory")
+            with _inference(device, dtype):
+                for c in contenders:
+                    peak = tensor_peak_bytes(fns[c.name])
+                    timings[c.name].peak_bytes = timings[c.name].working_bytes = peak
+        kind = memory.kind if cuda else "cpu_tensors"
+        results += [_row(c, bs, timings[c.name], flops[c.name], peak_gflops, kind,
+                         sizes[c.name]) for c in contenders]
     _add_speedups(results)
     accuracy = []
     if ds is not None:
@@ -219,9 +227,10 @@ def _inference(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
         yield
 
 
-def _row(c: Contender, bs: int, t: Timing, flops: float, peak_gflops: float, memory_kind: str
-         ) -> dict[str, Any]:
-    """One line of results: speed, latency, memory, sizes and how busy the device was."""
+def _row(c: Contender, bs: int, t: Timing, flops: float, peak_gflops: float, memory_kind: str,
+         sizes: dict[str, float]) -> dict[str, Any]:
+    """One line of results: speed, latency, memory, sizes and how busy the device was.
+    `flops` are those of the timed batch (achieved GFLOP/s); `sizes` are `ecgmoe info`'s."""
     med = t.percentile(50)
     return {
         "model": c.name, "batch_size": bs, "tasks_served": len(c.tasks),
@@ -229,9 +238,10 @@ def _row(c: Contender, bs: int, t: Timing, flops: float, peak_gflops: float, mem
         "latency_ms_p50": 1000 * med, "latency_ms_p95": 1000 * t.percentile(95),
         "peak_memory_mb": t.peak_bytes / 2**20, "working_memory_mb": t.working_bytes / 2**20,
         "memory_kind": memory_kind,
-        "parameters_total": count_parameters(c.module),
-        "parameters_active_per_record": active_parameters(c.module),
-        "flops_per_record": flops, "achieved_gflops": flops * bs / med / 1e9,
+        "parameters_total": int(sizes["parameters"]),
+        "parameters_active_per_record": int(sizes["active"]),
+        "flops_per_record": sizes["flops_per_record"], "flops_per_record_timed": flops,
+        "achieved_gflops": flops * bs / med / 1e9,
         "fraction_of_matmul_peak": flops * bs / med / 1e9 / peak_gflops, "trained": c.trained,
     }
 

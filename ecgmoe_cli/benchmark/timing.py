@@ -4,17 +4,18 @@ Every repeat runs each model once, starting from a different one each time (rota
 machine noise and cache state hit all models alike. A clock times one call: on CPU a wall
 clock; on CUDA a pair of events recorded on the stream, read after the end event synchronises
 (kernels are asynchronous, so a host clock would time the launch, not the work).
-Peak memory is per call: process RSS high-water mark on CPU (reset through /proc), the
-allocator's peak on CUDA.
+Peak memory is per call and per model: on CUDA the caching allocator's peak, reset before each
+call; on CPU (torch keeps no allocator statistics there) `tensor_peak_bytes`, the most tensor
+memory one call holds at once, from torch.profiler's allocation events. The process's RSS was
+no measure: it keeps what the allocator does not hand back, so every model read the same.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -48,38 +49,6 @@ class CudaClock:
         end.record()
         end.synchronize()
         return start.elapsed_time(end) / 1000.0
-
-
-class RssMemory:
-    """Process resident memory: the kernel's high-water mark (VmHWM), reset per call."""
-
-    kind = "rss"
-
-    def __init__(self, proc: Path = Path("/proc/self")) -> None:
-        self.proc = proc
-        self.resettable = self._reset()
-
-    def _reset(self) -> bool:
-        try:  # writing 5 to clear_refs resets VmHWM (Linux >= 4.0)
-            (self.proc / "clear_refs").write_text("5")
-            return True
-        except OSError:
-            return False
-
-    def _status_kb(self, key: str) -> int:
-        for line in (self.proc / "status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-        return 0
-
-    def start(self) -> int:
-        """Reset the peak; returns the current usage in bytes."""
-        self._reset()
-        return self._status_kb("VmRSS") * 1024
-
-    def peak(self) -> int:
-        """Peak bytes since `start` (since process start when the peak cannot be reset)."""
-        return self._status_kb("VmHWM") * 1024
 
 
 class CudaMemory:
@@ -125,7 +94,7 @@ class Timing:
 
 
 def interleaved(fns: Mapping[str, Callable[[], object]], warmup: int, repeats: int,
-                clock: WallClock | CudaClock, memory: RssMemory | CudaMemory | NoMemory,
+                clock: WallClock | CudaClock, memory: CudaMemory | NoMemory,
                 context: Callable[[], AbstractContextManager[object]] = nullcontext
                 ) -> dict[str, Timing]:
     """Warm every model up, then `repeats` rounds of one timed call each, rotating the order."""
@@ -143,6 +112,37 @@ def interleaved(fns: Mapping[str, Callable[[], object]], warmup: int, repeats: i
                 out[n].peak_bytes = max(out[n].peak_bytes, peak)
                 out[n].working_bytes = max(out[n].working_bytes, peak - before)
     return out
+
+
+def tensor_peak_bytes(fn: Callable[[], object]) -> int:
+    """The most tensor memory one call of `fn` holds at once beyond what was live before it
+    (weights and inputs are not counted): the running sum of torch.profiler's allocation
+    (+) and free (-) events in the order they happened, at its highest."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
+        fn()
+    events = sorted((e for e in p.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    live = np.cumsum([e.nbytes() for e in events]) if events else np.zeros(1, np.int64)
+    return int(max(live.max(), 0))
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """The profiler's C++ side prints a start and a stop line on fd 2 each time: not for users."""
+    import os
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 1024, repeats: int = 5,

@@ -105,10 +105,10 @@ def _print_tables(r: dict[str, Any]) -> None:
         t.add_row(row["model"], str(row["batch_size"]), f"{row['records_per_s']:,.1f}",
                   "-" if speed is None else f"{speed:.2f}x",
                   f"{row['latency_ms_p50']:,.1f}", f"{row['latency_ms_p95']:,.1f}",
-                  f"{row['peak_memory_mb']:,.0f}", f"{row['achieved_gflops']:,.1f}",
+                  f"{row['peak_memory_mb']:,.1f}", f"{row['achieved_gflops']:,.1f}",
                   f"{100 * row['fraction_of_matmul_peak']:.0f}")
     console.print(t)
-    sizes = Table(title="model sizes (FLOPs at the largest batch)")
+    sizes = Table(title="model sizes (counted as `ecgmoe info` counts: records of 12 beats)")
     for col in ("model", "tasks served", "parameters", "active / record", "MFLOP / record"):
         sizes.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
     last = {row["model"]: row for row in r["results"]}  # rows come in batch-size order
@@ -118,9 +118,12 @@ def _print_tables(r: dict[str, Any]) -> None:
                       f"{row['flops_per_record'] / 1e6:,.1f}")
     console.print(sizes)
     kind = r["results"][0]["memory_kind"] if r["results"] else "-"
-    console.print(f"gain: ecgmoe's records/s over the row's. %peak: achieved GFLOP/s over a "
-                  f"matmul probe ({r['matmul_gflops']:,.1f} GFLOP/s). Memory: {kind} peak "
-                  "during the calls.")
+    what = ("the most tensor memory one call held at once (torch.profiler's allocations, "
+            "weights and inputs not counted)" if kind == "cpu_tensors"
+            else "the CUDA allocator's peak during a call (weights included)")
+    console.print(f"gain: ecgmoe's records/s over the row's. %peak: achieved GFLOP/s (on the "
+                  f"timed batch) over a matmul probe ({r['matmul_gflops']:,.1f} GFLOP/s). "
+                  f"peak MB: {what}.")
     load = [v for v in r["load_average"] if v is not None]
     if load and max(load) > (os.cpu_count() or 1) + 0.5:  # more runnable than cores
         console.print(f"[yellow]note:[/] load average {max(load):.1f} during the run: other "

@@ -37,6 +37,8 @@ def run(
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % CIs.")] = 200,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table (warnings and --json "
+                                        "still print).")] = False,
 ) -> None:
     """Score weights on a dataset fold: AUROC/F1/ECE, accuracy/macro F1 or MAE per task."""
     from rich.table import Table
@@ -64,6 +66,8 @@ def run(
             err_console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
     if as_json:
         console.print_json(json.dumps(result))
+        return
+    if quiet:
         return
     fold_name = "all folds" if result["fold"] is None else f"fold {result['fold']}"
     table = Table(title=f"{fold_name}, leads {','.join(result['leads']) if keep else 'all'}: "

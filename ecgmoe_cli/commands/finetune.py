@@ -13,12 +13,16 @@ import typer
 
 
 def run(
-    task: Annotated[list[str], typer.Option(help="Task to fine-tune: a built-in name, or a "
+    dataset: Annotated[list[Path] | None, typer.Argument(
+        metavar="DATASET", help="Dataset folder(s) made by `ecgmoe preprocess`, as `train` "
+                                   "and `evaluate` take them; several of the same spec mix.")
+                       ] = None,
+    task: Annotated[list[str] | None, typer.Option(help="Task to fine-tune: a built-in name, or a "
                                             "labels.csv column with --kind. Repeat (or "
                                             "comma-separate) to train several adapters on "
-                                            "one pass of the backbone.")],
-    data: Annotated[list[Path], typer.Option(help="Dataset folder made by `ecgmoe preprocess`; "
-                                             "repeat to mix datasets of the same spec.")],
+                                            "one pass of the backbone.")] = None,
+    data: Annotated[list[Path] | None, typer.Option(hidden=True, help="DATASET, as older "
+                                                    "scripts pass it.")] = None,
     backbone: Annotated[Path | None, typer.Option(help="Weights folder holding the backbone "
                                                   "(default: the shipped weights).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Weights folder to "
@@ -52,14 +56,18 @@ def run(
 
     fit_cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                         patience=patience)
-    names = [n.strip() for item in task for n in item.split(",") if n.strip()]
+    names = [n.strip() for item in task or [] for n in item.split(",") if n.strip()]
+    datasets = [*(dataset or []), *(data or [])]
+    if not names or not datasets:
+        raise EcgMoeError("give the DATASET folder(s) and --task, e.g. `ecgmoe finetune DS "
+                          "--task sex`")
     if output is None:
         if resume:
             raise EcgMoeError("--resume needs -o: the run folder to continue")
         output = new_run_dir("finetune", names)
         if not as_json:
             err_console.print(f"writing to [bold]{output}[/] (-o to choose)", highlight=False)
-    summaries = [finetune_adapter(name, data, backbone, output, fit_cfg, kind=kind, rank=rank,
+    summaries = [finetune_adapter(name, datasets, backbone, output, fit_cfg, kind=kind, rank=rank,
                                   alpha=alpha, device=device, resume=resume,
                                   progress=not (quiet or as_json)) for name in names]
     for summary in summaries:  # thresholds calibrated on a handful of windows: say so

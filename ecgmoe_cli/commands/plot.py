@@ -13,9 +13,13 @@ from ecgmoe_cli.errors import EcgMoeError
 _FORMATS = ("png", "pdf", "svg")
 
 
-def _format(output: Path, fmt: str | None) -> str:
-    """--format, else the output's extension, else png."""
+def _format(output: Path, fmt: str | None, is_dir: bool = False) -> str:
+    """--format, else the output's extension, else png; another extension (x.jpg) is refused
+    rather than filled with PNG bytes."""
     suffix = output.suffix.lower().lstrip(".")
+    if suffix and suffix not in _FORMATS and not is_dir:
+        raise EcgMoeError(f".{suffix} is not a format plot writes ({', '.join(_FORMATS)})",
+                          output)
     if fmt is None:
         return suffix if suffix in _FORMATS else "png"
     fmt = fmt.lower()
@@ -62,7 +66,10 @@ def run(
         raise EcgMoeError("give --weights or --report, not both")
     if weights is not None and record is None:
         raise EcgMoeError("--weights predicts one RECORD; give the record to draw")
-    opts = PlotOptions(window=window, fmt=_format(out, fmt), dpi=dpi,
+    if record is not None and record.is_dir():
+        raise EcgMoeError("is a folder: give one record to draw, or --report REPORT -o DIR "
+                          "to draw a report's flagged records", record)
+    opts = PlotOptions(window=window, fmt=_format(out, fmt, _is_dir(out, output)), dpi=dpi,
                        lead_map=parse_lead_map(lead_map) or None, fs=fs)
     if record is None:
         if report is None:

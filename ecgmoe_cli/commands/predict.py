@@ -18,8 +18,8 @@ SHOW_ERRORS = 5  # failed records named in the summary
 def run(
     input: Annotated[Path, typer.Argument(metavar="INPUT", help="A folder of records (searched recursively: WFDB "
                                           ".hea, .edf, .bdf, .csv, .npy, DICOM ECG, HL7 aECG / "
-                                          "GE MUSE / Philips .xml) or one record file.",
-                                          exists=True)],
+                                          "GE MUSE / Philips .xml) or one record file "
+                                          "(a WFDB record with or without .hea).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="out.parquet (one file, written "
                                          "atomically) or a directory (a Parquet dataset of part "
                                          "files; needed with --shard i/n, n > 1).")],
@@ -50,7 +50,8 @@ def run(
     checkpoint_every: Annotated[int, typer.Option(help="Records per sealed part file: the most "
                                                   "a killed run loses before --resume.")
                                 ] = 2048,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any record failed.")
+    strict: Annotated[bool, typer.Option("--strict/--no-strict", help="Exit 1 if any record "
+                                         "failed (the report is still written).")
                       ] = False,
     lead_map: Annotated[list[str] | None, typer.Option(
         "--lead-map", help="NAME=LEAD: read the file's channel NAME as lead LEAD, or NAME=none "
@@ -58,7 +59,8 @@ def run(
     fs: Annotated[float | None, typer.Option(
         help="Sampling rate in Hz, for files that do not store one (CSV, NPY).")] = None,
     leads: Annotated[str | None, typer.Option(
-        help="Comma-separated lead names for CSV/NPY files, e.g. I,II,V1.")] = None,
+        help="Leads to use, e.g. I,II,V1 (the rest masked, as evaluate --leads); they "
+             "also name the columns of CSV/NPY files without a header row.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")
                      ] = False,
@@ -81,14 +83,15 @@ def run(
     with Progress("predict", show=not (quiet or as_json), unit="records") as bar:
         result = predict_folder(input, output, opts,
                                 progress=lambda done, total: bar.update(done, total))
+    _warn_stale(result)
     if as_json:
         console.print_json(json.dumps(_summary_dict(result)))
     elif not quiet:
-        _print_summary(result, name_errors=not input.is_file())  # else the error line below
+        _print_summary(result, name_errors=input.is_dir())  # else the error line below
     n_errors = result.tally.status.get("error", 0)
-    if n_errors and (strict or input.is_file()):  # one file that failed is the run failing
+    if n_errors and (strict or not input.is_dir()):  # one file that failed: the run failed
         first = result.tally.errors[0]["error"]
-        raise EcgMoeError(first if input.is_file() else
+        raise EcgMoeError(first if not input.is_dir() else
                           f"{n_errors} record(s) failed (--strict); first: {first}")
 
 
@@ -99,9 +102,23 @@ def _summary_dict(r: PredictResult) -> dict[str, Any]:
             "records_found": r.n_found, "records_in_shard": r.n_shard,
             "records_resumed": r.n_resumed, "records_processed": n,
             "status": dict(r.tally.status), "errors": r.tally.errors,
+            "resume_changed": r.changed, "resume_vanished": r.vanished,
+            "report_status": r.report_status or dict(r.tally.status),
             "positives": {t: dict(c) for t, c in r.tally.positives.items()},
             "seconds": round(r.seconds, 3),
             "records_per_s": round(n / r.seconds, 2) if r.seconds > 0 else None}
+
+
+def _warn_stale(r: PredictResult) -> None:
+    """--resume: say which earlier rows were not kept, and why."""
+    from ecgmoe_cli.commands.common import err_console
+
+    for keys, what in ((r.changed, "changed since the first run (size or time): predicted "
+                        "again"), (r.vanished, "no longer under INPUT: their rows dropped")):
+        if keys:
+            first = ", ".join(keys[:SHOW_ERRORS]) + (" ..." if len(keys) > SHOW_ERRORS else "")
+            err_console.print(f"[yellow]warning:[/] --resume: {len(keys)} record(s) {what} "
+                              f"({first})", highlight=False, soft_wrap=True)
 
 
 def _print_summary(r: PredictResult, name_errors: bool = True) -> None:
@@ -119,6 +136,9 @@ def _print_summary(r: PredictResult, name_errors: bool = True) -> None:
         head.add_row(f"status {status}", f"[{'green' if status == 'ok' else 'red'}]{count}[/]")
     if r.n_resumed:
         head.add_row("already in the report (--resume)", str(r.n_resumed))
+    if r.report_status:
+        head.add_row("the report now holds", ", ".join(
+            f"{k} {v}" for k, v in sorted(r.report_status.items())))
     if r.n_shard != r.n_found:
         head.add_row("in other shards", str(r.n_found - r.n_shard))
     console.print(head)

@@ -24,7 +24,8 @@ def run(
     fs: Annotated[float | None, typer.Option(
         help="Sampling rate in Hz, for files that do not store one (CSV, NPY).")] = None,
     leads: Annotated[str | None, typer.Option(
-        help="Comma-separated lead names for CSV/NPY files, e.g. I,II,V1.")] = None,
+        help="Leads to use, e.g. I,II,V1 (the rest masked, as evaluate --leads); they "
+             "also name the columns of CSV/NPY files without a header row.")] = None,
     lead_map: Annotated[list[str] | None, typer.Option(
         "--lead-map", help="NAME=LEAD: read the file's channel NAME as lead LEAD, or NAME=none "
                            "to ignore it (repeatable).")] = None,

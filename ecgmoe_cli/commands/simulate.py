@@ -35,7 +35,8 @@ def run(
     showcase: Annotated[bool, typer.Option(
         help="Curated findings (record i shows showcase case i mod 8) for a small demo corpus.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT_DIR if it exists.")] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress bar or summary.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")
+                     ] = False,
 ) -> None:
     """Write N records as records500/NNNNN/NNNNN_hr.{hea,dat} plus ptbxl_database.csv."""
     from ecgmoe_cli.progress import Progress

@@ -6,12 +6,15 @@ without an extension, and HL7 aECG, GE MUSE or Philips XML) by their content (`i
 Files that are not records (signal .dat/.mat files, annotations, notes, label tables, DICOM
 images, other XML) are skipped. Symlinked folders are followed once (a link back up the tree
 cannot loop) when they stay inside the folder searched (a link to `/` is not walked), and a
-file reached through two paths is listed once. The segments of a multi-segment WFDB record are
+file reached through two paths is listed once. A folder or file whose path is longer than the
+system can open (ENAMETOOLONG: a record 40 folders deep) is listed anyway, so that reading it
+gives the row that says so instead of silence. The segments of a multi-segment WFDB record are
 part of its master header's record, not records of their own.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -51,7 +54,9 @@ def discover_records(root: Path) -> list[Path]:
         folder = stack.pop()
         try:
             st = folder.stat()
-        except OSError:
+        except OSError as e:
+            if e.errno == errno.ENAMETOOLONG:
+                found[(-1, len(found))] = folder  # its row says why nothing in it is read
             continue
         if (st.st_dev, st.st_ino) in seen_dirs:
             continue  # a symlink back into the tree, or a second link to one folder
@@ -71,7 +76,9 @@ def discover_records(root: Path) -> list[Path]:
                     key = (fst.st_dev, fst.st_ino)
                     if key not in found or str(p) < str(found[key]):
                         found[key] = p
-            except OSError:
+            except OSError as err:
+                if err.errno == errno.ENAMETOOLONG:
+                    found[(-1, len(found))] = p
                 continue  # a dangling link
     return sorted(_without_segments(list(found.values())), key=lambda p: str(p))
 

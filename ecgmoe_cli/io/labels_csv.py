@@ -58,6 +58,7 @@ class CsvSource(LabelSource):
         df.columns = [c.strip() for c in df.columns]
         cells = {c: [v.strip() for v in df[c]] for c in df.columns}
         records = cells.pop(df.columns[0])
+        self._refuse_conflicts(records, cells)
         self.fold_col = cells.pop("fold", None)
         self.patient_col = cells.pop("patient_id", None)
         self.index: dict[str, int] = {}
@@ -71,6 +72,21 @@ class CsvSource(LabelSource):
         kinds = {k.lower(): v for k, v in (user_kinds or {}).items()}
         self.tasks = [self._add_task(name, cols, cells, kinds.get(name))
                       for name, cols in groups.items()]
+
+    def _refuse_conflicts(self, records: list[str], cells: dict[str, list[str]]) -> None:
+        """Two rows for one record must say the same (a repeat is harmless); rows that
+        disagree are refused naming the record, rather than the first silently winning."""
+        first: dict[str, int] = {}
+        for i, rec in enumerate(records):
+            j = first.setdefault(_key(rec), i)
+            if j == i:
+                continue
+            diff = [c for c in cells if cells[c][i] != cells[c][j]]
+            if diff:
+                c = diff[0]
+                raise EcgMoeError(f"record {rec!r} has rows that disagree (lines {j + 2} and "
+                                  f"{i + 2}: {c} {cells[c][j]!r} vs {cells[c][i]!r}); keep "
+                                  "one row per record", self.path)
 
     def _bad(self, col: str, why: str) -> EcgMoeError:
         return EcgMoeError(f"column {col!r}: {why}", self.path)

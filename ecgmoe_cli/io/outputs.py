@@ -119,3 +119,54 @@ def new_run_dir(kind: str, names: Iterable[str], root: Path = Path("runs")) -> P
         n += 1
         path = root / f"{stem}-{n}"
     return path
+
+
+class OutputLock:
+    """An exclusive lock on one output (`flock` on `.NAME.lock` beside it), held for the run:
+    a second run writing the same report (the same shard of it) is refused at once instead of
+    mixing or losing rows. The lock file goes when the run ends; a run killed with -9 leaves it,
+    but the kernel drops the lock itself, so the next run takes it."""
+
+    def __init__(self, out: Path, tag: str = "") -> None:
+        out = Path(os.path.abspath(out))
+        self.path = out.with_name(f".{out.name}{tag}.lock")
+        self.out = out
+        self._fd: int | None = None
+        self._made: list[Path] = []  # folders made for the lock, removed with it when empty
+
+    def acquire(self) -> None:
+        import fcntl
+
+        check_writable(self.path.parent, self.out)
+        here = self.path.parent
+        while not here.exists():
+            self._made.append(here)
+            here = here.parent
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise EcgMoeError("another run is writing this report now (locked by "
+                                  f"{self.path.name}); wait for it, or choose another -o",
+                                  self.out) from None
+            try:  # the holder before us may have removed the file: lock the one in place
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    self._fd = fd
+                    return
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)  # still locked: no one else can hold it now
+            os.close(self._fd)
+            self._fd = None
+        for folder in self._made:  # innermost first; one the run filled stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break

@@ -9,6 +9,7 @@ the cause, so one broken file in a folder of thousands costs one error row, not 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
 from pathlib import Path
@@ -21,6 +22,7 @@ from ecgmoe_cli.io.record import Record
 from ecgmoe_cli.io.sniff import DICOM_SUFFIXES, XML_ROOTS, has_dicom_marker
 from ecgmoe_cli.io.wfdb_fast import (
     Header,
+    check_mat_v4,
     checked_file,
     data_file,
     fast_path_ok,
@@ -31,14 +33,17 @@ from ecgmoe_cli.io.wfdb_fast import (
 
 _MAX_FS = 100_000.0
 MIN_FS = 10.0  # below this a "rate" stretches 2,500 samples over hours (--fs 0.001 hung predict)
+_MAX_CSV_LINE = 1 << 16  # a CSV row holds one sample per lead: 64 KiB is thousands of columns
 _TIME_COLUMNS = {"time", "t", "time_s", "seconds", "sample", "index", "timestamp"}
 
 
 def read_record(path: str | Path, *, fs: float | None = None,
                 lead_names: list[str] | None = None) -> Record:
     """Read one record file. `fs` and `lead_names` are needed for CSV/NPY (a CSV header row
-    gives the names) and override nothing for self-describing formats."""
+    gives the names); in a record that names its own leads, `lead_names` (`--leads`) keeps
+    only those leads, as `evaluate --leads` does."""
     p = Path(path)
+    _refuse_too_long(p)
     if p.suffix == "" and p.with_suffix(".hea").is_file():
         p = p.with_suffix(".hea")  # a WFDB record named without its extension
     suffix = p.suffix.lower()
@@ -71,7 +76,38 @@ def read_record(path: str | Path, *, fs: float | None = None,
     except Exception as e:  # noqa: BLE001 (third-party readers raise anything on a bad file)
         msg = " ".join(str(e).split())[:200] or type(e).__name__
         raise EcgMoeError(f"unreadable record ({type(e).__name__}: {msg})", p) from None
-    return _checked(rec, p)
+    rec = _checked(rec, p)
+    if lead_names and not rec.meta.get("named_by_leads"):  # the file named its own leads
+        rec = keep_leads(rec, lead_names)
+    return rec
+
+
+def _refuse_too_long(p: Path) -> None:
+    """A path the system cannot open (ENAMETOOLONG) is said as such, with its length."""
+    try:
+        os.stat(p)
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise EcgMoeError(f"path of {len(str(p))} characters is too long for the system "
+                              f"to open ({e.strerror}): move the record to a shorter path; "
+                              "nothing inside it was read", str(p)[:160] + "...") from None
+
+
+def keep_leads(rec: Record, wanted: list[str]) -> Record:
+    """`rec` with only the channels that feed one of the `wanted` leads (canonical names or
+    aliases); none of them in the record is an error naming what it has."""
+    from ecgmoe_cli.signal.leads import CANONICAL_LEADS, canonicalize, lead_of
+
+    keep = {lead_of(n) or n for n in wanted}
+    mapping = canonicalize(rec.lead_names)
+    rows = sorted(i for lead, i in zip(CANONICAL_LEADS, mapping.source_index)
+                  if i is not None and lead in keep)
+    if not rows:
+        raise EcgMoeError(f"none of the leads --leads keeps ({', '.join(wanted)}) is in the "
+                          f"record (it has {', '.join(mapping.used) or 'no ECG lead'})", rec.path)
+    rec.signal = rec.signal[rows]
+    rec.lead_names = [rec.lead_names[i] for i in rows]
+    return rec
 
 
 def _checked(rec: Record, p: Path) -> Record:
@@ -121,6 +157,7 @@ def _read_wfdb(p: Path) -> Record:
     h = parse_header(p)
     for name in sorted({c.file for c in h.channels} - {"~"} | {s + ".hea" for s in h.segments}):
         checked_file(p, name)  # refuse '../../etc/passwd', a pipe, a link out before any open
+    check_mat_v4(p, h)
     if h.channels and not h.multi_segment and (h.n_samples == 0):
         raise EcgMoeError("record has no samples (header says 0)", p)
     if fast_path_ok(h):
@@ -253,6 +290,7 @@ def check_fs_option(fs: float | None) -> None:
 def _read_csv(p: Path, fs: float | None, lead_names: list[str] | None) -> Record:
     """Rows are samples, columns leads; a non-numeric first row names the leads."""
     fs_ = _need(p, fs, lead_names, "CSV")
+    _check_csv_lines(p)
     text = p.read_bytes().decode("utf-8", errors="strict")
     if not text.strip():
         raise EcgMoeError("empty file", p)
@@ -273,13 +311,36 @@ def _read_csv(p: Path, fs: float | None, lead_names: list[str] | None) -> Record
         if len(header) != data.shape[1]:
             raise EcgMoeError(f"CSV header has {len(header)} names for {data.shape[1]} columns", p)
         cols = [i for i in cols if header[i].lower() not in _TIME_COLUMNS]
-    names = lead_names or ([header[i] for i in cols] if has_header else None)
+    names = [header[i] for i in cols] if has_header else lead_names
     if names is None:
         raise EcgMoeError("CSV has no header row naming the leads: pass --leads", p)
     if len(names) != len(cols):
         raise EcgMoeError(f"{len(names)} lead names for {len(cols)} CSV columns", p)
     sig = np.ascontiguousarray(data[:, cols].T)
-    return Record(str(p), p.stem, sig, fs_, list(names), [], {"format": "csv"})
+    return Record(str(p), p.stem, sig, fs_, list(names), [],
+                  {"format": "csv", "named_by_leads": not has_header})
+
+
+def _check_csv_lines(p: Path) -> None:
+    """Refuse a CSV with a line over _MAX_CSV_LINE bytes before parsing it: a 400 MB file on
+    one line cost 11 GB in the parser. One pass in 1 MiB blocks, nothing kept."""
+    run = 0  # bytes since the last newline
+    with open(p, "rb") as f:
+        while block := f.read(1 << 20):
+            nl = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
+            if nl.size == 0:
+                run += len(block)
+            else:
+                longest = max(run + int(nl[0]), int(np.diff(nl).max(initial=1)) - 1)
+                if longest > _MAX_CSV_LINE:
+                    run = longest
+                    break
+                run = len(block) - int(nl[-1]) - 1
+            if run > _MAX_CSV_LINE:
+                break
+    if run > _MAX_CSV_LINE:
+        raise EcgMoeError(f"CSV has a line longer than {_MAX_CSV_LINE} bytes (a row holds one "
+                          "sample per lead): not a record", p)
 
 
 def _is_number(s: str) -> bool:
@@ -308,4 +369,4 @@ def _read_npy(p: Path, fs: float | None, lead_names: list[str] | None) -> Record
     if arr.shape[0] != len(lead_names):
         raise EcgMoeError(f"{len(lead_names)} lead names for an array of shape {arr.shape}", p)
     return Record(str(p), p.stem, np.ascontiguousarray(arr, dtype=np.float32), fs_,
-                  list(lead_names), [], {"format": "npy"})
+                  list(lead_names), [], {"format": "npy", "named_by_leads": True})

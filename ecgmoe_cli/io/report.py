@@ -38,7 +38,23 @@ RECORD_FIELDS: list[tuple[str, pa.DataType]] = [
     ("quality", pa.float32()),
     ("low_quality", pa.bool_()),
 ]
-TRAILER_FIELDS: list[tuple[str, pa.DataType]] = [("weights_id", pa.string()), ("spec_hash", pa.string())]
+TRAILER_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("weights_id", pa.string()), ("spec_hash", pa.string()), ("source_stamp", pa.string())]
+
+
+def source_stamp(path: str | Path) -> str:
+    """Size and modification time of a record's files (a WFDB header with its `.dat`/`.mat`):
+    what `--resume` compares to notice a record changed since its row was written."""
+    p = Path(path)
+    files = [p] + ([p.with_suffix(s) for s in (".dat", ".mat")] if p.suffix == ".hea" else [])
+    stamps = []
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        stamps.append(f"{st.st_size}:{st.st_mtime_ns}")
+    return ";".join(stamps)
 
 
 def regression_column(task: Task) -> str:
@@ -113,6 +129,8 @@ class ReportWriter:
         self._tmp: Path | None = None
         self._rows_in_part = 0
         self.rows_written = 0
+        self._drop: set[str] = set()  # keys whose earlier rows go (--resume: changed, vanished)
+        self._drop_from: set[Path] = set()  # the files holding those earlier rows
 
     def check_target(self, overwrite: bool) -> None:
         """Refuse, before anything is written, an `out` that is not a report this tool wrote,
@@ -135,19 +153,29 @@ class ReportWriter:
             raise EcgMoeError(f"cannot write the report here ({e.strerror})", self.out) from None
         self._seq = len(self.parts())
 
+    def status_counts(self) -> dict[str, int]:
+        """Rows per status in the finished report (this shard's parts of a dataset): after
+        --resume, the whole report, not only this run's records."""
+        from collections import Counter
+
+        sources = self.parts() if self.as_dataset else [self.out]
+        return dict(Counter(s for src in sources
+                            for s in pq.read_table(src, columns=["status"]).column(0).to_pylist()))
+
     def parts(self) -> list[Path]:
         """This shard's sealed part files, in order."""
         if not self.parts_dir.is_dir():
             return []
         return sorted(self.parts_dir.glob(f"{self.prefix}-*.parquet"))
 
-    def done_keys(self, column: str = "path") -> set[str]:
-        """Keys already in completed parts (and in a finished single-file report): for --resume.
+    def done_keys(self, column: str = "path") -> dict[str, str]:
+        """Keys already in completed parts (and in a finished single-file report), each with
+        its `source_stamp`: for --resume.
 
         A part with other columns (another --tasks, --explain or weights) is refused: its rows
         could not be merged with this run's."""
-        sources = self.parts() + ([self.out] if not self.as_dataset and self.out.is_file() else [])
-        keys: set[str] = set()
+        sources = self._sources()
+        keys: dict[str, str] = {}
         for src in sources:
             try:
                 pf = pq.ParquetFile(src)
@@ -160,10 +188,40 @@ class ReportWriter:
                         f"{extra[:4]}, lacking {lacking[:4]}: other --tasks, --explain or "
                         f"weights?); resume with the first run's options, or start again "
                         f"with --overwrite", src)
-                keys.update(pf.read(columns=[column]).column(column).to_pylist())
+                t = pf.read(columns=[column, "source_stamp"])
+                keys.update(zip(t.column(column).to_pylist(),
+                                t.column("source_stamp").to_pylist()))
             except (OSError, pa.ArrowException) as e:
                 raise EcgMoeError(f"cannot resume from {src}: {e}") from None
         return keys
+
+    def _sources(self) -> list[Path]:
+        return self.parts() + ([self.out] if not self.as_dataset and self.out.is_file() else [])
+
+    def drop(self, keys: set[str]) -> None:
+        """Leave the earlier rows of `keys` out of the report (--resume: records that changed
+        or vanished since): filtered when the parts are merged, or their parts rewritten."""
+        self._drop |= keys
+        self._drop_from = set(self._sources())
+
+    def _kept(self, table: pa.Table, src: Path) -> pa.Table:
+        if not self._drop or src not in self._drop_from:
+            return table
+        import pyarrow.compute as pc
+
+        return table.filter(pc.invert(pc.is_in(table.column("path"),
+                                               pa.array(sorted(self._drop), pa.string()))))
+
+    def _rewrite_dropped_parts(self) -> None:
+        """Dataset output: each earlier part holding dropped rows rewritten without them."""
+        for src in sorted(p for p in self._drop_from if p.is_file()):
+            table = pq.read_table(src)
+            kept = self._kept(table, src)
+            if kept.num_rows == table.num_rows:
+                continue
+            tmp = src.with_name(f".{src.name}.tmp-{os.getpid()}")
+            pq.write_table(kept, tmp, compression="zstd")
+            os.replace(tmp, src)
 
     def write(self, row: dict[str, object]) -> None:
         self._buffer.append(row)
@@ -203,6 +261,7 @@ class ReportWriter:
         self._flush()
         self._close_part()
         if self.as_dataset:
+            self._rewrite_dropped_parts()
             return self.out
         tmp = self.out.with_name(f".{self.out.name}.tmp-{os.getpid()}")
         # a finished report is carried over only when resuming; a fresh run replaces it
@@ -212,7 +271,8 @@ class ReportWriter:
                 for src in sources:
                     pf = pq.ParquetFile(src)
                     for i in range(pf.num_row_groups):  # row group by row group: constant memory
-                        writer.write_table(pf.read_row_group(i).cast(self.schema))
+                        writer.write_table(self._kept(pf.read_row_group(i), src)
+                                           .cast(self.schema))
             os.replace(tmp, self.out)
         except OSError as e:  # a full disk: the parts stay for --resume, the temp file goes
             tmp.unlink(missing_ok=True)

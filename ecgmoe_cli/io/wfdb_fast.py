@@ -171,6 +171,36 @@ def checked_file(header_path: Path, file_name: str) -> Path:
     return path
 
 
+_MAT_V4_TYPES = {"16": 30, "32": 20, "80": 50}  # MOPT codes: little-endian int16/int32/uint8
+
+
+def check_mat_v4(header_path: Path, h: Header) -> None:
+    """A `.mat` signal file (CinC 2020/2021) must be the MATLAB v4 matrix its byte offset skips:
+    a v5/v7.3 (HDF5) file or a struct read at that offset is garbage, not an ECG."""
+    for name in sorted({c.file for c in h.channels if c.file.lower().endswith(".mat")}):
+        chans = [c for c in h.channels if c.file == name]
+        path = data_file(header_path, name)
+        if not path.is_file():
+            continue  # the reader names a missing file
+        with open(path, "rb") as f:
+            head = f.read(128)
+        if head.startswith(b"MATLAB") or head.startswith(b"\x89HDF"):
+            kind = "v7.3 (HDF5)" if b"7.3" in head[:116] or b"HDF" in head[:8] else "v5"
+            raise EcgMoeError(f"signal file {name!r} is a MATLAB {kind} file; the header's "
+                              f"byte offset expects a MATLAB v4 matrix", header_path)
+        if len(head) < 20:
+            raise EcgMoeError(f"signal file {name!r} is too short for a MATLAB v4 header",
+                              header_path)
+        mopt, rows, cols, imag, namlen = np.frombuffer(head[:20], "<i4")
+        want = _MAT_V4_TYPES.get(chans[0].fmt)
+        if (mopt != want or rows != len(chans) or imag != 0 or 20 + namlen != chans[0].offset
+                or cols < (h.n_samples or 0)):
+            raise EcgMoeError(
+                f"signal file {name!r} is not the MATLAB v4 matrix its header describes "
+                f"(type {mopt}, {rows} x {cols}, name of {namlen} bytes; expected type "
+                f"{want}, {len(chans)} x {h.n_samples} at byte {chans[0].offset})", header_path)
+
+
 def stored_bytes(n_values: int, fmt: str) -> int:
     """Bytes that hold `n_values` samples in a fast format (212: 3 bytes per 2 samples)."""
     return {"16": 2 * n_values, "80": n_values}.get(fmt, -(-3 * n_values // 2))

@@ -56,7 +56,7 @@ class LoRALinear(nn.Module):
         """A new adapter of rank r (0 = off: no tensors, zero delta); B = 0 so it starts at base."""
         if name in self.rank:
             raise EcgMoeError(f"LoRA adapter {name!r} already exists")
-        if r < 0 or alpha <= 0:
+        if r < 0 or not 0 < alpha < float("inf"):
             raise EcgMoeError(f"LoRA adapter {name!r}: rank must be >= 0 and alpha > 0")
         self.rank[name], self.alpha[name] = r, float(alpha)
         if r:

@@ -10,7 +10,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ecgmoe_cli.model.batch import example_batch
-from ecgmoe_cli.model.ecgmoe import EcgMoe
+from ecgmoe_cli.model.config import EcgMoeConfig
+from ecgmoe_cli.model.ecgmoe import EcgMoe, count_parameters
 from ecgmoe_cli.model.moe import MoE
 
 # parameter-name prefixes of each part of EcgMoe
@@ -34,8 +35,25 @@ def flops_per_record(model: nn.Module, batch: dict[str, torch.Tensor],
     return counter.get_total_flops() / batch["signal"].shape[0]
 
 
-def model_summary(model: EcgMoe, n_beats: int = 12, batch_size: int = 8) -> dict[str, Any]:
-    """JSON-ready sizes; FLOPs are measured on records with `n_beats` beats (12 = 72 bpm)."""
+COUNT_BEATS, COUNT_BATCH = 12, 8  # the record sizes are quoted for: 12 beats (72 bpm)
+
+
+def size_counts(model: nn.Module, config: EcgMoeConfig, tasks: Sequence[str] | None = None
+                ) -> dict[str, float]:
+    """Parameters (as trained: before BatchNorm is folded for serving) and forward FLOPs per
+    record on the example batch: the one count `ecgmoe info` and `ecgmoe bench` both print
+    (they disagreed: bench counted a folded model on its timing batch)."""
+    was_training = model.training
+    model.eval()
+    batch = example_batch(config, COUNT_BATCH, n_beats=COUNT_BEATS)
+    counts = {"parameters": count_parameters(model),
+              "flops_per_record": flops_per_record(model, batch, tasks)}
+    model.train(was_training)
+    return counts
+
+
+def model_summary(model: EcgMoe) -> dict[str, Any]:
+    """JSON-ready sizes; parameters and FLOPs from `size_counts` (records of 12 beats)."""
     named = dict(model.named_parameters())
     adapter_names = {n for t in model.tasks for n in model.adapter_keys(t)}
     parts = {part: sum(p.numel() for n, p in named.items() if n.startswith(prefixes)
@@ -54,13 +72,13 @@ def model_summary(model: EcgMoe, n_beats: int = 12, batch_size: int = 8) -> dict
         adapters[task] = {"rank": rank, "alpha": alpha, "parameters": n, "bytes": 4 * n}
     backbone = sum(named[k].numel() for k in model.backbone_keys() if k in named)
     model.eval()
-    batch = example_batch(c, batch_size, n_beats=n_beats)
+    counts = size_counts(model, c)
     return {
         "config": c.name,
-        "parameters": {"total": sum(parts.values()), "backbone": backbone, "parts": parts},
-        "flops_per_record": flops_per_record(model, batch),
-        "flops_backbone_per_record": flops_per_record(model, batch, tasks=[]),
-        "flops_measured_at_beats": n_beats,
+        "parameters": {"total": counts["parameters"], "backbone": backbone, "parts": parts},
+        "flops_per_record": counts["flops_per_record"],
+        "flops_backbone_per_record": size_counts(model, c, tasks=[])["flops_per_record"],
+        "flops_measured_at_beats": COUNT_BEATS,
         "experts": {"layers": len(moes), "n_experts": c.n_experts, "top_k": c.top_k,
                     "total_expert_parameters": expert,
                     "active_expert_parameters_per_token": expert * c.top_k // max(c.n_experts, 1),

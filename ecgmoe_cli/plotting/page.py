@@ -103,8 +103,8 @@ def build_page(record: Record, mapping: LeadMapping, *, window: int = 0,
     missing = [lead for lead in CANONICAL_LEADS if lead not in leads]
     info = [
         (f"fs {fs:g} Hz   duration {record.duration_s:.1f} s   shown {w0 / fs:.1f}-{w1 / fs:.1f} s"
-         f" (window {window} of 0-{nw - 1})"),
-        (f"heart rate {hr:.0f} bpm ({peaks.size} R-peaks marked on the first strip)"
+         f" (window {window} of {nw}, counted from 0)"),
+        (f"heart rate {hr:.0f} bpm ({peaks.size} R-peaks marked on the rhythm strip)"
          if math.isfinite(hr) else f"heart rate: not measurable ({peaks.size} R-peak(s) found)"),
         *([f"leads: {' '.join(leads)}" + (f"   not recorded: {' '.join(missing)}" if missing else "")]
           if leads else []),

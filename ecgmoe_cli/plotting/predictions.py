@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ecgmoe_cli.io.report import regression_column
-from ecgmoe_cli.tasks import TASKS
+from ecgmoe_cli.tasks import TASKS, TRAIT_VALUES, is_finding
 
 
 def pred_labels(value: Any) -> list[str]:
@@ -36,11 +36,19 @@ def _num(value: Any) -> float | None:
 
 def prediction_lines(row: dict[str, Any]) -> list[str]:
     """One line per task that says something: flagged labels with probabilities, the class,
-    the regressed values; tasks with nothing over threshold are summed up as 'no findings'."""
+    the regressed values, a trait's value in words (`sex: male`, never an empty cell); tasks
+    with nothing over threshold are summed up as 'no findings'."""
     lines, quiet = [], []
     for col in sorted(c for c in row if c.endswith("_pred")):
         task = col[: -len("_pred")]
         labels = pred_labels(row[col])
+        if task in TRAIT_VALUES:
+            negative, positive = TRAIT_VALUES[task]
+            p = _num(row.get(f"{task}_{positive}_prob"))
+            word = positive if positive in labels else negative
+            lines.append(f"{task}: {word}" + (f" (p {positive} {p:.2f})" if p is not None
+                                               else ""))
+            continue
         if not labels:
             quiet.append(task)
             continue
@@ -69,10 +77,12 @@ def prediction_lines(row: dict[str, Any]) -> list[str]:
 
 
 def is_flagged(row: dict[str, Any]) -> bool:
-    """A report row worth drawing: predicted fine, and some task has a label over threshold."""
+    """A report row worth drawing: predicted fine, and some task has a finding over threshold
+    (not a trait such as sex, nor a `norm` superclass)."""
     if str(row.get("status", "ok")) != "ok":
         return False
-    return any(pred_labels(v) for c, v in row.items() if c.endswith("_pred"))
+    return any(is_finding(c[: -len("_pred")], label) for c, v in row.items()
+               if c.endswith("_pred") for label in pred_labels(v))
 
 
 def match_row(rows: list[dict[str, Any]], path: Path, name: str,

@@ -85,8 +85,15 @@ def plot_flagged(report: Path, out_dir: Path, opts: PlotOptions,
     written: list[Path] = []
     used: set[str] = set()
     for row in flagged:
-        src = _record_path(row, report)
-        stem = str(row.get("record") or src.stem)
+        try:
+            src = _record_path(row, report)
+        except (ValueError, OSError) as e:  # a NUL byte, a name too long for the system
+            if on_error is None:
+                raise EcgMoeError(f"bad record path in the report ({e})", report) from None
+            on_error(EcgMoeError(f"bad record path {str(row.get('path'))[:80]!r} in the "
+                                 f"report ({e})", report))
+            continue
+        stem = safe_stem(str(row.get("record") or src.stem))
         row_opts = opts
         if row.get("window") is not None:  # a report listing windows: draw the flagged one
             row_opts = replace(opts, window=int(row["window"]))
@@ -106,13 +113,24 @@ def plot_flagged(report: Path, out_dir: Path, opts: PlotOptions,
     return written
 
 
+def safe_stem(name: str) -> str:
+    """A report's `record` as a file name inside -o: no folder part ('../../x', '/abs/x'),
+    no NUL or control character, no leading dot; 'record' when nothing is left."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(c if c.isprintable() else "_" for c in base).lstrip(".")
+    return base[:200] or "record"
+
+
 def _const(lines: list[str]) -> Callable[[Record], list[str] | None]:
     return lambda _record: lines
 
 
 def _record_path(row: dict[str, Any], report: Path) -> Path:
     """The row's record file: as written, else relative to the report's folder."""
-    p = Path(str(row.get("path") or row.get("record")))
+    text = str(row.get("path") or row.get("record"))
+    if "\0" in text:
+        raise ValueError("it holds a NUL byte")
+    p = Path(text)
     if not p.is_absolute() and not p.exists() and (report.parent / p).exists():
         return report.parent / p
     return p

@@ -8,12 +8,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS
 
 SPEC_VERSION = 1
+# field -> (lowest, highest): beyond these a spec (read from weights anyone may hand over) is a
+# mistake or an attack (window_s 1e12 made every record a MemoryError; clip_mv NaN masked all)
+_RANGES: dict[str, tuple[float, float]] = {
+    "window_s": (1.0, 120.0), "stride_s": (0.1, 120.0), "min_tail_s": (0.0, 120.0),
+    "filter_order": (1, 8), "nan_interp_max_s": (0.0, 60.0), "nan_mask_frac": (0.0, 1.0),
+    "flat_std_mv": (0.0, 10.0), "saturation_frac": (0.0, 1.0), "clip_mv": (0.1, 1000.0),
+    "max_beats": (1, 1024), "beat_pre_s": (0.0, 2.0), "beat_post_s": (0.01, 2.0),
+}
+_INTEGERS = {"filter_order", "max_beats", "version"}
 
 
 @dataclass(frozen=True)
@@ -38,16 +48,23 @@ class PreprocessSpec:
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = _type_problems(self)
+        if problems:  # ranges compare numbers only
+            raise EcgMoeError("invalid preprocessing spec: " + "; ".join(problems))
         if not 50 <= self.fs <= 2000:
             problems.append(f"fs must be in [50, 2000] Hz, got {self.fs}")
-        if self.window_s <= 0 or self.stride_s <= 0:
-            problems.append("window_s and stride_s must be positive")
+        for name, (lo_, hi_) in _RANGES.items():
+            if not lo_ <= getattr(self, name) <= hi_:  # NaN fails too
+                problems.append(f"{name} must be in [{lo_:g}, {hi_:g}], got {getattr(self, name)}")
         lo, hi = self.bandpass_hz
         if not 0 <= lo < hi < self.fs / 2:
             problems.append(f"bandpass_hz must satisfy 0 <= lo < hi < fs/2, got {self.bandpass_hz}")
-        if self.max_beats < 1:
-            problems.append("max_beats must be >= 1")
+        bad = [lead for lead in self.leads if lead not in CANONICAL_LEADS]
+        if bad or not self.leads or len(set(self.leads)) != len(self.leads):
+            problems.append(f"leads must be distinct names among {', '.join(CANONICAL_LEADS)}, "
+                            f"got {list(self.leads)[:14]}")
+        if self.version != SPEC_VERSION:
+            problems.append(f"version must be {SPEC_VERSION}, got {self.version}")
         if problems:
             raise EcgMoeError("invalid preprocessing spec: " + "; ".join(problems))
 
@@ -92,3 +109,26 @@ class PreprocessSpec:
     def hash(self) -> str:
         """Short stable digest: equal specs give equal hashes across runs and machines."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+
+def _type_problems(spec: PreprocessSpec) -> list[str]:
+    """Fields of the wrong type (a string, a bool, an infinite number, a list of the wrong
+    length), said before any range is compared."""
+    problems = []
+    for f in dataclasses.fields(spec):
+        v = getattr(spec, f.name)
+        if f.name == "leads":
+            ok = isinstance(v, tuple) and all(isinstance(x, str) for x in v)
+        elif f.name == "bandpass_hz":
+            ok = (isinstance(v, tuple) and len(v) == 2 and all(_number(x) for x in v))
+        elif f.name in _INTEGERS:
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        else:
+            ok = _number(v)
+        if not ok:
+            problems.append(f"{f.name} has the wrong type or is not finite: {str(v)[:40]!r}")
+    return problems
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

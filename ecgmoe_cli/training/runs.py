@@ -367,6 +367,10 @@ def evaluate_weights(dataset: Path, weights_dir: Path | None, task_names: Sequen
     _check_spec(ds, spec, weights_dir)
     names = list(task_names) if task_names else [n for n, t in model.tasks.items()
                                                   if ds.has_columns(t)]
+    if not names:  # an empty table said nothing
+        raise EcgMoeError(f"dataset has targets for none of the weights' tasks "
+                          f"({', '.join(sorted(model.tasks))}): preprocess records with labels "
+                          "(PTB-XL, CinC headers, a labels.csv) to evaluate", ds.path)
     unknown = [n for n in names if n not in model.tasks]
     if unknown:
         raise EcgMoeError(f"weights have no adapter for {unknown}; they have "
