@@ -1,16 +1,20 @@
 """Cardiac period: R-peak detection, RR features, beat windows, heart rate.
 
-The detector is a Pan-Tompkins-style pipeline made fs-independent and multi-lead:
+The detector is a Pan-Tompkins / Hamilton-Tompkins pipeline made fs-independent and multi-lead:
 
-    raw (L, n) ─▶ fill NaN ─▶ box-average to ~125-250 Hz ─▶ band-pass 5-20 Hz ─▶ derivative²
+    raw (L, n) ─▶ fill NaN ─▶ box-average to ~125-250 Hz ─▶ band-pass 5-20 Hz ─▶ |derivative|
       ─▶ 150 ms moving mean ─▶ / typical beat height per lead ─▶ combine good leads
-      ─▶ candidate maxima ─▶ adaptive thresholds + T-wave check + searchback (loop over peaks)
-      ─▶ R-peak = dominant extremum of the QRS in the best lead, at the input rate
+      ─▶ candidate maxima ─▶ median-of-8 thresholds, P- and T-wave checks, searchback
+      ─▶ drop small beats the rhythm does without ─▶ R-peak = dominant extremum of the QRS
 
+The feature integrates |slope|, not slope²: a wide PVC or aberrant beat with half the slope of
+the sinus beats keeps half their height instead of a quarter, and clears the threshold.
 Only the candidate loop runs in Python; every per-sample step is NumPy (the band-pass an FFT).
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -22,13 +26,17 @@ _EMPTY = np.zeros(0, dtype=np.int64)
 _DETECT_FS = 250.0  # the detection feature runs at fs / ceil(fs / this): 125-250 Hz
 _BAND_HZ = (5.0, 20.0)  # where QRS energy dominates P, T, wander and mains
 _MWI_S = 0.15  # integration window: about one wide QRS
-_REFRACTORY_S = 0.2  # no two beats closer than this (220 bpm is 0.27 s)
-_TWAVE_S = 0.36  # a peak this soon after a beat must be as steep as a QRS
-_LOCATE_S = 0.12  # R-peak search half-window around the QRS energy centre
+_REFRACTORY_S = 0.2  # no two beats closer than this (300 bpm)
+_PWAVE_S = 0.25  # a taller peak this soon after a beat shows that beat was its P wave
+_TWAVE_S = 0.36  # a peak this soon after a beat must be half as steep as it, or is a T wave
+_LOCATE_S = 0.08  # R-peak search half-window around the QRS energy centre
 _MIN_LEN_S = 0.5  # shorter input has no beat to find
 _LOCAL_SEGS = 7  # 2 s segments in the running beat-height median (~14 s)
-_THR = 0.25  # beat threshold between the running noise (0) and beat (1) peak levels
-_SEARCHBACK = 0.3  # in a long gap, the largest peak above this fraction of it is a beat
+_THR, _NOISE_K = 0.2, 1.5  # beat threshold: this share of the beat level + k x noise level
+_GAP_RR = 1.5  # an interval this many median RRs long is searched back for a missed beat
+_SEARCHBACK = 0.5  # ... where the largest peak above this fraction of the threshold is one
+_SMALL, _GAP = 0.6, 1.3  # a beat under this share of its neighbours' height whose loss leaves
+# an interval under this many local RRs is noise between beats
 
 
 def _fill_nan(x: np.ndarray) -> np.ndarray | None:
@@ -112,7 +120,7 @@ def _feature(x: np.ndarray, fd: float) -> tuple[np.ndarray, np.ndarray]:
     d = np.empty_like(bp)
     d[:, 1:] = np.diff(bp, axis=-1)
     d[:, 0] = d[:, 1] if bp.shape[1] > 1 else 0.0
-    return d, _moving_mean(d * d, max(int(_MWI_S * fd), 1))
+    return d, _moving_mean(np.abs(d), max(int(_MWI_S * fd), 1))
 
 
 def _combine(energy: np.ndarray, slope: np.ndarray, fd: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -137,13 +145,20 @@ def _combine(energy: np.ndarray, slope: np.ndarray, fd: float) -> tuple[np.ndarr
     t = np.arange(m)
     scale = np.vstack([np.interp(t, centres, row) for row in local])
     norm = np.minimum(energy / scale, 4.0)  # one artifact may not outvote a beat
-    snorm = np.abs(slope) / np.sqrt(scale)
+    snorm = np.abs(slope) / scale
     if n_leads == 1:
         return norm[0], snorm[0], np.ones((1, m))
     peaky = seg_max / np.maximum(_median(blocks, axis=2), 1e-12 * height)
     w = np.vstack([np.interp(t, centres, row) for row in peaky * peaky])
     total = w.sum(axis=0)
     return (w * norm).sum(axis=0) / total, (w * snorm).sum(axis=0) / total, w
+
+
+def _med(values: deque[float]) -> float:
+    """Median of a few values (the decision loop's buffers), without NumPy's overhead."""
+    v = sorted(values)
+    n = len(v)
+    return float(v[n // 2]) if n % 2 else 0.5 * float(v[n // 2 - 1] + v[n // 2])
 
 
 def _threshold_peaks(feat: np.ndarray, sfeat: np.ndarray, fd: float) -> np.ndarray:
@@ -160,32 +175,33 @@ def _threshold_peaks(feat: np.ndarray, sfeat: np.ndarray, fd: float) -> np.ndarr
     near = np.clip(cand[:, None] + np.arange(-half, half + 1)[None, :], 0, feat.size - 1)
     slopes = sfeat[near].max(axis=1)  # the steepest slope around each candidate
     twave = int(_TWAVE_S * fd)
+    pwave = int(_PWAVE_S * fd)
 
-    spk, npk = 1.0, 0.1
-    rr_avg = fd  # 60 bpm until learned
+    # Medians of the last 8 beats, noise peaks and RR (Hamilton & Tompkins 1986): one odd
+    # peak, beat or interval moves none of them.
+    spk, npk, rrs = deque([1.0], 8), deque([0.1], 8), deque([fd], 8)  # 60 bpm until learned
     beats: list[int] = []
-    beat_slope = 0.0
+    beat_slope = beat_ht = 0.0
     last = -10 * int(fd)
     pending: list[int] = []  # candidate indices seen since the last beat (for searchback)
 
-    def accept(i: int, weight: float) -> None:
-        nonlocal spk, last, rr_avg, beat_slope
+    def accept(i: int) -> None:
+        nonlocal last, beat_slope, beat_ht
         p = int(cand[i])
         if beats:
-            rr = p - last
-            if rr < 3 * rr_avg:
-                rr_avg = 0.875 * rr_avg + 0.125 * rr
-        spk = weight * hts[i] + (1 - weight) * spk
-        beat_slope = slopes[i]
+            rrs.append(p - last)
+        spk.append(hts[i])
+        beat_slope, beat_ht = slopes[i], hts[i]
         beats.append(p)
         last = p
         pending[:] = [k for k in pending if k > i]  # a searchback keeps the later ones
 
     for i in range(cand.size):
         p, h = int(cand[i]), hts[i]
-        thr = npk + _THR * (spk - npk)
+        noise = _med(npk)
+        thr = _THR * _med(spk) + _NOISE_K * noise
         # Searchback: a gap much longer than usual hides a missed beat below threshold.
-        while beats and p - last > 1.66 * rr_avg and pending:
+        while beats and p - last > _GAP_RR * _med(rrs) and pending:
             ok = [j for j in pending if cand[j] - last >= refractory and p - cand[j] >= refractory
                   and (cand[j] - last >= twave or slopes[j] >= 0.5 * beat_slope)]
             if not ok:
@@ -193,19 +209,40 @@ def _threshold_peaks(feat: np.ndarray, sfeat: np.ndarray, fd: float) -> np.ndarr
             j = max(ok, key=lambda k: hts[k])
             if hts[j] < _SEARCHBACK * thr:
                 break
-            accept(j, 0.25)
+            accept(j)
         if p - last < refractory:
             continue
         if h > thr:
+            if beats and p - last < pwave and h > beat_ht:
+                beats[-1], last, beat_slope, beat_ht = p, p, slopes[i], h  # the last was a P wave
+                spk[-1] = h
+                continue
             if beats and p - last < twave and slopes[i] < 0.5 * beat_slope:
-                npk = 0.125 * h + 0.875 * npk  # a T wave: as tall, but not as steep
+                npk.append(h)  # a T wave: as tall, but not as steep
                 pending.append(i)
                 continue
-            accept(i, 0.125)
+            accept(i)
         else:
-            npk = 0.125 * h + 0.875 * npk
+            npk.append(h)
             pending.append(i)
-    return np.asarray(beats, dtype=np.int64)
+    return _off_rhythm(np.asarray(beats, dtype=np.int64), feat)
+
+
+def _off_rhythm(beats: np.ndarray, feat: np.ndarray) -> np.ndarray:
+    """Drop small beats that the rhythm does not need: much lower than the beats around them
+    and, once gone, leaving an interval no longer than the local RR (noise between beats)."""
+    if beats.size < 5:
+        return beats
+    h = feat[beats][None, :]
+    med_h = _running_median(h, 9)[0]
+    rr = np.diff(beats).astype(np.float64)[None, :]
+    med_rr = _running_median(rr, 9)[0]
+    gap = np.empty(beats.size)
+    gap[1:-1] = beats[2:] - beats[:-2]
+    gap[[0, -1]] = np.inf  # the ends are kept
+    local_rr = np.concatenate([med_rr[:1], np.minimum(med_rr[:-1], med_rr[1:]), med_rr[-1:]])
+    drop = (h[0] < _SMALL * med_h) & (gap < _GAP * local_rr)
+    return beats[~drop]
 
 
 def _locate(x: np.ndarray, lead: np.ndarray, centres: np.ndarray, fs: float) -> np.ndarray:
@@ -213,8 +250,10 @@ def _locate(x: np.ndarray, lead: np.ndarray, centres: np.ndarray, fs: float) -> 
     n = x.shape[1]
     w = max(int(_LOCATE_S * fs), 1)
     idx = np.clip(centres[:, None] + np.arange(-w, w + 1)[None, :], 0, n - 1)
-    seg = x[lead[:, None], idx]
-    seg = seg - _median(seg, axis=1)[:, None]
+    # The baseline is the median over twice the span (sparsely): a wide PVC fills the
+    # search window itself and would otherwise pull its own baseline down.
+    wide = np.clip(centres[:, None] + np.arange(-2 * w, 2 * w + 1, max(w // 8, 1))[None, :], 0, n - 1)
+    seg = x[lead[:, None], idx] - _median(x[lead[:, None], wide], axis=1)[:, None]
     pos, neg = seg.max(axis=1), -seg.min(axis=1)
     # The lead's usual polarity wins unless this beat is clearly the other way (a PVC).
     positive = _median(pos - neg) >= 0
@@ -257,10 +296,13 @@ def detect_rpeaks(signal: np.ndarray, fs: float) -> np.ndarray:
         return _EMPTY
     best = np.argmax(weight[:, centres], axis=0)  # the cleanest lead at each beat
     peaks = _locate(raw, best, centres * q + q // 2, fs)
-    peaks = np.unique(peaks)
-    # Two centres may settle on neighbouring extrema: keep the first of any pair too close.
+    order = np.argsort(peaks, kind="stable")
+    peaks, height = peaks[order], feat[centres[order]]
+    # Two centres may settle on extrema closer than a refractory period (a wide PVC and its
+    # T wave): of such a pair the one with the smaller QRS feature goes.
+    close = np.flatnonzero(np.diff(peaks) < _REFRACTORY_S * fs)
     keep = np.ones(peaks.size, dtype=bool)
-    keep[1:] = np.diff(peaks) >= int(_REFRACTORY_S * fs * 0.5)
+    keep[np.where(height[close] < height[close + 1], close, close + 1)] = False
     return peaks[keep].astype(np.int64)
 
 
