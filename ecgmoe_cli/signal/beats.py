@@ -27,7 +27,8 @@ _DETECT_FS = 250.0  # the detection feature runs at fs / ceil(fs / this): 125-25
 _BAND_HZ = (5.0, 20.0)  # where QRS energy dominates P, T, wander and mains
 _MWI_S = 0.15  # integration window: about one wide QRS
 _REFRACTORY_S = 0.2  # no two beats closer than this (300 bpm)
-_PWAVE_S = 0.25  # a taller peak this soon after a beat shows that beat was its P wave
+_PWAVE_S = 0.3  # a taller or steeper peak this soon after a beat, and nearer to it than half
+# its own RR (a P wave sits closer to its QRS than to the beat before), shows it was a P wave
 _TWAVE_S = 0.36  # a peak this soon after a beat must be half as steep as it, or is a T wave
 _LOCATE_S = 0.08  # R-peak search half-window around the QRS energy centre
 _MIN_LEN_S = 0.5  # shorter input has no beat to find
@@ -35,6 +36,7 @@ _LOCAL_SEGS = 7  # 2 s segments in the running beat-height median (~14 s)
 _THR, _NOISE_K = 0.2, 1.5  # beat threshold: this share of the beat level + k x noise level
 _GAP_RR = 1.5  # an interval this many median RRs long is searched back for a missed beat
 _SEARCHBACK = 0.5  # ... where the largest peak above this fraction of the threshold is one
+_GAP_X = 3.0  # heart rate: an interval over this many median RRs is a gap, not a beat
 _SMALL, _GAP = 0.6, 1.3  # a beat under this share of its neighbours' height whose loss leaves
 # an interval under this many local RRs is noise between beats
 
@@ -180,14 +182,20 @@ def _threshold_peaks(feat: np.ndarray, sfeat: np.ndarray, fd: float) -> np.ndarr
     # Medians of the last 8 beats, noise peaks and RR (Hamilton & Tompkins 1986): one odd
     # peak, beat or interval moves none of them.
     spk, npk, rrs = deque([1.0], 8), deque([0.1], 8), deque([fd], 8)  # 60 bpm until learned
-    beats: list[int] = []
-    beat_slope = beat_ht = 0.0
-    last = -10 * int(fd)
-    pending: list[int] = []  # candidate indices seen since the last beat (for searchback)
+    thr = gap = 0.0  # the beat threshold and the searchback interval, kept up to date
+
+    def update() -> None:
+        nonlocal thr, gap
+        thr, gap = _THR * _med(spk) + _NOISE_K * _med(npk), _GAP_RR * _med(rrs)
+
+    def noise_peak(i: int) -> None:
+        npk.append(hts[i])
+        pending.append(i)
+        update()
 
     def accept(i: int) -> None:
         nonlocal last, beat_slope, beat_ht
-        p = int(cand[i])
+        p = pos[i]
         if beats:
             rrs.append(p - last)
         spk.append(hts[i])
@@ -195,15 +203,19 @@ def _threshold_peaks(feat: np.ndarray, sfeat: np.ndarray, fd: float) -> np.ndarr
         beats.append(p)
         last = p
         pending[:] = [k for k in pending if k > i]  # a searchback keeps the later ones
+        update()
 
-    for i in range(cand.size):
-        p, h = int(cand[i]), hts[i]
-        noise = _med(npk)
-        thr = _THR * _med(spk) + _NOISE_K * noise
+    pos, hts, slopes = cand.tolist(), hts.tolist(), slopes.tolist()  # scalar access, fast
+    beats: list[int] = []
+    beat_slope = beat_ht = 0.0
+    last = -10 * int(fd)
+    pending: list[int] = []  # candidate indices seen since the last beat (for searchback)
+    update()
+    for i, (p, h) in enumerate(zip(pos, hts)):
         # Searchback: a gap much longer than usual hides a missed beat below threshold.
-        while beats and p - last > _GAP_RR * _med(rrs) and pending:
-            ok = [j for j in pending if cand[j] - last >= refractory and p - cand[j] >= refractory
-                  and (cand[j] - last >= twave or slopes[j] >= 0.5 * beat_slope)]
+        while beats and p - last > gap and pending:
+            ok = [j for j in pending if pos[j] - last >= refractory and p - pos[j] >= refractory
+                  and (pos[j] - last >= twave or slopes[j] >= 0.5 * beat_slope)]
             if not ok:
                 break
             j = max(ok, key=lambda k: hts[k])
@@ -212,20 +224,25 @@ def _threshold_peaks(feat: np.ndarray, sfeat: np.ndarray, fd: float) -> np.ndarr
             accept(j)
         if p - last < refractory:
             continue
-        if h > thr:
-            if beats and p - last < pwave and h > beat_ht:
-                beats[-1], last, beat_slope, beat_ht = p, p, slopes[i], h  # the last was a P wave
-                spk[-1] = h
-                continue
-            if beats and p - last < twave and slopes[i] < 0.5 * beat_slope:
-                npk.append(h)  # a T wave: as tall, but not as steep
-                pending.append(i)
-                continue
-            accept(i)
+        if h <= thr:
+            noise_peak(i)
+        elif (beats and p - last < pwave and (h > beat_ht or slopes[i] > 1.2 * beat_slope)
+                and (len(beats) < 2 or p - last < 0.5 * (last - beats[-2]))):
+            beats[-1], last, beat_slope, beat_ht = p, p, slopes[i], h  # that was a P wave
+            spk[-1] = h
+            update()
+        elif beats and p - last < twave and slopes[i] < 0.5 * beat_slope:
+            noise_peak(i)  # a T wave: as tall, but not as steep
         else:
-            npk.append(h)
-            pending.append(i)
+            accept(i)
     return _off_rhythm(np.asarray(beats, dtype=np.int64), feat)
+
+
+def _local_median(v: np.ndarray, k: int = 4) -> np.ndarray:
+    """Median of each value and its k neighbours either side, mirrored at the ends (repeating
+    an odd last value would make it its own neighbourhood)."""
+    k = min(k, v.size - 1)
+    return _running_median(np.pad(v, k, mode="reflect")[None, :], 2 * k + 1)[0, k:v.size + k]
 
 
 def _off_rhythm(beats: np.ndarray, feat: np.ndarray) -> np.ndarray:
@@ -233,15 +250,15 @@ def _off_rhythm(beats: np.ndarray, feat: np.ndarray) -> np.ndarray:
     and, once gone, leaving an interval no longer than the local RR (noise between beats)."""
     if beats.size < 5:
         return beats
-    h = feat[beats][None, :]
-    med_h = _running_median(h, 9)[0]
-    rr = np.diff(beats).astype(np.float64)[None, :]
-    med_rr = _running_median(rr, 9)[0]
+    h = feat[beats]
+    med_h, med_rr = _local_median(h), _local_median(np.diff(beats).astype(np.float64))
     gap = np.empty(beats.size)
     gap[1:-1] = beats[2:] - beats[:-2]
-    gap[[0, -1]] = np.inf  # the ends are kept
+    # At the ends the record's edge stands in for the missing neighbour: a small peak there
+    # (the P wave of a beat cut off by the end) is dropped by the same rule.
+    gap[0], gap[-1] = beats[1], feat.size - beats[-2]
     local_rr = np.concatenate([med_rr[:1], np.minimum(med_rr[:-1], med_rr[1:]), med_rr[-1:]])
-    drop = (h[0] < _SMALL * med_h) & (gap < _GAP * local_rr)
+    drop = (h < _SMALL * med_h) & (gap < _GAP * local_rr)
     return beats[~drop]
 
 
@@ -350,8 +367,16 @@ def beat_windows(
 
 
 def heart_rate_bpm(rpeaks: np.ndarray, fs: float) -> float:
-    """60 / median RR in beats per minute; NaN with fewer than two beats."""
-    r = np.asarray(rpeaks, dtype=np.float64).ravel()
-    if r.size < 2 or fs <= 0:
+    """Beats per minute from every detected beat: 60 / mean RR; NaN with fewer than two beats.
+
+    The mean, not the median: in bigeminy or AF the median picks one kind of interval, the
+    mean counts every beat (and equals 60000 / the rr_interval targets, means of RR too).
+    Intervals over _GAP_X median RRs are stretches where no beat could be found (lead off,
+    an unusable span between windows), not slow beats, and are left out.
+    """
+    r = np.sort(np.asarray(rpeaks, dtype=np.float64).ravel())
+    if r.size < 2 or not fs > 0:
         return float("nan")
-    return float(60.0 * fs / _median(np.diff(np.sort(r))))
+    rr = np.diff(r)
+    rr = rr[rr <= _GAP_X * _median(rr)]
+    return float(60.0 * fs / rr.mean())
