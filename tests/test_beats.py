@@ -116,6 +116,23 @@ def test_meets_the_bar_on_mitbih_ds1(train_dir: Path) -> None:
     assert tp / (tp + fn) >= 0.998 and tp / (tp + fp) >= 0.998, (tp, fp, fn)
 
 
+def test_each_ludb_lead_alone_finds_the_delineated_qrs_and_no_t_wave(real_dir: Path) -> None:
+    """LUDB 1 (sinus bradycardia, LVH): V2's T waves are a third of its QRS and come 0.37 s
+    after it, past a fixed 0.36 s T-wave window; the cardiologist's QRS peaks ('N' in each
+    lead's file) are the reference, inside the span they cover."""
+    import wfdb
+    from wfdb.processing import compare_annotations
+
+    rec = wfdb.rdrecord(str(real_dir / "ludb/1"))
+    for i, lead in enumerate(rec.sig_name):
+        ann = wfdb.rdann(str(real_dir / "ludb/1"), lead)
+        ref = ann.sample[np.array(ann.symbol) == "N"]
+        peaks = detect_rpeaks(rec.p_signal[:, i], rec.fs)
+        span = peaks[(peaks > ann.sample.min()) & (peaks < ann.sample.max())]
+        c = compare_annotations(ref, span, int(0.150 * rec.fs))
+        assert (c.tp, c.fp, c.fn) == (ref.size, 0, 0), lead
+
+
 @pytest.mark.parametrize("fs", [100, 128, 250, 360, 500, 1000])
 def test_synthetic_rate_and_positions(fs: int) -> None:
     x, truth = synth(fs, [0.8] * 30, seed=fs)

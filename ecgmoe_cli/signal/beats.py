@@ -2,13 +2,14 @@
 
 The detector is a Pan-Tompkins / Hamilton-Tompkins pipeline made fs-independent and multi-lead:
 
-    raw (L, n) ─▶ fill NaN ─▶ box-average to ~125-250 Hz ─▶ band-pass 5-20 Hz ─▶ |derivative|
-      ─▶ 150 ms moving mean ─▶ / typical beat height per lead ─▶ combine good leads
+    raw (L, n) ─▶ fill NaN ─▶ box-average to ~125-250 Hz ─▶ band-pass 5-20 Hz ─▶ derivative²
+      ─▶ 150 ms moving mean ─▶ √ (RMS slope) ─▶ / typical beat height per lead ─▶ combine leads
       ─▶ candidate maxima ─▶ median-of-8 thresholds, P- and T-wave checks, searchback
       ─▶ drop small beats the rhythm does without ─▶ R-peak = dominant extremum of the QRS
 
-The feature integrates |slope|, not slope²: a wide PVC or aberrant beat with half the slope of
-the sinus beats keeps half their height instead of a quarter, and clears the threshold.
+The feature is the RMS slope, linear in amplitude: a PVC as tall as the sinus beats but three
+times as wide reads 0.58 of them (slope² read 0.33, and missed them); a T wave of half the
+R wave and five times its width reads 0.2 (mean |slope| read 0.45, and took tall T waves).
 Only the candidate loop runs in Python; every per-sample step is NumPy (the band-pass an FFT).
 """
 
@@ -27,9 +28,11 @@ _DETECT_FS = 250.0  # the detection feature runs at fs / ceil(fs / this): 125-25
 _BAND_HZ = (5.0, 20.0)  # where QRS energy dominates P, T, wander and mains
 _MWI_S = 0.15  # integration window: about one wide QRS
 _REFRACTORY_S = 0.2  # no two beats closer than this (300 bpm)
-_PWAVE_S = 0.3  # a taller or steeper peak this soon after a beat, and nearer to it than half
+_PWAVE_S = 0.3  # a steeper peak this soon after a beat, and nearer to it than half
 # its own RR (a P wave sits closer to its QRS than to the beat before), shows it was a P wave
 _TWAVE_S = 0.36  # a peak this soon after a beat must be half as steep as it, or is a T wave
+_QT_K, _T_FLAT = 0.45, 0.3  # ... or, up to 0.45 s x sqrt(RR / s) (about the QT, Bazett),
+# less than this share of its slope
 _LOCATE_S = 0.08  # R-peak search half-window around the QRS energy centre
 _MIN_LEN_S = 0.5  # shorter input has no beat to find
 _LOCAL_SEGS = 7  # 2 s segments in the running beat-height median (~14 s)
@@ -117,12 +120,12 @@ def _peaks(x: np.ndarray, height: float, distance: int) -> np.ndarray:
 
 
 def _feature(x: np.ndarray, fd: float) -> tuple[np.ndarray, np.ndarray]:
-    """Band-passed signal and its integrated derivative energy, (L, m) each."""
+    """Band-passed derivative and its RMS over the integration window, (L, m) each."""
     bp = bandpass(x, fd, _qrs_band(float(fd)), 2)
     d = np.empty_like(bp)
     d[:, 1:] = np.diff(bp, axis=-1)
     d[:, 0] = d[:, 1] if bp.shape[1] > 1 else 0.0
-    return d, _moving_mean(np.abs(d), max(int(_MWI_S * fd), 1))
+    return d, np.sqrt(_moving_mean(d * d, max(int(_MWI_S * fd), 1)))
 
 
 def _combine(energy: np.ndarray, slope: np.ndarray, fd: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -176,17 +179,25 @@ def _threshold_peaks(feat: np.ndarray, sfeat: np.ndarray, fd: float) -> np.ndarr
     half = max(int(_MWI_S * fd / 2), 1)
     near = np.clip(cand[:, None] + np.arange(-half, half + 1)[None, :], 0, feat.size - 1)
     slopes = sfeat[near].max(axis=1)  # the steepest slope around each candidate
-    twave = int(_TWAVE_S * fd)
+    twave_min = _TWAVE_S * fd
     pwave = int(_PWAVE_S * fd)
 
     # Medians of the last 8 beats, noise peaks and RR (Hamilton & Tompkins 1986): one odd
     # peak, beat or interval moves none of them.
     spk, npk, rrs = deque([1.0], 8), deque([0.1], 8), deque([fd], 8)  # 60 bpm until learned
-    thr = gap = 0.0  # the beat threshold and the searchback interval, kept up to date
+    thr = gap = twave = 0.0  # beat threshold, searchback interval, T-wave span: up to date
 
     def update() -> None:
-        nonlocal thr, gap
-        thr, gap = _THR * _med(spk) + _NOISE_K * _med(npk), _GAP_RR * _med(rrs)
+        nonlocal thr, gap, twave
+        rr = _med(rrs)
+        thr, gap = _THR * _med(spk) + _NOISE_K * _med(npk), _GAP_RR * rr
+        twave = max(twave_min, _QT_K * np.sqrt(rr * fd))  # T waves come later at slow rates
+
+    def t_wave(p: int, slope: float) -> bool:
+        """Less than half as steep as the last beat within 0.36 s of it, or less than a third
+        as steep within its QT."""
+        return (slope < 0.5 * beat_slope and p - last < twave_min
+                or slope < _T_FLAT * beat_slope and p - last < twave)
 
     def noise_peak(i: int) -> None:
         npk.append(hts[i])
@@ -215,7 +226,7 @@ def _threshold_peaks(feat: np.ndarray, sfeat: np.ndarray, fd: float) -> np.ndarr
         # Searchback: a gap much longer than usual hides a missed beat below threshold.
         while beats and p - last > gap and pending:
             ok = [j for j in pending if pos[j] - last >= refractory and p - pos[j] >= refractory
-                  and (pos[j] - last >= twave or slopes[j] >= 0.5 * beat_slope)]
+                  and not t_wave(pos[j], slopes[j])]
             if not ok:
                 break
             j = max(ok, key=lambda k: hts[k])
@@ -226,12 +237,12 @@ def _threshold_peaks(feat: np.ndarray, sfeat: np.ndarray, fd: float) -> np.ndarr
             continue
         if h <= thr:
             noise_peak(i)
-        elif (beats and p - last < pwave and (h > beat_ht or slopes[i] > 1.2 * beat_slope)
+        elif (beats and p - last < pwave and slopes[i] > beat_slope
                 and (len(beats) < 2 or p - last < 0.5 * (last - beats[-2]))):
             beats[-1], last, beat_slope, beat_ht = p, p, slopes[i], h  # that was a P wave
             spk[-1] = h
             update()
-        elif beats and p - last < twave and slopes[i] < 0.5 * beat_slope:
+        elif beats and t_wave(p, slopes[i]):
             noise_peak(i)  # a T wave: as tall, but not as steep
         else:
             accept(i)
