@@ -15,6 +15,7 @@ Only the candidate loop runs in Python; every per-sample step is NumPy (the band
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import numpy as np
@@ -28,8 +29,8 @@ _DETECT_FS = 250.0  # the detection feature runs at fs / ceil(fs / this): 125-25
 _BAND_HZ = (5.0, 20.0)  # where QRS energy dominates P, T, wander and mains
 _MWI_S = 0.15  # integration window: about one wide QRS
 _REFRACTORY_S = 0.2  # no two beats closer than this (300 bpm)
-_PWAVE_S = 0.3  # a steeper peak this soon after a beat, and nearer to it than half
-# its own RR (a P wave sits closer to its QRS than to the beat before), shows it was a P wave
+_PWAVE_S = 0.3  # a steeper peak this soon after a beat, and sooner than half the median RR
+# and half the beat's own RR (a P wave sits nearer its QRS than the beat before): a P wave
 _TWAVE_S = 0.36  # a peak this soon after a beat must be half as steep as it, or is a T wave
 _QT_K, _T_FLAT = 0.45, 0.3  # ... or, up to 0.45 s x sqrt(RR / s) (about the QT, Bazett),
 # less than this share of its slope
@@ -185,13 +186,13 @@ def _threshold_peaks(feat: np.ndarray, sfeat: np.ndarray, fd: float) -> np.ndarr
     # Medians of the last 8 beats, noise peaks and RR (Hamilton & Tompkins 1986): one odd
     # peak, beat or interval moves none of them.
     spk, npk, rrs = deque([1.0], 8), deque([0.1], 8), deque([fd], 8)  # 60 bpm until learned
-    thr = gap = twave = 0.0  # beat threshold, searchback interval, T-wave span: up to date
+    thr = gap = twave = rr_med = 0.0  # beat threshold, searchback interval, T-wave span, RR
 
     def update() -> None:
-        nonlocal thr, gap, twave
-        rr = _med(rrs)
-        thr, gap = _THR * _med(spk) + _NOISE_K * _med(npk), _GAP_RR * rr
-        twave = max(twave_min, _QT_K * np.sqrt(rr * fd))  # T waves come later at slow rates
+        nonlocal thr, gap, twave, rr_med
+        rr_med = _med(rrs)
+        thr, gap = _THR * _med(spk) + _NOISE_K * _med(npk), _GAP_RR * rr_med
+        twave = max(twave_min, _QT_K * math.sqrt(rr_med * fd))  # T waves come later at slow rates
 
     def t_wave(p: int, slope: float) -> bool:
         """Less than half as steep as the last beat within 0.36 s of it, or less than a third
@@ -237,7 +238,7 @@ def _threshold_peaks(feat: np.ndarray, sfeat: np.ndarray, fd: float) -> np.ndarr
             continue
         if h <= thr:
             noise_peak(i)
-        elif (beats and p - last < pwave and slopes[i] > beat_slope
+        elif (beats and p - last < min(pwave, 0.4 * rr_med) and slopes[i] > beat_slope
                 and (len(beats) < 2 or p - last < 0.5 * (last - beats[-2]))):
             beats[-1], last, beat_slope, beat_ht = p, p, slopes[i], h  # that was a P wave
             spk[-1] = h
