@@ -5,7 +5,8 @@ Run: .venv/bin/python benchmarks/real_checks.py [--weights weights]
   mean RR of the reference `.atr` beats in each window) next to a trivial predictor (the
   windows' mean target) and the R-peak detector's own mean RR;
 - `ecgmoe predict`'s heart_rate_bpm and n_beats on every record with reference beat annotations
-  (`.atr`), against 60 / median RR and the count of the reference beats;
+  (`.atr`), against the same rate rule (signal.beats.heart_rate_bpm) on the reference beats
+  and their count;
 - age MAE and sex AUROC / accuracy on the 31 real 12-lead records with age and sex (30 CinC
   2021 headers + PTB-XL 00001 via a one-row ptbxl_database.csv), next to trivial predictors.
 Records are linked (not copied) into a temporary folder and preprocessed with the weights' spec.
@@ -56,6 +57,7 @@ def heart_rates(weights: Path, tmp: Path) -> dict[str, dict[str, float]]:
     import wfdb
 
     from ecgmoe_cli.io.labels_atr import BEAT_SYMBOLS
+    from ecgmoe_cli.signal.beats import heart_rate_bpm
 
     folder = tmp / "annotated"
     bases = sorted(p.with_suffix("") for p in REAL.rglob("*.atr"))
@@ -72,7 +74,7 @@ def heart_rates(weights: Path, tmp: Path) -> dict[str, dict[str, float]]:
         beats = np.array([x for x, sym in zip(ann.sample, ann.symbol) if sym in BEAT_SYMBOLS])
         row = rows[base.name]
         out[f"{base.parent.name}/{base.name}"] = {
-            "reference_bpm": float(60 * fs / np.median(np.diff(beats))),
+            "reference_bpm": heart_rate_bpm(beats, fs),
             "predicted_bpm": row["heart_rate_bpm"], "reference_beats": int(beats.size),
             "predicted_beats": row["n_beats"]}
     return out

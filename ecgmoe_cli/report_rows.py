@@ -23,6 +23,7 @@ import numpy as np
 
 from ecgmoe_cli.io.report import regression_column
 from ecgmoe_cli.preprocess_folder import one_line, safe_text
+from ecgmoe_cli.signal.beats import heart_rate_bpm
 from ecgmoe_cli.signal.quality import LOW_QUALITY
 from ecgmoe_cli.tasks import Task
 
@@ -181,12 +182,11 @@ def window_rows(prep: PreparedLike, out: WindowOutputs, ctx: RowContext) -> list
     rows = []
     for w in range(len(prep.n_valid)):
         peaks = prep.rpeaks[w][prep.rpeaks[w] >= 0]
-        rr = np.diff(peaks) / ctx.fs
         row = _common(prep, ctx)
         q = float(prep.window_quality[w])
         row.update(window=w, start_s=float(prep.window_start_s[w]),
                    duration_s=float(prep.n_valid[w]) / ctx.fs,
-                   heart_rate_bpm=float(60.0 / np.median(rr)) if len(rr) else float("nan"),
+                   heart_rate_bpm=heart_rate_bpm(peaks, ctx.fs),
                    n_beats=len(peaks), quality=q, low_quality=q < LOW_QUALITY)
         _with_note(row, _low_quality_note(q) if q < LOW_QUALITY else "")
         for task in ctx.tasks:

@@ -53,6 +53,20 @@ def test_twelve_leads_window_heart_rate_and_peaks():
     assert "not recorded" not in _texts(page)
 
 
+def test_bigeminy_example_marks_every_beat_and_its_rate():
+    """Example 00008 (ventricular bigeminy, generated mean RR 765.9 ms): the plot marks the
+    PVCs too, and its heart rate is the report's (it marked the 6 sinus beats, 38 bpm)."""
+    from pathlib import Path
+
+    from ecgmoe_cli.io.readers import read_record
+    from ecgmoe_cli.signal.leads import canonicalize
+
+    rec = read_record(Path(__file__).resolve().parents[1] / "examples/records/records500/00000/00008_hr")
+    page = build_page(rec, canonicalize(rec.lead_names))
+    assert page.rpeaks.size == 12
+    assert any("heart rate 78 bpm" in line for line in page.info), page.info
+
+
 def test_lead_subset_draws_labelled_empty_slots_and_rhythm_fallback():
     rec = _record(["V5", "aVL"], 10.0)
     page = build_page(rec, _mapping(["V5", "aVL"]))

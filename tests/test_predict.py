@@ -258,6 +258,28 @@ def test_low_quality_windows_are_left_out_of_the_record_and_said() -> None:
     assert "low signal quality 0.20" in all_bad["lead_warnings"]
 
 
+def test_window_rows_count_every_beat_in_their_heart_rate() -> None:
+    """A window's heart_rate_bpm is signal.beats.heart_rate_bpm of its beats (one rule for
+    record, window and plot): bigeminy at 0.5 / 1.0 s reads 60 / its mean RR (82 bpm here),
+    not 60 / the median (120)."""
+    from types import SimpleNamespace
+
+    from ecgmoe_cli.report_rows import RowContext, WindowOutputs, window_rows
+
+    task = TASKS["sex"]
+    ctx = RowContext((task,), {task.name: (0.5,)}, 250.0, "w", "s")
+    rpeaks = np.full((2, 24), -1)
+    rpeaks[0, :14] = np.cumsum([10] + [125, 250] * 6 + [125])
+    prep = SimpleNamespace(path="r.hea", record="r", fs_in=250.0, duration_s=20.0,
+                           leads_used=["II"], lead_warnings=[], n_valid=np.full(2, 2500),
+                           rpeaks=rpeaks, window_start_s=np.array([0.0, 10.0]),
+                           window_quality=np.full(2, 0.9, np.float32))
+    rows = window_rows(prep, WindowOutputs({task.name: np.full((2, 1), 0.5, np.float32)}), ctx)
+    assert rows[0]["n_beats"] == 14
+    assert rows[0]["heart_rate_bpm"] == pytest.approx(60 * 13 / (7 * 0.5 + 6 * 1.0))
+    assert rows[1]["n_beats"] == 0 and np.isnan(rows[1]["heart_rate_bpm"])
+
+
 def test_noise_is_reported_low_quality_and_an_ecg_is_not(real_dir: Path, weights_dir: Path,
                                                            tmp_path: Path) -> None:
     from ecgmoe_cli.simulate.tree import write_wfdb

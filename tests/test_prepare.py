@@ -126,3 +126,16 @@ def test_long_record_in_chunks_matches_whole(real_dir: Path) -> None:
     np.testing.assert_allclose(joined[:, :, 500:-500], whole.signal[:, :, 500:-500], atol=0.02)
     assert np.concatenate([c.window_start_s for c in chunks]).tolist() == \
         whole.window_start_s.tolist()
+
+
+def test_heart_rate_of_the_example_records_is_their_rr_label() -> None:
+    """heart_rate_bpm counts every beat: it is 60000 / the generated mean RR of each example,
+    the bigeminy record 00008 included (the sinus beats alone read 38 bpm)."""
+    import csv
+
+    root = Path(__file__).resolve().parents[1] / "examples" / "records"
+    rows = list(csv.DictReader((root / "ptbxl_database.csv").open()))
+    assert any(r["arrhythmia"] == "pvc" for r in rows)
+    for r in rows:
+        p = prepare_from_record(read_record(root / r["filename_hr"]), SPEC)
+        assert p.heart_rate_bpm == pytest.approx(60000 / float(r["rr_interval"]), abs=1.0), r

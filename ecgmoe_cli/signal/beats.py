@@ -1,16 +1,22 @@
 """Cardiac period: R-peak detection, RR features, beat windows, heart rate.
 
-The detector is a Pan-Tompkins-style pipeline made fs-independent and multi-lead:
+The detector is a Pan-Tompkins / Hamilton-Tompkins pipeline made fs-independent and multi-lead:
 
     raw (L, n) ─▶ fill NaN ─▶ box-average to ~125-250 Hz ─▶ band-pass 5-20 Hz ─▶ derivative²
-      ─▶ 150 ms moving mean ─▶ / typical beat height per lead ─▶ combine good leads
-      ─▶ candidate maxima ─▶ adaptive thresholds + T-wave check + searchback (loop over peaks)
-      ─▶ R-peak = dominant extremum of the QRS in the best lead, at the input rate
+      ─▶ 150 ms moving mean ─▶ √ (RMS slope) ─▶ / typical beat height per lead ─▶ combine leads
+      ─▶ candidate maxima ─▶ median-of-8 thresholds, P- and T-wave checks, searchback
+      ─▶ drop small beats the rhythm does without ─▶ R-peak = dominant extremum of the QRS
 
+The feature is the RMS slope, linear in amplitude: a PVC as tall as the sinus beats but three
+times as wide reads 0.58 of them (slope² read 0.33, and missed them); a T wave of half the
+R wave and five times its width reads 0.2 (mean |slope| read 0.45, and took tall T waves).
 Only the candidate loop runs in Python; every per-sample step is NumPy (the band-pass an FFT).
 """
 
 from __future__ import annotations
+
+import math
+from collections import deque
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -22,13 +28,21 @@ _EMPTY = np.zeros(0, dtype=np.int64)
 _DETECT_FS = 250.0  # the detection feature runs at fs / ceil(fs / this): 125-250 Hz
 _BAND_HZ = (5.0, 20.0)  # where QRS energy dominates P, T, wander and mains
 _MWI_S = 0.15  # integration window: about one wide QRS
-_REFRACTORY_S = 0.2  # no two beats closer than this (220 bpm is 0.27 s)
-_TWAVE_S = 0.36  # a peak this soon after a beat must be as steep as a QRS
-_LOCATE_S = 0.12  # R-peak search half-window around the QRS energy centre
+_REFRACTORY_S = 0.2  # no two beats closer than this (300 bpm)
+_PWAVE_S = 0.3  # a steeper peak this soon after a beat, and sooner than half the median RR
+# and half the beat's own RR (a P wave sits nearer its QRS than the beat before): a P wave
+_TWAVE_S = 0.36  # a peak this soon after a beat must be half as steep as it, or is a T wave
+_QT_K, _T_FLAT = 0.45, 0.3  # ... or, up to 0.45 s x sqrt(RR / s) (about the QT, Bazett),
+# less than this share of its slope
+_LOCATE_S = 0.08  # R-peak search half-window around the QRS energy centre
 _MIN_LEN_S = 0.5  # shorter input has no beat to find
 _LOCAL_SEGS = 7  # 2 s segments in the running beat-height median (~14 s)
-_THR = 0.25  # beat threshold between the running noise (0) and beat (1) peak levels
-_SEARCHBACK = 0.3  # in a long gap, the largest peak above this fraction of it is a beat
+_THR, _NOISE_K = 0.2, 1.5  # beat threshold: this share of the beat level + k x noise level
+_GAP_RR = 1.5  # an interval this many median RRs long is searched back for a missed beat
+_SEARCHBACK = 0.5  # ... where the largest peak above this fraction of the threshold is one
+_GAP_X = 3.0  # heart rate: an interval over this many median RRs is a gap, not a beat
+_SMALL, _GAP = 0.6, 1.3  # a beat under this share of its neighbours' height whose loss leaves
+# an interval under this many local RRs is noise between beats
 
 
 def _fill_nan(x: np.ndarray) -> np.ndarray | None:
@@ -107,12 +121,12 @@ def _peaks(x: np.ndarray, height: float, distance: int) -> np.ndarray:
 
 
 def _feature(x: np.ndarray, fd: float) -> tuple[np.ndarray, np.ndarray]:
-    """Band-passed signal and its integrated derivative energy, (L, m) each."""
+    """Band-passed derivative and its RMS over the integration window, (L, m) each."""
     bp = bandpass(x, fd, _qrs_band(float(fd)), 2)
     d = np.empty_like(bp)
     d[:, 1:] = np.diff(bp, axis=-1)
     d[:, 0] = d[:, 1] if bp.shape[1] > 1 else 0.0
-    return d, _moving_mean(d * d, max(int(_MWI_S * fd), 1))
+    return d, np.sqrt(_moving_mean(d * d, max(int(_MWI_S * fd), 1)))
 
 
 def _combine(energy: np.ndarray, slope: np.ndarray, fd: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -137,13 +151,20 @@ def _combine(energy: np.ndarray, slope: np.ndarray, fd: float) -> tuple[np.ndarr
     t = np.arange(m)
     scale = np.vstack([np.interp(t, centres, row) for row in local])
     norm = np.minimum(energy / scale, 4.0)  # one artifact may not outvote a beat
-    snorm = np.abs(slope) / np.sqrt(scale)
+    snorm = np.abs(slope) / scale
     if n_leads == 1:
         return norm[0], snorm[0], np.ones((1, m))
     peaky = seg_max / np.maximum(_median(blocks, axis=2), 1e-12 * height)
     w = np.vstack([np.interp(t, centres, row) for row in peaky * peaky])
     total = w.sum(axis=0)
     return (w * norm).sum(axis=0) / total, (w * snorm).sum(axis=0) / total, w
+
+
+def _med(values: deque[float]) -> float:
+    """Median of a few values (the decision loop's buffers), without NumPy's overhead."""
+    v = sorted(values)
+    n = len(v)
+    return float(v[n // 2]) if n % 2 else 0.5 * float(v[n // 2 - 1] + v[n // 2])
 
 
 def _threshold_peaks(feat: np.ndarray, sfeat: np.ndarray, fd: float) -> np.ndarray:
@@ -159,53 +180,98 @@ def _threshold_peaks(feat: np.ndarray, sfeat: np.ndarray, fd: float) -> np.ndarr
     half = max(int(_MWI_S * fd / 2), 1)
     near = np.clip(cand[:, None] + np.arange(-half, half + 1)[None, :], 0, feat.size - 1)
     slopes = sfeat[near].max(axis=1)  # the steepest slope around each candidate
-    twave = int(_TWAVE_S * fd)
+    twave_min = _TWAVE_S * fd
+    pwave = int(_PWAVE_S * fd)
 
-    spk, npk = 1.0, 0.1
-    rr_avg = fd  # 60 bpm until learned
-    beats: list[int] = []
-    beat_slope = 0.0
-    last = -10 * int(fd)
-    pending: list[int] = []  # candidate indices seen since the last beat (for searchback)
+    # Medians of the last 8 beats, noise peaks and RR (Hamilton & Tompkins 1986): one odd
+    # peak, beat or interval moves none of them.
+    spk, npk, rrs = deque([1.0], 8), deque([0.1], 8), deque([fd], 8)  # 60 bpm until learned
+    thr = gap = twave = rr_med = 0.0  # beat threshold, searchback interval, T-wave span, RR
 
-    def accept(i: int, weight: float) -> None:
-        nonlocal spk, last, rr_avg, beat_slope
-        p = int(cand[i])
+    def update() -> None:
+        nonlocal thr, gap, twave, rr_med
+        rr_med = _med(rrs)
+        thr, gap = _THR * _med(spk) + _NOISE_K * _med(npk), _GAP_RR * rr_med
+        twave = max(twave_min, _QT_K * math.sqrt(rr_med * fd))  # T waves come later at slow rates
+
+    def t_wave(p: int, slope: float) -> bool:
+        """Less than half as steep as the last beat within 0.36 s of it, or less than a third
+        as steep within its QT."""
+        return (slope < 0.5 * beat_slope and p - last < twave_min
+                or slope < _T_FLAT * beat_slope and p - last < twave)
+
+    def noise_peak(i: int) -> None:
+        npk.append(hts[i])
+        pending.append(i)
+        update()
+
+    def accept(i: int) -> None:
+        nonlocal last, beat_slope, beat_ht
+        p = pos[i]
         if beats:
-            rr = p - last
-            if rr < 3 * rr_avg:
-                rr_avg = 0.875 * rr_avg + 0.125 * rr
-        spk = weight * hts[i] + (1 - weight) * spk
-        beat_slope = slopes[i]
+            rrs.append(p - last)
+        spk.append(hts[i])
+        beat_slope, beat_ht = slopes[i], hts[i]
         beats.append(p)
         last = p
         pending[:] = [k for k in pending if k > i]  # a searchback keeps the later ones
+        update()
 
-    for i in range(cand.size):
-        p, h = int(cand[i]), hts[i]
-        thr = npk + _THR * (spk - npk)
+    pos, hts, slopes = cand.tolist(), hts.tolist(), slopes.tolist()  # scalar access, fast
+    beats: list[int] = []
+    beat_slope = beat_ht = 0.0
+    last = -10 * int(fd)
+    pending: list[int] = []  # candidate indices seen since the last beat (for searchback)
+    update()
+    for i, (p, h) in enumerate(zip(pos, hts)):
         # Searchback: a gap much longer than usual hides a missed beat below threshold.
-        while beats and p - last > 1.66 * rr_avg and pending:
-            ok = [j for j in pending if cand[j] - last >= refractory and p - cand[j] >= refractory
-                  and (cand[j] - last >= twave or slopes[j] >= 0.5 * beat_slope)]
+        while beats and p - last > gap and pending:
+            ok = [j for j in pending if pos[j] - last >= refractory and p - pos[j] >= refractory
+                  and not t_wave(pos[j], slopes[j])]
             if not ok:
                 break
             j = max(ok, key=lambda k: hts[k])
             if hts[j] < _SEARCHBACK * thr:
                 break
-            accept(j, 0.25)
+            accept(j)
         if p - last < refractory:
             continue
-        if h > thr:
-            if beats and p - last < twave and slopes[i] < 0.5 * beat_slope:
-                npk = 0.125 * h + 0.875 * npk  # a T wave: as tall, but not as steep
-                pending.append(i)
-                continue
-            accept(i, 0.125)
+        if h <= thr:
+            noise_peak(i)
+        elif (beats and p - last < min(pwave, 0.4 * rr_med) and slopes[i] > beat_slope
+                and (len(beats) < 2 or p - last < 0.5 * (last - beats[-2]))):
+            beats[-1], last, beat_slope, beat_ht = p, p, slopes[i], h  # that was a P wave
+            spk[-1] = h
+            update()
+        elif beats and t_wave(p, slopes[i]):
+            noise_peak(i)  # a T wave: as tall, but not as steep
         else:
-            npk = 0.125 * h + 0.875 * npk
-            pending.append(i)
-    return np.asarray(beats, dtype=np.int64)
+            accept(i)
+    return _off_rhythm(np.asarray(beats, dtype=np.int64), feat)
+
+
+def _local_median(v: np.ndarray, k: int = 4) -> np.ndarray:
+    """Median of each value and its k neighbours either side, mirrored at the ends (repeating
+    an odd last value would make it its own neighbourhood)."""
+    k = min(k, v.size - 1)
+    return _running_median(np.pad(v, k, mode="reflect")[None, :], 2 * k + 1)[0, k:v.size + k]
+
+
+def _off_rhythm(beats: np.ndarray, feat: np.ndarray) -> np.ndarray:
+    """Drop small beats that the rhythm does not need: much lower than the beats around them
+    and, once gone, leaving an interval no longer than the local RR (noise between beats)."""
+    if beats.size < 5:
+        return beats
+    h = feat[beats]
+    med_h, med_rr = _local_median(h), _local_median(np.diff(beats).astype(np.float64))
+    gap = np.empty(beats.size)
+    gap[1:-1] = beats[2:] - beats[:-2]
+    # At the ends the record's edge stands in for the missing neighbour: a small peak there
+    # (the P wave of a beat cut off by the end) is dropped by the same rule.
+    gap[0], gap[-1] = beats[1], feat.size - beats[-2]
+    local_rr = np.concatenate([med_rr[:1], np.minimum(med_rr[:-1], med_rr[1:]), med_rr[-1:]])
+    drop = (h < _SMALL * med_h) & (gap < _GAP * local_rr)
+    return beats[~drop]
 
 
 def _locate(x: np.ndarray, lead: np.ndarray, centres: np.ndarray, fs: float) -> np.ndarray:
@@ -213,8 +279,10 @@ def _locate(x: np.ndarray, lead: np.ndarray, centres: np.ndarray, fs: float) -> 
     n = x.shape[1]
     w = max(int(_LOCATE_S * fs), 1)
     idx = np.clip(centres[:, None] + np.arange(-w, w + 1)[None, :], 0, n - 1)
-    seg = x[lead[:, None], idx]
-    seg = seg - _median(seg, axis=1)[:, None]
+    # The baseline is the median over twice the span (sparsely): a wide PVC fills the
+    # search window itself and would otherwise pull its own baseline down.
+    wide = np.clip(centres[:, None] + np.arange(-2 * w, 2 * w + 1, max(w // 8, 1))[None, :], 0, n - 1)
+    seg = x[lead[:, None], idx] - _median(x[lead[:, None], wide], axis=1)[:, None]
     pos, neg = seg.max(axis=1), -seg.min(axis=1)
     # The lead's usual polarity wins unless this beat is clearly the other way (a PVC).
     positive = _median(pos - neg) >= 0
@@ -257,10 +325,13 @@ def detect_rpeaks(signal: np.ndarray, fs: float) -> np.ndarray:
         return _EMPTY
     best = np.argmax(weight[:, centres], axis=0)  # the cleanest lead at each beat
     peaks = _locate(raw, best, centres * q + q // 2, fs)
-    peaks = np.unique(peaks)
-    # Two centres may settle on neighbouring extrema: keep the first of any pair too close.
+    order = np.argsort(peaks, kind="stable")
+    peaks, height = peaks[order], feat[centres[order]]
+    # Two centres may settle on extrema closer than a refractory period (a wide PVC and its
+    # T wave): of such a pair the one with the smaller QRS feature goes.
+    close = np.flatnonzero(np.diff(peaks) < _REFRACTORY_S * fs)
     keep = np.ones(peaks.size, dtype=bool)
-    keep[1:] = np.diff(peaks) >= int(_REFRACTORY_S * fs * 0.5)
+    keep[np.where(height[close] < height[close + 1], close, close + 1)] = False
     return peaks[keep].astype(np.int64)
 
 
@@ -308,8 +379,16 @@ def beat_windows(
 
 
 def heart_rate_bpm(rpeaks: np.ndarray, fs: float) -> float:
-    """60 / median RR in beats per minute; NaN with fewer than two beats."""
-    r = np.asarray(rpeaks, dtype=np.float64).ravel()
-    if r.size < 2 or fs <= 0:
+    """Beats per minute from every detected beat: 60 / mean RR; NaN with fewer than two beats.
+
+    The mean, not the median: in bigeminy or AF the median picks one kind of interval, the
+    mean counts every beat (and equals 60000 / the rr_interval targets, means of RR too).
+    Intervals over _GAP_X median RRs are stretches where no beat could be found (lead off,
+    an unusable span between windows), not slow beats, and are left out.
+    """
+    r = np.sort(np.asarray(rpeaks, dtype=np.float64).ravel())
+    if r.size < 2 or not fs > 0:
         return float("nan")
-    return float(60.0 * fs / _median(np.diff(np.sort(r))))
+    rr = np.diff(r)
+    rr = rr[rr <= _GAP_X * _median(rr)]
+    return float(60.0 * fs / rr.mean())
