@@ -50,8 +50,8 @@ class BeatSet:
 class BeatFit:
     """How the head is trained: a few passes of AdamW over a small MLP."""
 
-    epochs: int = 30
-    batch_size: int = 512
+    epochs: int = 20
+    batch_size: int = 1024
     lr: float = 2e-3
     weight_decay: float = 1e-2
     class_power: float = 0.5  # class weights (n / n_c) ** power: rare S and F beats count more
