@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +20,6 @@ import numpy as np
 
 from ecgmoe_cli import weights
 from ecgmoe_cli.io.discover import records_under
-from ecgmoe_cli.model.beat_head import AAMI_CLASSES
 from ecgmoe_cli.training.beat_class import (
     BeatFit,
     BeatSet,
@@ -33,13 +33,13 @@ SHARED = Path(os.environ.get("ECGMOE_TRAIN_DATA",
 
 
 def save_set(data: BeatSet, path: Path) -> None:
-    np.savez(path, tokens=data.tokens, context=data.context, label=data.label,
+    np.savez(path, tokens=data.tokens, relative=data.relative, context=data.context, label=data.label,
              record=data.record.astype(str), annotated=np.array(json.dumps(data.annotated)))
 
 
 def load_set(path: Path) -> BeatSet:
     z = np.load(path, allow_pickle=False)
-    return BeatSet(z["tokens"], z["context"], z["label"], z["record"],
+    return BeatSet(z["tokens"], z["relative"], z["context"], z["label"], z["record"],
                    json.loads(str(z["annotated"])))
 
 
@@ -77,20 +77,17 @@ def main() -> None:
         if args.cache:
             save_set(data, args.cache)
     t1 = time.perf_counter()
-    pred = cross_validate(data, args.folds, BeatFit())
-    m = beat_metrics(data.label, pred)
-    m["per_record_V"] = {r: {"annotated": data.annotated[r]["V"],
-                             "predicted": int((pred[data.record == r]
-                                               == AAMI_CLASSES.index("V")).sum())}
-                         for r in sorted(data.annotated)}
+    pred = cross_validate(data, args.folds, BeatFit(), progress=lambda i, n: print(
+        f"fold {i}/{n} {time.perf_counter() - t1:.0f} s", file=sys.stderr, flush=True))
+    m = beat_metrics(data.label, pred, data.record)
     m["seconds"] = {"encode": round(t1 - t0, 1), "folds": round(time.perf_counter() - t1, 1)}
     print(f"{len(data.annotated)} records, {m['n']} matched beats "
           f"({m['unmatched_detections']} detections without a reference beat), "
           f"{args.folds} record folds; encode {m['seconds']['encode']} s, "
           f"folds {m['seconds']['folds']} s\n")
     print(table(m))
-    print("\nV beats per record (annotated / predicted): " + ", ".join(
-        f"{r} {v['annotated']}/{v['predicted']}" for r, v in m["per_record_V"].items()))
+    print("\nV beats per record (matched reference / predicted): " + ", ".join(
+        f"{r} {v['V_ref']}/{v['V_pred']}" for r, v in m["per_record"].items()))
     if args.json:
         args.json.write_text(json.dumps(m, indent=2) + "\n")
 

@@ -12,7 +12,14 @@ import torch
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.labels_atr import Annotations, aami_labels, af_seconds
-from ecgmoe_cli.model.beat_head import AAMI_CLASSES, N_RR, BeatHead, BeatHeadConfig, rr_context
+from ecgmoe_cli.model.beat_head import (
+    AAMI_CLASSES,
+    N_RR,
+    BeatHead,
+    BeatHeadConfig,
+    rr_context,
+    window_relative,
+)
 from ecgmoe_cli.training.beat_class import (
     BeatFit,
     BeatSet,
@@ -36,6 +43,14 @@ def test_rr_context_marks_a_premature_beat_and_zeroes_padding() -> None:
     assert torch.all(ctx[0, 3] == 0)
 
 
+def test_window_relative_is_the_difference_from_the_window_median() -> None:
+    tokens = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [5.0, 2.0], [9.0, 9.0]]])
+    mask = torch.tensor([[True, True, True, False]])
+    rel = window_relative(tokens, mask)
+    assert rel[0, :3].tolist() == [[0.0, 0.0], [0.0, 0.0], [4.0, 2.0]]
+    assert rel[0, 3].tolist() == [0.0, 0.0]
+
+
 def test_aami_labels_match_within_tolerance_only() -> None:
     ann = Annotations(np.array([1.0, 2.0, 3.0]), np.array(["N", "V", "A"]), np.zeros(0), [])
     got = aami_labels(ann, np.array([1.05, 1.98, 3.3, 2.9]))
@@ -57,7 +72,7 @@ def _separable_set(n_records: int = 6, per: int = 200, d: int = 8, seed: int = 0
     ctx = np.zeros((label.size, N_RR), np.float32)
     ctx[:, 3] = np.where(label == 1, -0.5, 0.0) + rng.normal(0, 0.05, label.size)  # S: early
     record = np.repeat([f"r{i}" for i in range(n_records)], per)
-    return BeatSet(tokens, ctx, label.astype(np.int64), record, {})
+    return BeatSet(tokens, tokens - np.median(tokens, 0), ctx, label.astype(np.int64), record, {})
 
 
 def test_fit_head_learns_and_cross_validation_scores_held_out_records() -> None:
@@ -93,8 +108,8 @@ def test_saved_head_loads_and_another_backbone_is_refused(tmp_path: Path) -> Non
     head = BeatHead(BeatHeadConfig(d_model=8, hidden=4))
     save_beat_head(head, tmp_path, "a" * 64, {"note": 1})
     loaded, meta = load_beat_head(tmp_path, "a" * 64)
-    x, c = torch.randn(3, 8), torch.randn(3, N_RR)
-    assert torch.allclose(loaded(x, c), head(x, c))
+    x, r, c = torch.randn(3, 8), torch.randn(3, 8), torch.randn(3, N_RR)
+    assert torch.allclose(loaded(x, r, c), head(x, r, c))
     assert meta["classes"] == list(AAMI_CLASSES)
     with pytest.raises(EcgMoeError, match="trained on backbone aaaaaaaaaaaa, not on this one"):
         load_beat_head(tmp_path, "b" * 64)

@@ -167,3 +167,13 @@ def test_finetune_beat_class_writes_a_head_predict_uses(records: Path, tiny_weig
                       "--beats", "--workers", "1", "--quiet")
     assert code == 0, text
     assert pq.read_table(tmp_path / "p.beats.parquet").num_rows > 0
+
+
+def test_holter_columns_are_in_record_rows_only() -> None:
+    from ecgmoe_cli.io.report import HOLTER_FIELDS, report_schema
+    from ecgmoe_cli.tasks import TASKS
+
+    holter = {name for name, _ in HOLTER_FIELDS}
+    assert holter == {"n_classified", "pvc_count", "pac_count", "pvc_burden", "af_burden"}
+    assert holter <= set(report_schema(TASKS.values()).names)
+    assert not holter & set(report_schema(TASKS.values(), window=True).names)
