@@ -16,9 +16,9 @@ import numpy as np
 import pyarrow as pa
 
 from ecgmoe_cli.io.report import beat_schema
-from ecgmoe_cli.model.beat_head import AAMI_CLASSES
 from ecgmoe_cli.preprocess_folder import safe_text
 from ecgmoe_cli.report_rows import PreparedLike, RowContext, WindowOutputs
+from ecgmoe_cli.tasks import AAMI_CLASSES
 
 _V, _S = AAMI_CLASSES.index("V"), AAMI_CLASSES.index("S")
 

@@ -30,12 +30,12 @@ from safetensors.torch import load_file, save_file
 from torch.overrides import TorchFunctionMode
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.model.beat_head import AAMI_CLASSES, BeatHead, BeatHeadConfig
+from ecgmoe_cli.model.beat_head import BeatHead, BeatHeadConfig
 from ecgmoe_cli.model.config import EcgMoeConfig
 from ecgmoe_cli.model.ecgmoe import EcgMoe
 from ecgmoe_cli.model.lora import lora_layers
 from ecgmoe_cli.signal.spec import PreprocessSpec
-from ecgmoe_cli.tasks import task_to_dict
+from ecgmoe_cli.tasks import AAMI_CLASSES, task_to_dict
 from ecgmoe_cli.weights_meta import (
     ADAPTERS,
     BACKBONE,

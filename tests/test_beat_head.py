@@ -13,13 +13,13 @@ import torch
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.labels_atr import Annotations, aami_labels, af_seconds
 from ecgmoe_cli.model.beat_head import (
-    AAMI_CLASSES,
     N_RR,
     BeatHead,
     BeatHeadConfig,
     rr_context,
     window_relative,
 )
+from ecgmoe_cli.tasks import AAMI_CLASSES
 from ecgmoe_cli.training.beat_class import (
     BeatFit,
     BeatSet,

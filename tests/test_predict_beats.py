@@ -177,3 +177,13 @@ def test_holter_columns_are_in_record_rows_only() -> None:
     assert holter == {"n_classified", "pvc_count", "pac_count", "pvc_burden", "af_burden"}
     assert holter <= set(report_schema(TASKS.values()).names)
     assert not holter & set(report_schema(TASKS.values(), window=True).names)
+
+
+def test_predict_folder_imports_no_torch() -> None:
+    """The reader processes fork before the model loads: the beat rows must not bring torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, ecgmoe_cli.predict_folder; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

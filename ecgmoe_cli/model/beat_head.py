@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-AAMI_CLASSES = ("N", "S", "V", "F", "Q")
+from ecgmoe_cli.tasks import AAMI_CLASSES
+
 N_RR = 9  # rr_context features per beat
 
 

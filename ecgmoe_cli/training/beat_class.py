@@ -28,7 +28,6 @@ from ecgmoe_cli.io.labels_atr import AAMI_OF_SYMBOL, aami_labels, read_atr
 from ecgmoe_cli.io.readers import read_record
 from ecgmoe_cli.model.batch import to_torch
 from ecgmoe_cli.model.beat_head import (
-    AAMI_CLASSES,
     BeatHead,
     BeatHeadConfig,
     rr_context,
@@ -39,6 +38,7 @@ from ecgmoe_cli.model.encoders import fold_batchnorm
 from ecgmoe_cli.prepare import prepare_from_record
 from ecgmoe_cli.report_rows import WINDOW_FIELDS
 from ecgmoe_cli.signal.spec import PreprocessSpec
+from ecgmoe_cli.tasks import AAMI_CLASSES
 from ecgmoe_cli.weights_meta import BACKBONE
 
 
