@@ -24,8 +24,11 @@ space := $(empty) $(empty)
 TASKS := infarction hypertrophy conduction st_t rhythm age sex arrhythmia superclass noise
 REAL_DS := $(WORK)/ptbxl-ds $(WORK)/cinc2017-ds $(WORK)/mitdb-ds
 PRE := $(BIN)/ecgmoe preprocess --overwrite --quiet
+# the per-beat AAMI head on MIT-BIH DS1 (raw records + .atr), scored leave-one-record-out
+BEAT_HEAD := $(BIN)/ecgmoe finetune --task beat_class --data $(TRAIN_DATA)/mitdb --epochs 20 \
+  --lr 2e-3 --folds 22 --quiet
 
-.PHONY: install demo test weights real-data baselines examples clean
+.PHONY: install demo test weights beat-head real-data baselines examples clean
 
 # compileall: bytecode up front, as pip does for a wheel; with PYTHONDONTWRITEBYTECODE set, an
 # editable install would compile every module again on each command (70-75 ms of imports).
@@ -76,14 +79,22 @@ weights: real-data
 	  --data $(WORK)/sim-mix-ds --backbone $(WORK)/run/weights -o $(WORK)/run/weights --quiet
 	$(BIN)/ecgmoe finetune --task potassium --epochs 8 --data $(WORK)/sim-ds \
 	  --backbone $(WORK)/run/weights -o $(WORK)/run/weights --quiet
-	rm -rf weights/backbone.* weights/adapters
+	$(BEAT_HEAD) --backbone $(WORK)/run/weights -o $(WORK)/run/weights
+	rm -rf weights/backbone.* weights/adapters weights/heads
 	cp $(WORK)/run/weights/backbone.* weights/
-	cp -r $(WORK)/run/weights/adapters weights/
+	cp -r $(WORK)/run/weights/adapters $(WORK)/run/weights/heads weights/
 	$(BIN)/ecgmoe evaluate $(WORK)/sim-ds --weights weights --json > weights/metrics.json
 	$(BIN)/python benchmarks/real_eval.py --weights weights --ptbxl $(WORK)/ptbxl-ds \
 	  --cinc2017 $(WORK)/cinc2017-ds --mitdb $(WORK)/mitdb-ds --annotated $(WORK)/cpsc2021-ds \
 	  --annotated $(WORK)/svdb-ds --twelve-lead $(WORK)/cinc2021-ds --bootstrap 200 \
 	  --json weights/metrics_real.json > /dev/null
+
+# `make beat-head`: only the beat head, on the shipped backbone (after the backbone changed)
+beat-head: install
+	rm -rf $(WORK)/beat-head
+	$(BEAT_HEAD) --backbone weights -o $(WORK)/beat-head
+	rm -rf weights/heads
+	cp -r $(WORK)/beat-head/heads weights/
 
 # `make baselines`: per_task and dense_multitask trained on the same corpus, for
 # `ecgmoe bench --data $(WORK)/sim-ds --weights weights --baselines $(WORK)/baselines` (~90 min);

@@ -2,7 +2,8 @@
 
 The backbone runs once per batch and every task's adapter and head in one pass
 (`EcgMoe.predict`); results come back per window as numpy arrays, with the routing counts and
-beat attention weights that `--explain` summarises.
+beat attention weights that `--explain` summarises, and, given a beat head, every beat's AAMI
+class probabilities from the same pass's beat tokens.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from ecgmoe_cli.model.batch import to_torch
+from ecgmoe_cli.model.beat_head import BeatHead
 from ecgmoe_cli.model.ecgmoe import EcgMoe
 from ecgmoe_cli.model.encoders import fold_batchnorm
 from ecgmoe_cli.report_rows import WINDOW_FIELDS, WindowOutputs
@@ -29,7 +31,7 @@ class Predictor:
     """Holds the model on its device; turns stacked windows into per-window outputs."""
 
     def __init__(self, model: EcgMoe, tasks: Sequence[str], device: str, batch_size: int,
-                 explain: bool = False) -> None:
+                 explain: bool = False, beat_head: BeatHead | None = None) -> None:
         os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_CACHE)  # before 1st conv
         if device.startswith("cuda"):
             # cuDNN convolves fp32 in TF32 by default: a rounding that moved by batch size and
@@ -38,6 +40,7 @@ class Predictor:
             torch.backends.cudnn.allow_tf32 = False
         self.model, self.tasks = fold_batchnorm(model.eval()), list(tasks)
         self.device, self.batch_size, self.explain = device, batch_size, explain
+        self.beat_head = None if beat_head is None else beat_head.to(device).eval()
 
     def __call__(self, windows: dict[str, np.ndarray]) -> WindowOutputs:
         """windows: the model batch fields stacked over N windows; run in chunks of batch_size."""
@@ -45,10 +48,16 @@ class Predictor:
         probs: dict[str, list[np.ndarray]] = {t: [] for t in self.tasks}
         routing: dict[str, list[np.ndarray]] = {}
         beats: list[np.ndarray] = []
+        classes: list[np.ndarray] = []
         for lo in range(0, n, self.batch_size):
             chunk = {k: windows[k][lo:lo + self.batch_size] for k in WINDOW_FIELDS}
             with torch.inference_mode():
-                out = self.model.predict(to_torch(chunk, self.device), self.tasks)
+                batch = to_torch(chunk, self.device)
+                out = self.model.predict(batch, self.tasks)
+                if self.beat_head is not None:
+                    classes.append(self.beat_head.predict(
+                        self.model.aux["beat_tokens"], batch["rr"],
+                        batch["rpeaks"] >= 0).float().cpu().numpy())
             for t in self.tasks:
                 probs[t].append(out[t].float().cpu().numpy())
             if self.explain:
@@ -58,4 +67,5 @@ class Predictor:
                     beats.append(self.model.aux["beat_weights"].float().cpu().numpy())
         return WindowOutputs({t: np.concatenate(v) for t, v in probs.items()},
                              {k: np.concatenate(v) for k, v in routing.items()},
-                             np.concatenate(beats) if beats else None)
+                             np.concatenate(beats) if beats else None,
+                             np.concatenate(classes) if classes else None)

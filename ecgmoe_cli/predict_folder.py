@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ecgmoe_cli.beat_rows import beat_table, holter_columns, record_beats
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.discover import records_under
 from ecgmoe_cli.io.outputs import OutputLock, check_writable, refuse_input_inside
 from ecgmoe_cli.io.readers import check_fs_option, read_record
-from ecgmoe_cli.io.report import ReportWriter, report_schema, shard_of, source_stamp
+from ecgmoe_cli.io.report import ReportWriter, beat_schema, report_schema, shard_of, source_stamp
 from ecgmoe_cli.parallel import FORKS, Prefetch, default_workers, ordered_map, worker_state
 from ecgmoe_cli.prepare import (  # imported before the fork: workers share them
     CHUNK_S,
@@ -51,7 +52,14 @@ from ecgmoe_cli.report_rows import (
 )
 from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.tasks import TASKS
-from ecgmoe_cli.weights_meta import default_weights_dir, read_plan
+from ecgmoe_cli.weights_meta import (
+    BEAT_HEAD,
+    HEADS,
+    beat_head_problem,
+    default_weights_dir,
+    read_backbone_meta,
+    read_plan,
+)
 
 if TYPE_CHECKING:
     from ecgmoe_cli.inference import Predictor
@@ -59,6 +67,7 @@ if TYPE_CHECKING:
 _CHUNK = 16  # records per worker task: amortises inter-process overhead
 _AHEAD = 24  # chunks prepared ahead of the model (~60 MB): a start-up's worth of reading
 _EARLY_BYTES = 128 << 20  # most samples prepared while the model loads (CPU, models in workers)
+BEATS_PER_RECORD = 16  # --beats parts and row groups hold this many rows per record's worth
 CPU_BATCH = 64  # a worker's chunk is one batch: larger ones leave a core idle at the end
 GPU_BATCH = 256  # a GPU is bound by kernel launches: fewer, larger batches (BENCHMARKS.md)
 
@@ -73,6 +82,7 @@ class PredictOptions:
     workers: int = 0  # worker processes; 0: one per core (CPU: each with a model); 1: none
     batch_size: int = 0  # windows per forward pass; 0: GPU_BATCH on a GPU, CPU_BATCH on CPU
     windows: bool = False  # also write per-window rows (windows_path)
+    beats: bool = False  # also write per-beat rows (beats_path); needs the weights' beat head
     explain: bool = False  # add the `explain` column
     shard: tuple[int, int] = (0, 1)
     resume: bool = False
@@ -89,6 +99,7 @@ class PredictResult:
 
     output: Path
     windows_output: Path | None
+    beats_output: Path | None
     weights_dir: Path
     weights_id: str
     tasks: list[str]
@@ -100,6 +111,7 @@ class PredictResult:
     changed: list[str] = field(default_factory=list)  # --resume: predicted again (changed since)
     vanished: list[str] = field(default_factory=list)  # --resume: rows dropped (no longer there)
     report_status: dict[str, int] = field(default_factory=dict)  # --resume: the whole report's
+    warnings: list[str] = field(default_factory=list)  # one line each, for the summary
 
     @property
     def n_processed(self) -> int:
@@ -108,10 +120,19 @@ class PredictResult:
 
 def windows_path(out: Path) -> Path:
     """Where --windows rows go: `r.parquet` -> `r.windows.parquet`; dataset `res/` -> `res.windows/`."""
+    return _beside(out, "windows")
+
+
+def beats_path(out: Path) -> Path:
+    """Where --beats rows go: `r.parquet` -> `r.beats.parquet`; dataset `res/` -> `res.beats/`."""
+    return _beside(out, "beats")
+
+
+def _beside(out: Path, what: str) -> Path:
     out = Path(out)
     if out.suffix == ".parquet" and not out.is_dir():
-        return out.with_name(out.stem + ".windows.parquet")
-    return out.with_name(out.name + ".windows")
+        return out.with_name(f"{out.stem}.{what}.parquet")
+    return out.with_name(f"{out.name}.{what}")
 
 
 def record_key(path: Path, root: Path) -> str:
@@ -245,7 +266,9 @@ def _long_record(path: Path, spec: PreprocessSpec, opts: PredictOptions,
         {t: np.concatenate([o.probs[t] for o in outs]) for t in outs[0].probs},
         {k: np.concatenate([o.routing[k] for o in outs]) for k in outs[0].routing},
         None if outs[0].beat_weights is None
-        else np.concatenate([o.beat_weights for o in outs]))  # type: ignore[misc]
+        else np.concatenate([o.beat_weights for o in outs]),  # type: ignore[misc]
+        None if outs[0].beat_probs is None
+        else np.concatenate([o.beat_probs for o in outs]))  # type: ignore[misc]
 
 
 def _emptied(a: np.ndarray) -> np.ndarray:
@@ -261,10 +284,11 @@ class _Sink:
     """Turns prepared records into rows: batches their windows through the model."""
 
     def __init__(self, predictor: Predictor | None, ctx: RowContext, writer: ReportWriter,
-                 win_writer: ReportWriter | None, skip_main: set[str], skip_windows: set[str],
-                 spec: PreprocessSpec, opts: PredictOptions, tally: Tally) -> None:
+                 win_writer: ReportWriter | None, beat_writer: ReportWriter | None,
+                 skip: dict[str, dict[str, str]], spec: PreprocessSpec, opts: PredictOptions,
+                 tally: Tally) -> None:
         self.predictor, self.ctx, self.writer, self.win_writer = predictor, ctx, writer, win_writer
-        self.skip_main, self.skip_windows, self.tally = skip_main, skip_windows, tally
+        self.beat_writer, self.skip, self.tally = beat_writer, skip, tally
         self.spec, self.opts, self.explain = spec, opts, opts.explain
         self.pending: list[Any] = []
         self.n_windows = 0
@@ -279,7 +303,7 @@ class _Sink:
             self._emit(item.prepared, item.out)
             return 1
         if isinstance(item, Failed) and not self.pending:
-            self._write(error_row(item.path, item.record, item.error, self.ctx), [])
+            self._write(error_row(item.path, item.record, item.error, self.ctx), [], None)
             return 1
         self.pending.append(item)
         if not isinstance(item, Failed):
@@ -293,26 +317,33 @@ class _Sink:
         assert self.predictor is not None  # only the main-process layout queues records
         for item in _through_model(self.predictor, items):
             if isinstance(item, Failed):
-                self._write(error_row(item.path, item.record, item.error, self.ctx), [])
+                self._write(error_row(item.path, item.record, item.error, self.ctx), [], None)
             else:
                 self._emit(item.prepared, item.out)
         return len(items)
 
     def _emit(self, item: Any, out: WindowOutputs) -> None:
         wrows = window_rows(item, out, self.ctx) if self.win_writer is not None else []
-        self._write(record_row(item, out, self.ctx, self.explain), wrows)
+        beats = record_beats(item, out, self.ctx.fs)
+        row = record_row(item, out, self.ctx, self.explain)
+        row.update(holter_columns(item, out, self.ctx, beats))
+        table = (beat_table(item, beats, self.ctx.fs)
+                 if self.beat_writer is not None and beats is not None else None)
+        self._write(row, wrows, table)
 
-    def _write(self, row: dict[str, Any], wrows: list[dict[str, Any]]) -> None:
+    def _write(self, row: dict[str, Any], wrows: list[dict[str, Any]], beats: Any) -> None:
         path = str(row["path"])
         row["source_stamp"] = stamp = source_stamp(path)
         for w in wrows:
             w["source_stamp"] = stamp
-        if path not in self.skip_main:
+        if path not in self.skip["main"]:
             self.writer.write(row)
             self.tally.add(row, self.ctx.tasks)
-        if self.win_writer is not None and path not in self.skip_windows:
+        if self.win_writer is not None and path not in self.skip["windows"]:
             for w in wrows:
                 self.win_writer.write(w)
+        if self.beat_writer is not None and beats is not None and path not in self.skip["beats"]:
+            self.beat_writer.write_table(beats)
 
 
 def _check_options(opts: PredictOptions, out: Path) -> None:
@@ -357,12 +388,16 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
     tasks = tuple(sorted(found, key=lambda t: (order.index(t.name) if t.name in order
                                                 else len(order), t.name)))
     names = [t.name for t in tasks]
+    head_problem = _beat_head_problem(weights_dir)
+    if head_problem and opts.beats:
+        raise EcgMoeError(f"--beats: {head_problem}")
 
-    def report_writer(path: Path, schema: Any) -> ReportWriter:
+    def report_writer(path: Path, schema: Any, rows_per_record: int = 1) -> ReportWriter:
         refuse_input_inside(path, [root])
+        per_part = opts.checkpoint_every * rows_per_record
         writer = ReportWriter(path, schema, shard=opts.shard, resume=opts.resume,
-                              rows_per_part=opts.checkpoint_every,
-                              rows_per_group=min(512, opts.checkpoint_every))
+                              rows_per_part=per_part, rows_per_group=min(512 * rows_per_record,
+                                                                         per_part))
         writer.check_target(opts.overwrite)
         check_writable(writer.parts_dir, path)
         return writer
@@ -373,13 +408,19 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
         writer = report_writer(out, report_schema(tasks, explain=opts.explain))
         win_writer = (report_writer(windows_path(out), report_schema(tasks, window=True))
                       if opts.windows else None)
+        beat_writer = (report_writer(beats_path(out), beat_schema(), BEATS_PER_RECORD)
+                       if opts.beats else None)
+        side = [w for w in (win_writer, beat_writer) if w is not None]
         paths = records_under(root)
         mine = [os.path.abspath(p) for p in paths if shard_of(record_key(p, root), n) == i]
         keys = {p: safe_text(p) for p in mine}  # the `path` column: undecodable bytes U+FFFD
-        done = writer.done_keys() if opts.resume else {}
-        win_done = win_writer.done_keys() if (win_writer is not None and opts.resume) else {}
+        skip: dict[str, dict[str, str]] = {
+            "main": writer.done_keys() if opts.resume else {},
+            "windows": win_writer.done_keys() if (win_writer and opts.resume) else {},
+            "beats": beat_writer.done_keys() if (beat_writer and opts.resume) else {}}
+        done = skip["main"]
         changed, vanished = _stale(done, keys)
-        for w, d in ((writer, done), (win_writer, win_done)):
+        for w, d in ((writer, done), (win_writer, skip["windows"]), (beat_writer, skip["beats"])):
             if w is not None and (gone := (set(changed) | set(vanished)) & set(d)):
                 w.drop(gone)
                 for k in gone:
@@ -388,7 +429,8 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
         lock.release()
         raise
     todo = [p for p in mine if keys[p] not in done
-            or (win_writer is not None and keys[p] not in win_done)]
+            or (win_writer is not None and keys[p] not in skip["windows"])
+            or (beat_writer is not None and keys[p] not in skip["beats"])]
     written = 0
     stream = early = None
     try:
@@ -407,11 +449,15 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
         del prepared  # the workers have it now
         first = next(stream, None)
         predictor, ctx = shared or _start_model(weights_dir, names, opts, spec)
-        result = PredictResult(out, windows_path(out) if opts.windows else None, weights_dir,
+        result = PredictResult(out, windows_path(out) if opts.windows else None,
+                               beats_path(out) if opts.beats else None, weights_dir,
                                ctx.weights_id, names, len(paths), len(mine),
                                sum(keys[p] in done for p in mine), changed=changed,
                                vanished=vanished)
-        sink = _Sink(predictor, ctx, writer, win_writer, done, win_done, spec, opts,
+        if head_problem and (weights_dir / HEADS / f"{BEAT_HEAD}.json").is_file():  # not ours
+            result.warnings.append(f"beat head skipped (Holter beat columns null): "
+                                   f"{head_problem}")
+        sink = _Sink(predictor, ctx, writer, win_writer, beat_writer, skip, spec, opts,
                      result.tally)
         for item in itertools.chain([] if first is None else [first], stream):
             written += sink.add(item)
@@ -423,16 +469,16 @@ def predict_folder(root: Path, out: Path, opts: PredictOptions,
         writer.close()
         if opts.resume:
             result.report_status = writer.status_counts()
-        if win_writer is not None:
-            win_writer.close()
+        for w in side:
+            w.close()
     except BaseException:
         if early is not None:
             early.close()
         if stream is not None:
             stream.close()  # stops the worker processes
         writer.abort()
-        if win_writer is not None:
-            win_writer.abort()
+        for w in side:
+            w.abort()
         raise
     finally:
         lock.release()
@@ -466,11 +512,20 @@ def _start_model(weights_dir: Path, names: list[str], opts: PredictOptions,
     model, loaded_spec, meta = weights.load_model(weights_dir, names, device)
     if loaded_spec != spec:  # the same backbone.json, unless it changed under our feet
         raise EcgMoeError("backbone.json changed while predict started", weights_dir)
+    head = (None if _beat_head_problem(weights_dir)
+            else weights.load_beat_head(weights_dir, meta["backbone_hash"], device)[0])
+    if opts.beats and head is None:
+        raise EcgMoeError("--beats: the beat head changed while predict started", weights_dir)
     ctx = RowContext(tuple(model.tasks[t] for t in names),
                      {t: tuple(model.heads[t].thresholds) for t in names},  # type: ignore
                      spec.fs, weights_id(meta, names), spec.hash(),
                      sustained_windows(spec.stride_s))
-    return Predictor(model, names, device, opts.batch_size, opts.explain), ctx
+    return Predictor(model, names, device, opts.batch_size, opts.explain, head), ctx
+
+
+def _beat_head_problem(weights_dir: Path) -> str | None:
+    """Why the weights' beat head cannot be used (JSON only, before torch loads), or None."""
+    return beat_head_problem(weights_dir, str(read_backbone_meta(weights_dir)["backbone_hash"]))
 
 
 def _model_threads(opts: PredictOptions) -> int:

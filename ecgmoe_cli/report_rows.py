@@ -39,12 +39,14 @@ class WindowOutputs:
     probs: dict[str, np.ndarray]  # task -> (N, n_outputs): probabilities, class probs or values
     routing: dict[str, np.ndarray] = field(default_factory=dict)  # MoE layer -> (N, E) counts
     beat_weights: np.ndarray | None = None  # (N, K) morphology attention over beats
+    beat_probs: np.ndarray | None = None  # (N, K, 5) AAMI class probabilities (beat head)
 
     def rows(self, start: int, stop: int) -> WindowOutputs:
         """The windows start:stop (one record's share of a batch)."""
         return WindowOutputs({k: v[start:stop] for k, v in self.probs.items()},
                              {k: v[start:stop] for k, v in self.routing.items()},
-                             None if self.beat_weights is None else self.beat_weights[start:stop])
+                             None if self.beat_weights is None else self.beat_weights[start:stop],
+                             None if self.beat_probs is None else self.beat_probs[start:stop])
 
 
 def weights_id(meta: dict[str, Any], tasks: Sequence[str]) -> str:

@@ -79,6 +79,9 @@ def _t(name: str, kind: str, labels: str = "", unit: str = "", metric: str = "",
     return Task(name, kind, tuple(labels.split()), unit, metric, description)
 
 
+# AAMI EC57 beat classes of the per-beat head (model/beat_head.py): normal and bundle-branch,
+# supraventricular ectopic, ventricular ectopic, fusion, paced or unclassifiable
+AAMI_CLASSES = ("N", "S", "V", "F", "Q")
 ARRHYTHMIA_CLASSES = ("sinus", "sinus_brady", "sinus_tachy", "afib", "afib_rvr", "av_block_1",
                       "sinus_arrhythmia", "pac", "pvc", "paced", "ectopic_atrial", "other")
 

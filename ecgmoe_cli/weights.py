@@ -4,6 +4,8 @@
 DIR/backbone.safetensors + backbone.json   config, spec, tasks, backbone_hash, metrics
 DIR/adapters/<task>.safetensors + .json    task, rank, alpha, thresholds, temperature,
                                            target_mean/scale, metrics, backbone_hash, tensors_hash
+DIR/heads/beat_class.safetensors + .json   the per-beat head: classes, config, metrics,
+                                           backbone_hash, tensors_hash
 ```
 `backbone_hash` is the sha256 of the backbone tensors (names, dtypes, shapes, bytes): an adapter
 trained on another backbone is refused, and a backbone whose bytes changed no longer matches its
@@ -28,15 +30,19 @@ from safetensors.torch import load_file, save_file
 from torch.overrides import TorchFunctionMode
 
 from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.model.beat_head import BeatHead, BeatHeadConfig
 from ecgmoe_cli.model.config import EcgMoeConfig
 from ecgmoe_cli.model.ecgmoe import EcgMoe
 from ecgmoe_cli.model.lora import lora_layers
 from ecgmoe_cli.signal.spec import PreprocessSpec
-from ecgmoe_cli.tasks import task_to_dict
+from ecgmoe_cli.tasks import AAMI_CLASSES, task_to_dict
 from ecgmoe_cli.weights_meta import (
     ADAPTERS,
     BACKBONE,
+    BEAT_HEAD,
+    HEADS,
     adapter_task,
+    beat_head_problem,
     parse_sidecar,
     read_backbone_meta,
     read_plan,
@@ -284,3 +290,41 @@ def load_adapter(model: EcgMoe, directory: Path, task: str, backbone_hash: str |
         raise
     model.load_state_dict(tensors, strict=False)
     return ameta
+
+
+def save_beat_head(head: BeatHead, directory: Path, backbone_hash: str,
+                   metrics: dict[str, Any] | None = None) -> Path:
+    """Write heads/beat_class.safetensors and its JSON (with the backbone it was trained on)."""
+    tensors = dict(head.state_dict())
+    out = Path(directory) / HEADS / f"{BEAT_HEAD}.safetensors"
+    _write_tensors(out, tensors)
+    _write_json(out.with_suffix(".json"), {
+        "format": "ecgmoe-beat-head", "version": FORMAT_VERSION, "classes": list(AAMI_CLASSES),
+        "config": head.config.to_dict(), "metrics": metrics or {},
+        "backbone_hash": backbone_hash, "tensors_hash": tensors_hash(tensors)})
+    return out
+
+
+def load_beat_head(directory: Path, backbone_hash: str, device: str = "cpu"
+                   ) -> tuple[BeatHead, dict[str, Any]]:
+    """heads/beat_class of `directory`, refused unless trained on `backbone_hash`."""
+    problem = beat_head_problem(directory, backbone_hash)
+    if problem:
+        raise EcgMoeError(problem)
+    json_path = Path(directory) / HEADS / f"{BEAT_HEAD}.json"
+    meta = _read_json(json_path)
+    config, hashed = parse_sidecar(
+        lambda: (BeatHeadConfig(**meta["config"]), str(meta["tensors_hash"])), json_path,
+        "beat head")
+    if list(meta.get("classes", [])) != list(AAMI_CLASSES):
+        raise EcgMoeError(f"beat head classes {meta.get('classes')} are not "
+                          f"{list(AAMI_CLASSES)}", json_path)
+    st_path = json_path.with_suffix(".safetensors")
+    shapes = _header_shapes(st_path)
+    with _budget(st_path, "the beat head its JSON describes"):
+        head = BeatHead(config)
+    expected = {k: tuple(v.shape) for k, v in head.state_dict().items()}
+    if shapes != expected:
+        raise EcgMoeError("beat head tensors do not fit its config", st_path)
+    head.load_state_dict(_read_tensors(st_path, hashed))
+    return head.to(device).eval(), meta

@@ -21,6 +21,8 @@ T = TypeVar("T")
 
 BACKBONE = "backbone"
 ADAPTERS = "adapters"
+HEADS = "heads"  # heads on the backbone's beat tokens, beside the adapters
+BEAT_HEAD = "beat_class"
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -108,3 +110,19 @@ def read_plan(directory: Path, tasks: Sequence[str] | None = None,
                           directory / ADAPTERS)
     paths = [directory / ADAPTERS / f"{name}.json" for name in wanted]
     return spec, [adapter_task(read_json(p), name, p) for name, p in zip(wanted, paths)]
+
+
+def beat_head_problem(directory: Path, backbone_hash: str) -> str | None:
+    """Why the weights' beat head cannot serve this backbone (one line), or None when it can;
+    read from the JSON alone, so predict can say so before any tensor loads."""
+    json_path = Path(directory) / HEADS / f"{BEAT_HEAD}.json"
+    if not json_path.is_file():
+        return (f"{json_path} not found: these weights have no beat head (train one with "
+                f"`ecgmoe finetune --task {BEAT_HEAD}`)")
+    meta = read_json(json_path)
+    trained_on = str(meta.get("backbone_hash"))
+    if trained_on != backbone_hash:
+        return (f"{json_path}: the beat head was trained on backbone {trained_on[:12]}, not on "
+                f"this one ({backbone_hash[:12]}); retrain it with `ecgmoe finetune --task "
+                f"{BEAT_HEAD}`")
+    return None

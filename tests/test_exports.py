@@ -266,4 +266,5 @@ def test_predict_gives_the_same_report_for_one_signal_in_every_format(
     numbers = [c for c in df.columns if df[c].dtype.kind == "f"]
     for name in ("philips", "philips_xli"):
         assert df.loc[name, numbers].tolist() == pytest.approx(
-            df.loc["philips_as_wfdb", numbers].tolist(), abs=1e-4), name
+            df.loc["philips_as_wfdb", numbers].tolist(), abs=1e-4, nan_ok=True), name  # Holter
+        # columns are null (NaN here) with weights that have no beat head

@@ -1,13 +1,15 @@
 """`ecgmoe finetune`: one task's LoRA adapter and head on a frozen backbone.
 
 Early stopping, a temperature and per-label thresholds all use the validation fold (9).
+`--task beat_class` trains the per-beat head instead (heads/beat_class.*) on folders of
+records with beat annotations (.atr), scored leave-records-out with --folds.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,6 +44,9 @@ def run(
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 3e-3,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     seed: Annotated[int, typer.Option(help="Seed of initialisation and shuffling.")] = 0,
+    folds: Annotated[int, typer.Option(min=0, help="beat_class only: also score the head "
+                                       "leave-records-out in this many record folds (0: no) "
+                                       "and keep the result in its JSON.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint of the run "
                                          "in -o.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
@@ -53,6 +58,7 @@ def run(
     from ecgmoe_cli.io.outputs import new_run_dir
     from ecgmoe_cli.training.loop import FitConfig
     from ecgmoe_cli.training.runs import finetune_adapter
+    from ecgmoe_cli.weights_meta import BEAT_HEAD
 
     fit_cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                         patience=patience)
@@ -61,6 +67,12 @@ def run(
     if not names or not datasets:
         raise EcgMoeError("give the DATASET folder(s) and --task, e.g. `ecgmoe finetune DS "
                           "--task sex`")
+    if BEAT_HEAD in names:
+        if len(names) > 1:
+            raise EcgMoeError(f"--task {BEAT_HEAD} trains on annotated records, not datasets: "
+                              "run it on its own")
+        _beat_head(datasets, backbone, output, fit_cfg, folds, device, as_json, quiet)
+        return
     if output is None:
         if resume:
             raise EcgMoeError("--resume needs -o: the run folder to continue")
@@ -83,3 +95,35 @@ def run(
         console.print(f"adapter [bold]{summary['task']}[/]: {summary['epochs_run']} epochs "
                       f"(best {summary['best_epoch']}), temperature "
                       f"{summary['temperature']:.2f}, thresholds [{t}] -> {summary['adapter']}")
+
+
+def _beat_head(data: list[Path], backbone: Path | None, output: Path | None, fit_cfg: Any,
+               folds: int, device: str, as_json: bool, quiet: bool) -> None:
+    """`--task beat_class`: the per-beat head on the frozen backbone, into OUT/heads/."""
+    from ecgmoe_cli.commands.common import console, err_console
+    from ecgmoe_cli.io.outputs import new_run_dir
+    from ecgmoe_cli.training.beat_class import BeatFit, train_beat_head
+    from ecgmoe_cli.training.ddp import resolve_device
+    from ecgmoe_cli.weights_meta import BEAT_HEAD, default_weights_dir, refuse_shipped_weights
+
+    backbone = default_weights_dir() if backbone is None else backbone
+    if output is None:
+        output = new_run_dir("finetune", [BEAT_HEAD])
+        if not as_json:
+            err_console.print(f"writing to [bold]{output}[/] (-o to choose)", highlight=False)
+    refuse_shipped_weights(output)
+    fit = BeatFit(epochs=fit_cfg.epochs, lr=fit_cfg.lr, seed=fit_cfg.seed)
+    summary = train_beat_head(data, backbone, output, fit, folds, resolve_device(device))
+    if as_json:
+        console.print_json(json.dumps(summary))
+    elif not quiet:
+        cv = summary["metrics"].get("leave_records_out")
+        scores = "" if cv is None else "; leave-records-out " + ", ".join(
+            f"{c} Se {_pct(cv['per_class'][c]['se'])} PPV {_pct(cv['per_class'][c]['ppv'])}"
+            for c in ("V", "S"))
+        console.print(f"beat head: {summary['beats']} beats of {summary['records']} records in "
+                      f"{summary['seconds']} s{scores} -> {summary['head']}")
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f} %"

@@ -37,6 +37,10 @@ def run(
     windows: Annotated[bool, typer.Option("--windows", help="Also write one row per 10 s "
                                           "window to OUT.windows.parquet (or OUT.windows/).")
                        ] = False,
+    beats: Annotated[bool, typer.Option("--beats", help="Also write one row per detected beat "
+                                        "(time, sample, RR, AAMI class N/S/V/F/Q and its "
+                                        "probability) to OUT.beats.parquet (or OUT.beats/).")
+                     ] = False,
     explain: Annotated[bool, typer.Option("--explain", help="Add an `explain` column: expert "
                                           "routing and the beats behind each positive call.")
                        ] = False,
@@ -66,7 +70,7 @@ def run(
                      ] = False,
 ) -> None:
     """Predict every task for each record into a Parquet report (schema: README)."""
-    from ecgmoe_cli.commands.common import console
+    from ecgmoe_cli.commands.common import console, err_console
     from ecgmoe_cli.errors import EcgMoeError
     from ecgmoe_cli.io.report import parse_shard
     from ecgmoe_cli.predict_folder import PredictOptions, predict_folder
@@ -76,7 +80,8 @@ def run(
     names = [n.strip() for item in tasks or [] for n in item.split(",") if n.strip()]
     opts = PredictOptions(
         weights=weights, tasks=names or None, device=device, workers=workers,
-        batch_size=batch_size, windows=windows, explain=explain, shard=parse_shard(shard),
+        batch_size=batch_size, windows=windows, beats=beats, explain=explain,
+        shard=parse_shard(shard),
         resume=resume, checkpoint_every=checkpoint_every, lead_map=parse_lead_map(lead_map) or None, fs=fs,
         lead_names=[n.strip() for n in leads.split(",") if n.strip()] if leads else None,
         overwrite=overwrite)
@@ -84,6 +89,8 @@ def run(
         result = predict_folder(input, output, opts,
                                 progress=lambda done, total: bar.update(done, total))
     _warn_stale(result)
+    for line in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
     if as_json:
         console.print_json(json.dumps(_summary_dict(result)))
     elif not quiet:
@@ -98,6 +105,7 @@ def run(
 def _summary_dict(r: PredictResult) -> dict[str, Any]:
     n = r.n_processed
     return {"output": str(r.output), "windows_output": r.windows_output and str(r.windows_output),
+            "beats_output": r.beats_output and str(r.beats_output), "warnings": r.warnings,
             "weights": str(r.weights_dir), "weights_id": r.weights_id, "tasks": r.tasks,
             "records_found": r.n_found, "records_in_shard": r.n_shard,
             "records_resumed": r.n_resumed, "records_processed": n,
@@ -152,6 +160,7 @@ def _print_summary(r: PredictResult, name_errors: bool = True) -> None:
         console.print(table)
     console.print(f"report: [bold]{r.output}[/]" + (f"; windows: [bold]{r.windows_output}[/]"
                                                       if r.windows_output else "")
+                  + (f"; beats: [bold]{r.beats_output}[/]" if r.beats_output else "")
                   + f"; weights {r.weights_id}")
     if name_errors:
         _print_errors(r)

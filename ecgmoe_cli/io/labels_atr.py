@@ -22,6 +22,10 @@ from ecgmoe_cli.io.record import Record
 BEAT_SYMBOLS = frozenset("NLRBAaJSVrFejnE/fQ?")
 PVC_SYMBOLS = frozenset("V")
 PAC_SYMBOLS = frozenset("AaJS")
+# MIT-BIH beat symbol -> AAMI EC57 class (N, S, V, F, Q); paced and unclassifiable beats are Q
+AAMI_OF_SYMBOL = {**dict.fromkeys("NLRej", "N"), **dict.fromkeys(PAC_SYMBOLS, "S"),
+                  **dict.fromkeys("VE", "V"), "F": "F", **dict.fromkeys("/fQ?", "Q")}
+BEAT_MATCH_S = 0.15  # a detected beat within this of an annotated one is that beat (EC57)
 # MIT-BIH rhythm note -> (rhythm labels, arrhythmia class; "" = refine from beats)
 RHYTHMS: dict[str, tuple[tuple[str, ...], str]] = {
     "N": ((), ""), "PREX": ((), ""), "AFIB": (("afib",), "afib"), "AFL": (("afib",), "afib"),
@@ -62,6 +66,30 @@ def read_atr(record: Record) -> Annotations | None:
     is_beat = np.array([s in BEAT_SYMBOLS for s in sym], bool)
     return Annotations(t[is_beat], sym[is_beat].astype(str),
                        np.array([t[i] for i, _ in rhythm], np.float64), [r for _, r in rhythm])
+
+
+def aami_labels(ann: Annotations, times_s: np.ndarray, tol_s: float = BEAT_MATCH_S
+                ) -> np.ndarray:
+    """The AAMI class of the annotated beat nearest each detected beat time, or "" when none
+    lies within tol_s (a false detection: nothing to learn from or score)."""
+    t = np.asarray(times_s, np.float64)
+    out = np.full(t.shape, "", dtype="<U1")
+    if ann.beat_t.size == 0 or t.size == 0:
+        return out
+    j = np.clip(np.searchsorted(ann.beat_t, t), 1, ann.beat_t.size - 1)
+    j = np.where(np.abs(ann.beat_t[j - 1] - t) <= np.abs(ann.beat_t[j] - t), j - 1, j)
+    j = np.where(ann.beat_t.size == 1, 0, j)
+    near = np.abs(ann.beat_t[j] - t) <= tol_s
+    out[near] = [AAMI_OF_SYMBOL.get(s, "") for s in ann.beat_sym[j[near]]]
+    return out
+
+
+def af_seconds(ann: Annotations, duration_s: float) -> float:
+    """Seconds of the record annotated as atrial fibrillation or flutter."""
+    bounds = np.r_[ann.seg_start, duration_s]
+    return float(sum(max(min(bounds[i + 1], duration_s) - bounds[i], 0.0)
+                     for i, name in enumerate(ann.seg_rhythm)
+                     if RHYTHMS.get(name, ((), ""))[1] == "afib"))
 
 
 def _dominant_rhythm(ann: Annotations, start: float, end: float) -> str | None:

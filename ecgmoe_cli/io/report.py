@@ -38,6 +38,27 @@ RECORD_FIELDS: list[tuple[str, pa.DataType]] = [
     ("quality", pa.float32()),
     ("low_quality", pa.bool_()),
 ]
+# Holter summary of every record row (README, 'Report schema'): from the beat head and the
+# rhythm task's per-window AF calls; null where the weights have no beat head (or no rhythm)
+HOLTER_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("n_classified", pa.int32()),
+    ("pvc_count", pa.int32()),
+    ("pac_count", pa.int32()),
+    ("pvc_burden", pa.float32()),
+    ("af_burden", pa.float32()),
+]
+# `predict --beats`: one row per detected beat
+BEAT_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("path", pa.string()),
+    ("record", pa.string()),
+    ("time_s", pa.float64()),
+    ("sample", pa.int64()),
+    ("rr_pre_ms", pa.float32()),
+    ("rr_post_ms", pa.float32()),
+    ("beat_class", pa.string()),
+    ("beat_prob", pa.float32()),
+    ("source_stamp", pa.string()),
+]
 TRAILER_FIELDS: list[tuple[str, pa.DataType]] = [
     ("weights_id", pa.string()), ("spec_hash", pa.string()), ("source_stamp", pa.string())]
 
@@ -76,11 +97,17 @@ def report_schema(tasks: Iterable[Task], *, window: bool = False, explain: bool 
     fields = list(RECORD_FIELDS)
     if window:
         fields[2:2] = [("window", pa.int32()), ("start_s", pa.float32())]
+    else:
+        fields += HOLTER_FIELDS
     for task in tasks:
         fields += task_fields(task)
     if explain:
         fields.append(("explain", pa.string()))
     return pa.schema(fields + TRAILER_FIELDS)
+
+
+def beat_schema() -> pa.Schema:
+    return pa.schema(BEAT_FIELDS)
 
 
 def shard_of(key: str, n: int) -> int:
@@ -228,21 +255,31 @@ class ReportWriter:
         if len(self._buffer) >= self.rows_per_group:
             self._flush()
 
+    def write_table(self, table: pa.Table) -> None:
+        """Many rows at once (one record's beats), after the buffered ones; a part is sealed
+        only between tables, so a record's rows never straddle a sealed and an open part."""
+        self._flush()
+        if table.num_rows:
+            self._write_arrow(table)
+
     def _flush(self) -> None:
         if not self._buffer:
             return
+        self._write_arrow(rows_to_table(self._buffer, self.schema))
+        self._buffer.clear()
+
+    def _write_arrow(self, table: pa.Table) -> None:
         try:
             if self._writer is None:
                 self._open()
                 name = f".{self.prefix}-{self._seq:06d}.parquet.tmp-{os.getpid()}"
                 self._tmp = self.parts_dir / name
                 self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
-            self._writer.write_table(rows_to_table(self._buffer, self.schema))
+            self._writer.write_table(table, row_group_size=max(self.rows_per_group, 1))
         except OSError as e:  # read-only folder, full disk: one line; abort() cleans up
             raise EcgMoeError(f"cannot write the report ({e.strerror or e})", self.out) from None
-        self._rows_in_part += len(self._buffer)
-        self.rows_written += len(self._buffer)
-        self._buffer.clear()
+        self._rows_in_part += table.num_rows
+        self.rows_written += table.num_rows
         if self._rows_in_part >= self.rows_per_part:
             self._close_part()
 

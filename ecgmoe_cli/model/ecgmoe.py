@@ -18,7 +18,8 @@ API (used by training/, commands/ and weights.py):
   (adapters + heads): a frozen-backbone finetune can cache `encode` under no_grad.
 - `predict(batch, tasks=None) -> {task: (B, n)}` probabilities / class probabilities / values.
 - `aux` after each forward: detached routing counts {layer: (B, E)}, balance loss and the
-  beat attention weights (B, K), for `predict --explain`.
+  beat attention weights (B, K), for `predict --explain`; the morphology path's beat tokens
+  (B, K, d), for the per-beat head (model/beat_head.py).
 - `ssl_loss(batch)`: masked-beat reconstruction for unlabeled records.
 - `trainable_parameters(task)`: only that task's adapter + head (for finetune);
   `mark_trainable(task)` sets requires_grad to match (None: everything);
@@ -67,6 +68,7 @@ class Features:
     routing: dict[str, Tensor] = field(default_factory=dict)  # layer -> (B, E) counts
     beat_weights: Tensor | None = None  # (B, K) morphology attention pooling
     median_rr_ms: Tensor | None = None  # (B,) detected median RR; NaN with < 2 beats
+    beat_tokens: Tensor | None = None  # (B, K, d) morphology path tokens, for the beat head
 
 
 class RhythmBlock(nn.Module):
@@ -218,6 +220,7 @@ class EcgMoe(nn.Module):
         stats: dict[str, MoEStats] = {}
         for i, blk in enumerate(self.morph):  # morphology path
             x, stats[f"morph.{i}"] = blk(x, beat_mask)
+        m_tokens = x  # (B, K, d): what the beat head classifies
         m, beat_w = self.morph_pool(x, beat_mask) if self.morph else (x.new_zeros(B, c.d_model),
                                                                       None)
         seq_out = x
@@ -236,7 +239,7 @@ class EcgMoe(nn.Module):
             t.sum() * 0.0
         feats = Features(m, r, t, balance, {k: s.counts.detach() for k, s in stats.items()},
                          None if beat_w is None else beat_w.detach(),
-                         median_rr_ms(batch["rr"], beat_mask))
+                         median_rr_ms(batch["rr"], beat_mask), m_tokens)
         return feats, seq_out
 
     # ---- heads --------------------------------------------------------------------------
@@ -267,7 +270,9 @@ class EcgMoe(nn.Module):
         outputs = self.decode(feats, tasks)
         self.aux = {"balance_loss": feats.balance_loss.detach(),  # a tensor: float() would
                     "routing": feats.routing,                   # sync a GPU every forward
-                    "beat_weights": feats.beat_weights}
+                    "beat_weights": feats.beat_weights,
+                    "beat_tokens": None if feats.beat_tokens is None
+                    else feats.beat_tokens.detach()}
         if targets is None:
             return outputs, None
         losses = {n: task_loss(self.heads[n], outputs[n], y) for n, y in targets.items()

@@ -1,0 +1,76 @@
+"""The Holter columns of `predict` against the annotations: af_burden and pvc_count.
+
+Run: .venv/bin/python benchmarks/holter_checks.py [--weights weights] RECORD.hea ...
+     (default: MIT-BIH DS1 in ../shared/ecg-train/mitdb and the CPSC 2021 excerpts)
+Each record is predicted as a user would (`predict_folder`, shipped weights, default options)
+from a folder of symlinks (the data stay in shared/). Prints, per record, the annotated AF
+time against af_burden (percentage points) and the annotated V beats against pvc_count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from ecgmoe_cli.io.labels_atr import AAMI_OF_SYMBOL, af_seconds, read_atr
+from ecgmoe_cli.io.readers import read_record
+from ecgmoe_cli.predict_folder import PredictOptions, predict_folder
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+TRAIN = Path(os.environ.get("ECGMOE_TRAIN_DATA", SHARED / "ecg-train"))
+REAL = Path(os.environ.get("ECGMOE_REAL_DATA", SHARED / "ecg-real"))
+
+
+def reference(path: Path) -> dict[str, float]:
+    """Annotated AF fraction of the record's time and its V beats."""
+    record = read_record(path)
+    ann = read_atr(record)
+    assert ann is not None, path
+    v = sum(AAMI_OF_SYMBOL.get(s) == "V" for s in ann.beat_sym)
+    return {"af_fraction": af_seconds(ann, record.duration_s) / record.duration_s, "V": v,
+            "beats": int(ann.beat_t.size)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("records", nargs="*", type=Path)
+    ap.add_argument("--weights", type=Path, default=None)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    paths = args.records or (sorted((TRAIN / "mitdb").glob("*.hea"))
+                             + sorted((REAL / "cpsc2021").glob("*.hea")))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "records"
+        folder.mkdir()
+        for p in paths:
+            for f in p.parent.glob(p.stem + ".*"):
+                (folder / f.name).symlink_to(f.resolve())
+        t0 = time.perf_counter()
+        predict_folder(folder, Path(tmp) / "out.parquet", PredictOptions(weights=args.weights))
+        seconds = time.perf_counter() - t0
+        rows = {r["record"]: r for r in pq.read_table(Path(tmp) / "out.parquet").to_pylist()}
+    out = {}
+    print(f"{len(paths)} records predicted in {seconds:.0f} s\n")
+    print("| record | annotated AF % | af_burden % | diff pp | annotated V | pvc_count | diff % |")
+    print("|---|---|---|---|---|---|---|")
+    for p in paths:
+        ref, row = reference(p), rows[p.stem]
+        af_ref, af = 100 * ref["af_fraction"], 100 * (row["af_burden"] or 0.0)
+        dv = (100 * (row["pvc_count"] - ref["V"]) / ref["V"]) if ref["V"] else float("nan")
+        out[p.stem] = {"af_ref_pct": af_ref, "af_burden_pct": af, "V_ref": ref["V"],
+                       "pvc_count": row["pvc_count"], "n_classified": row["n_classified"],
+                       "beats_ref": ref["beats"]}
+        print(f"| {p.stem} | {af_ref:.1f} | {af:.1f} | {af - af_ref:+.1f} | {ref['V']} | "
+              f"{row['pvc_count']} | {dv:+.1f} |")
+    if args.json:
+        args.json.write_text(json.dumps({"seconds": seconds, "records": out}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

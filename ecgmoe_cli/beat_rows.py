@@ -1,0 +1,101 @@
+"""Per-beat results of `predict`: the beat table (`--beats`) and the Holter summary of each record.
+
+A record's beats are the R-peaks of its windows, each classified once by the beat head (with
+overlapping windows, by the window where it lies most central). The summary counts them:
+`pvc_count` (V), `pac_count` (S), `pvc_burden` = V / classified beats, and `af_burden` = the
+fraction of the record's time in windows the rhythm task calls AF (afib at or over its
+calibrated threshold). Beats past the last window (a tail under min_tail_s) are not classified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ecgmoe_cli.io.report import beat_schema, source_stamp
+from ecgmoe_cli.preprocess_folder import safe_text
+from ecgmoe_cli.report_rows import PreparedLike, RowContext, WindowOutputs
+from ecgmoe_cli.tasks import AAMI_CLASSES
+
+_V, _S = AAMI_CLASSES.index("V"), AAMI_CLASSES.index("S")
+
+
+@dataclass
+class RecordBeats:
+    """A record's classified beats in time order."""
+
+    sample: np.ndarray  # (n,) int64 R-peak, samples at the model's rate from the record start
+    probs: np.ndarray  # (n, 5) float32 AAMI class probabilities
+
+    @property
+    def classes(self) -> np.ndarray:
+        return self.probs.argmax(1)
+
+
+def record_beats(prep: PreparedLike, out: WindowOutputs, fs: float) -> RecordBeats | None:
+    """Every window's beats with their class probabilities, each beat once; None without a
+    beat head."""
+    if out.beat_probs is None:
+        return None
+    valid = prep.rpeaks >= 0  # (nw, K)
+    starts = np.round(np.asarray(prep.window_start_s, np.float64) * fs).astype(np.int64)
+    sample = (starts[:, None] + prep.rpeaks)[valid]
+    probs = out.beat_probs[valid]
+    off_centre = np.abs(prep.rpeaks - np.asarray(prep.n_valid)[:, None] / 2)[valid]
+    order = np.lexsort((off_centre, sample))  # by time; a repeated beat's most central first
+    sample, probs = sample[order], probs[order]
+    first = np.r_[True, np.diff(sample) > 0] if sample.size else np.zeros(0, bool)
+    return RecordBeats(sample[first], probs[first])
+
+
+def af_burden(prep: PreparedLike, out: WindowOutputs, ctx: RowContext) -> float | None:
+    """Fraction of the record's time in windows called AF by the rhythm task; None without it.
+    Overlapping windows count each stretch once per window (stride < window: an estimate)."""
+    task = next((t for t in ctx.tasks if t.name == "rhythm"), None)
+    if task is None or "afib" not in task.labels:
+        return None
+    i = task.labels.index("afib")
+    af = out.probs["rhythm"][:, i] >= ctx.thresholds["rhythm"][i]
+    seconds = np.asarray(prep.n_valid, np.float64)
+    return float((seconds * af).sum() / seconds.sum()) if seconds.sum() > 0 else None
+
+
+def holter_columns(prep: PreparedLike, out: WindowOutputs, ctx: RowContext,
+                   beats: RecordBeats | None) -> dict[str, Any]:
+    """The record row's Holter summary (null where the model gives no answer)."""
+    cols: dict[str, Any] = {"af_burden": af_burden(prep, out, ctx)}
+    if beats is not None:
+        cls = beats.classes
+        n, v = int(cls.size), int((cls == _V).sum())
+        cols.update(n_classified=n, pvc_count=v, pac_count=int((cls == _S).sum()),
+                    pvc_burden=v / n if n else None)
+    return cols
+
+
+def beat_table(prep: PreparedLike, beats: RecordBeats, fs: float) -> pa.Table:
+    """One row per beat (`--beats`): time, sample at the file's own rate, RR before and after
+    (null at the record's ends), class and its probability."""
+    n = beats.sample.size
+    t = beats.sample / fs
+    rr = np.diff(t) * 1000.0
+    edge = np.ones(1, bool)
+    cls = beats.classes
+    names = np.array(AAMI_CLASSES)[cls]
+    columns = {
+        "path": pa.array([safe_text(str(prep.path))] * n, pa.string()),
+        "record": pa.array([safe_text(str(prep.record))] * n, pa.string()),
+        "time_s": pa.array(t, pa.float64()),
+        "sample": pa.array(np.round(t * float(prep.fs_in)).astype(np.int64), pa.int64()),
+        "rr_pre_ms": pa.array(np.r_[np.nan, rr].astype(np.float32)[:n], pa.float32(),
+                              mask=np.r_[edge, np.zeros(max(n - 1, 0), bool)][:n]),
+        "rr_post_ms": pa.array(np.r_[rr, np.nan].astype(np.float32)[:n], pa.float32(),
+                               mask=np.r_[np.zeros(max(n - 1, 0), bool), edge][:n]),
+        "beat_class": pa.array(names.tolist(), pa.string()),
+        "beat_prob": pa.array(beats.probs[np.arange(n), cls].astype(np.float32), pa.float32()),
+        "source_stamp": pa.array([source_stamp(str(prep.path))] * n, pa.string()),
+    }
+    schema = beat_schema()
+    return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)

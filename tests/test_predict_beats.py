@@ -1,0 +1,189 @@
+"""`predict --beats` and the Holter columns end to end, and `finetune --task beat_class`, on
+generated WFDB records with beat annotations and tiny random weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ecgmoe_cli.beat_rows import record_beats
+from ecgmoe_cli.model.beat_head import BeatHead, BeatHeadConfig
+from ecgmoe_cli.report_rows import WindowOutputs
+from ecgmoe_cli.weights import save_beat_head
+from ecgmoe_cli.weights_meta import read_backbone_meta
+
+FS = 250.0
+
+
+def write_annotated(folder: Path, name: str, seconds: float = 40.0, seed: int = 0) -> int:
+    """A 2-lead WFDB record with a .atr: sinus beats and every 4th beat a wide, early PVC.
+    Returns the number of annotated beats."""
+    import wfdb
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * FS)) / FS
+    x = rng.normal(0, 0.02, (t.size, 2))
+    beats, symbols, at = [], [], 0.4
+    while at < seconds - 0.5:
+        pvc = len(beats) % 4 == 3
+        width, amp = (0.022, -1.8) if pvc else (0.012, 1.2)
+        x += amp * np.exp(-((t - at) ** 2) / (2 * width ** 2))[:, None] * [1.0, 0.6]
+        beats.append(int(round(at * FS)))
+        symbols.append("V" if pvc else "N")
+        at += 0.55 if len(beats) % 4 == 3 else 0.85
+    folder.mkdir(parents=True, exist_ok=True)
+    wfdb.wrsamp(name, fs=FS, units=["mV", "mV"], sig_name=["MLII", "V1"], p_signal=x,
+                fmt=["16", "16"], write_dir=str(folder))
+    wfdb.wrann(name, "atr", np.array(beats), symbols, write_dir=str(folder), fs=FS)
+    return len(beats)
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("annotated")
+    for i in range(3):
+        write_annotated(folder, f"r{i}", seed=i)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def beat_weights(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny weights with a random beat head trained on nothing, for its backbone."""
+    out = tmp_path_factory.mktemp("beatw") / "w"
+    shutil.copytree(tiny_weights, out)
+    torch.manual_seed(0)
+    d = json.loads((out / "backbone.json").read_text())["config"]["d_model"]
+    save_beat_head(BeatHead(BeatHeadConfig(d_model=d, hidden=8)), out,
+                   read_backbone_meta(out)["backbone_hash"])
+    return out
+
+
+def _run(*args: object) -> tuple[int, str]:
+    from ecgmoe_cli.cli import app
+
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    return res.exit_code, res.output
+
+
+def test_predict_beats_writes_one_row_per_beat_and_the_holter_columns(
+        records: Path, beat_weights: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.parquet"
+    code, text = _run("predict", records, "-o", out, "--weights", beat_weights, "--beats",
+                      "--workers", "1", "--quiet")
+    assert code == 0, text
+    rows = pq.read_table(out).to_pylist()
+    beats = pq.read_table(tmp_path / "out.beats.parquet")
+    assert beats.schema.names == ["path", "record", "time_s", "sample", "rr_pre_ms",
+                                  "rr_post_ms", "beat_class", "beat_prob", "source_stamp"]
+    b = beats.to_pandas()
+    assert len(b) == sum(r["n_classified"] for r in rows) > 0
+    for r in rows:
+        mine = b[b.record == r["record"]]
+        assert r["pvc_count"] == (mine.beat_class == "V").sum()
+        assert r["pac_count"] == (mine.beat_class == "S").sum()
+        assert r["pvc_burden"] == pytest.approx(r["pvc_count"] / r["n_classified"])
+        assert 0.0 <= r["af_burden"] <= 1.0  # the tiny weights have the rhythm task
+        assert np.all(np.diff(mine.time_s) > 0)
+        np.testing.assert_allclose(mine.rr_pre_ms.to_numpy()[1:],
+                                   np.diff(mine.time_s) * 1000, rtol=1e-5)
+        assert np.isnan(mine.rr_pre_ms.iloc[0]) and np.isnan(mine.rr_post_ms.iloc[-1])
+        assert np.all(np.abs(mine["sample"] - mine.time_s * FS) <= 0.5)  # the file's rate
+        assert set(mine.beat_class) <= set("NSVFQ") and mine.beat_prob.between(0, 1).all()
+    assert not list(tmp_path.glob("*.partial"))  # written atomically, parts merged
+
+
+def test_holter_columns_without_beats_and_no_beats_file(records: Path, beat_weights: Path,
+                                                        tmp_path: Path) -> None:
+    out = tmp_path / "res"
+    code, text = _run("predict", records, "-o", out, "--weights", beat_weights, "--quiet")
+    assert code == 0, text
+    rows = pq.read_table(out).to_pylist()
+    assert all(r["pvc_count"] is not None and r["n_classified"] > 0 for r in rows)
+    assert not (tmp_path / "res.beats").exists()
+
+
+def test_a_head_of_another_backbone_is_refused_or_skipped(records: Path, beat_weights: Path,
+                                                          tmp_path: Path) -> None:
+    w = tmp_path / "w"
+    shutil.copytree(beat_weights, w)
+    sidecar = w / "heads" / "beat_class.json"
+    meta = json.loads(sidecar.read_text())
+    meta["backbone_hash"] = "f" * 64
+    sidecar.write_text(json.dumps(meta))
+    code, text = _run("predict", records, "-o", tmp_path / "a.parquet", "--weights", w,
+                      "--beats", "--workers", "1", "--quiet")
+    assert code == 1 and "trained on backbone ffffffffffff" in text
+    assert len(text.strip().splitlines()) == 1
+    code, text = _run("predict", records, "-o", tmp_path / "b.parquet", "--weights", w,
+                      "--workers", "1", "--quiet")
+    assert code == 0 and "beat head skipped" in text
+    rows = pq.read_table(tmp_path / "b.parquet").to_pylist()
+    assert all(r["pvc_count"] is None for r in rows) and rows[0]["af_burden"] is not None
+
+
+def test_weights_without_a_head_refuse_beats(records: Path, tiny_weights: Path,
+                                             tmp_path: Path) -> None:
+    code, text = _run("predict", records, "-o", tmp_path / "a.parquet", "--weights",
+                      tiny_weights, "--beats", "--quiet")
+    assert code == 1 and "no beat head" in text and "finetune --task beat_class" in text
+
+
+def test_overlapping_windows_classify_each_beat_once() -> None:
+    class Prep:
+        rpeaks = np.array([[50, 150, 350], [50, 250, -1]])  # window 1 starts at sample 100
+        window_start_s = np.array([0.0, 1.0])
+        n_valid = np.array([400, 400])
+
+    probs = np.zeros((2, 3, 5), np.float32)
+    probs[0, :, 0] = 1.0  # window 0 says N
+    probs[1, :, 2] = 1.0  # window 1 says V
+    beats = record_beats(Prep(), WindowOutputs({}, beat_probs=probs), fs=100.0)  # type: ignore
+    assert beats is not None
+    assert beats.sample.tolist() == [50, 150, 350]
+    # sample 150 is in both: window 0 has it 50 off centre, window 1 150 off; 350 only in 1
+    assert beats.classes.tolist() == [0, 0, 2]
+
+
+def test_finetune_beat_class_writes_a_head_predict_uses(records: Path, tiny_weights: Path,
+                                                        tmp_path: Path) -> None:
+    out = tmp_path / "trained"
+    code, text = _run("finetune", "--task", "beat_class", "--data", records, "--backbone",
+                      tiny_weights, "-o", out, "--epochs", "3", "--folds", "3", "--json")
+    assert code == 0, text
+    meta = json.loads((out / "heads" / "beat_class.json").read_text())
+    assert meta["backbone_hash"] == read_backbone_meta(tiny_weights)["backbone_hash"]
+    cv = meta["metrics"]["leave_records_out"]
+    assert cv["folds"] == 3 and cv["per_class"]["V"]["n"] > 0
+    assert not list(out.rglob("*.pt")) and not list(out.rglob("*.pkl"))
+    shutil.copytree(tiny_weights / "adapters", out / "adapters")
+    code, text = _run("predict", records, "-o", tmp_path / "p.parquet", "--weights", out,
+                      "--beats", "--workers", "1", "--quiet")
+    assert code == 0, text
+    assert pq.read_table(tmp_path / "p.beats.parquet").num_rows > 0
+
+
+def test_holter_columns_are_in_record_rows_only() -> None:
+    from ecgmoe_cli.io.report import HOLTER_FIELDS, report_schema
+    from ecgmoe_cli.tasks import TASKS
+
+    holter = {name for name, _ in HOLTER_FIELDS}
+    assert holter == {"n_classified", "pvc_count", "pac_count", "pvc_burden", "af_burden"}
+    assert holter <= set(report_schema(TASKS.values()).names)
+    assert not holter & set(report_schema(TASKS.values(), window=True).names)
+
+
+def test_predict_folder_imports_no_torch() -> None:
+    """The reader processes fork before the model loads: the beat rows must not bring torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, ecgmoe_cli.predict_folder; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
