@@ -25,7 +25,7 @@ TASKS := infarction hypertrophy conduction st_t rhythm age sex arrhythmia superc
 REAL_DS := $(WORK)/ptbxl-ds $(WORK)/cinc2017-ds $(WORK)/mitdb-ds
 PRE := $(BIN)/ecgmoe preprocess --overwrite --quiet
 # the per-beat AAMI head on MIT-BIH DS1 (raw records + .atr), scored leave-one-record-out
-BEAT_HEAD := $(BIN)/ecgmoe finetune --task beat_class --data $(TRAIN_DATA)/mitdb --epochs 20 \
+BEAT_HEAD := $(BIN)/ecgmoe finetune $(TRAIN_DATA)/mitdb --task beat_class --epochs 20 \
   --lr 2e-3 --folds 22 --quiet
 
 .PHONY: install demo test weights beat-head real-data baselines examples clean
@@ -73,11 +73,11 @@ weights: real-data
 	$(BIN)/ecgmoe train $(WORK)/sim-mix-ds $(REAL_DS) -o $(WORK)/run2 \
 	  --init $(WORK)/run/weights --epochs $(REAL_EPOCHS2) --lr 3e-4 --ssl-weight $(REAL_SSL) --quiet
 	rm -rf $(WORK)/run && mv $(WORK)/run2 $(WORK)/run
-	$(BIN)/ecgmoe finetune --task $(subst $(space),$(comma),$(TASKS)) --epochs 8 \
-	  $(foreach d,$(REAL_DS),--data $(d)) --backbone $(WORK)/run/weights -o $(WORK)/run/weights --quiet
-	$(BIN)/ecgmoe finetune --task rr_interval --epochs 8 --data $(WORK)/mitdb-ds \
-	  --data $(WORK)/sim-mix-ds --backbone $(WORK)/run/weights -o $(WORK)/run/weights --quiet
-	$(BIN)/ecgmoe finetune --task potassium --epochs 8 --data $(WORK)/sim-ds \
+	$(BIN)/ecgmoe finetune $(REAL_DS) --task $(subst $(space),$(comma),$(TASKS)) --epochs 8 \
+	  --backbone $(WORK)/run/weights -o $(WORK)/run/weights --quiet
+	$(BIN)/ecgmoe finetune $(WORK)/mitdb-ds $(WORK)/sim-mix-ds --task rr_interval --epochs 8 \
+	  --backbone $(WORK)/run/weights -o $(WORK)/run/weights --quiet
+	$(BIN)/ecgmoe finetune $(WORK)/sim-ds --task potassium --epochs 8 \
 	  --backbone $(WORK)/run/weights -o $(WORK)/run/weights --quiet
 	$(BEAT_HEAD) --backbone $(WORK)/run/weights -o $(WORK)/run/weights
 	rm -rf weights/backbone.* weights/adapters weights/heads

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ecgmoe_cli.io.report import beat_schema, source_stamp
+from ecgmoe_cli.io.report import beat_schema
 from ecgmoe_cli.preprocess_folder import safe_text
 from ecgmoe_cli.report_rows import PreparedLike, RowContext, WindowOutputs
 from ecgmoe_cli.tasks import AAMI_CLASSES
@@ -75,9 +75,10 @@ def holter_columns(prep: PreparedLike, out: WindowOutputs, ctx: RowContext,
     return cols
 
 
-def beat_table(prep: PreparedLike, beats: RecordBeats, fs: float) -> pa.Table:
+def beat_table(prep: PreparedLike, beats: RecordBeats, fs: float, stamp: str) -> pa.Table:
     """One row per beat (`--beats`): time, sample at the file's own rate, RR before and after
-    (null at the record's ends), class and its probability."""
+    (null at the record's ends), class and its probability, and the record row's
+    `source_stamp` (for --resume)."""
     n = beats.sample.size
     t = beats.sample / fs
     rr = np.diff(t) * 1000.0
@@ -95,7 +96,7 @@ def beat_table(prep: PreparedLike, beats: RecordBeats, fs: float) -> pa.Table:
                                mask=np.r_[np.zeros(max(n - 1, 0), bool), edge][:n]),
         "beat_class": pa.array(names.tolist(), pa.string()),
         "beat_prob": pa.array(beats.probs[np.arange(n), cls].astype(np.float32), pa.float32()),
-        "source_stamp": pa.array([source_stamp(str(prep.path))] * n, pa.string()),
+        "source_stamp": pa.array([stamp] * n, pa.string()),
     }
     schema = beat_schema()
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)

@@ -327,11 +327,13 @@ class _Sink:
         beats = record_beats(item, out, self.ctx.fs)
         row = record_row(item, out, self.ctx, self.explain)
         row.update(holter_columns(item, out, self.ctx, beats))
-        table = (beat_table(item, beats, self.ctx.fs)
-                 if self.beat_writer is not None and beats is not None else None)
-        self._write(row, wrows, table)
+        self._write(row, wrows, None if beats is None else
+                    lambda stamp: beat_table(item, beats, self.ctx.fs, stamp))
 
-    def _write(self, row: dict[str, Any], wrows: list[dict[str, Any]], beats: Any) -> None:
+    def _write(self, row: dict[str, Any], wrows: list[dict[str, Any]],
+               beat_rows: Callable[[str], Any] | None) -> None:
+        """The record's row, its window rows and (`--beats`, built only if written) its beat
+        rows, all with the one source_stamp of its files."""
         path = str(row["path"])
         row["source_stamp"] = stamp = source_stamp(path)
         for w in wrows:
@@ -342,8 +344,9 @@ class _Sink:
         if self.win_writer is not None and path not in self.skip["windows"]:
             for w in wrows:
                 self.win_writer.write(w)
-        if self.beat_writer is not None and beats is not None and path not in self.skip["beats"]:
-            self.beat_writer.write_table(beats)
+        if (self.beat_writer is not None and beat_rows is not None
+                and path not in self.skip["beats"]):
+            self.beat_writer.write_table(beat_rows(stamp))
 
 
 def _check_options(opts: PredictOptions, out: Path) -> None:
