@@ -67,18 +67,18 @@ def run(
     if not names or not datasets:
         raise EcgMoeError("give the DATASET folder(s) and --task, e.g. `ecgmoe finetune DS "
                           "--task sex`")
-    if BEAT_HEAD in names:
-        if len(names) > 1:
-            raise EcgMoeError(f"--task {BEAT_HEAD} trains on annotated records, not datasets: "
-                              "run it on its own")
-        _beat_head(datasets, backbone, output, fit_cfg, folds, device, as_json, quiet)
-        return
+    if BEAT_HEAD in names and len(names) > 1:
+        raise EcgMoeError(f"--task {BEAT_HEAD} trains on annotated records, not datasets: "
+                          "run it on its own")
     if output is None:
         if resume:
             raise EcgMoeError("--resume needs -o: the run folder to continue")
         output = new_run_dir("finetune", names)
         if not as_json:
             err_console.print(f"writing to [bold]{output}[/] (-o to choose)", highlight=False)
+    if BEAT_HEAD in names:
+        _beat_head(datasets, backbone, output, fit_cfg, folds, device, as_json, quiet)
+        return
     summaries = [finetune_adapter(name, datasets, backbone, output, fit_cfg, kind=kind, rank=rank,
                                   alpha=alpha, device=device, resume=resume,
                                   progress=not (quiet or as_json)) for name in names]
@@ -97,20 +97,15 @@ def run(
                       f"{summary['temperature']:.2f}, thresholds [{t}] -> {summary['adapter']}")
 
 
-def _beat_head(data: list[Path], backbone: Path | None, output: Path | None, fit_cfg: Any,
+def _beat_head(data: list[Path], backbone: Path | None, output: Path, fit_cfg: Any,
                folds: int, device: str, as_json: bool, quiet: bool) -> None:
     """`--task beat_class`: the per-beat head on the frozen backbone, into OUT/heads/."""
-    from ecgmoe_cli.commands.common import console, err_console
-    from ecgmoe_cli.io.outputs import new_run_dir
+    from ecgmoe_cli.commands.common import console
     from ecgmoe_cli.training.beat_class import BeatFit, train_beat_head
     from ecgmoe_cli.training.ddp import resolve_device
-    from ecgmoe_cli.weights_meta import BEAT_HEAD, default_weights_dir, refuse_shipped_weights
+    from ecgmoe_cli.weights_meta import default_weights_dir, refuse_shipped_weights
 
     backbone = default_weights_dir() if backbone is None else backbone
-    if output is None:
-        output = new_run_dir("finetune", [BEAT_HEAD])
-        if not as_json:
-            err_console.print(f"writing to [bold]{output}[/] (-o to choose)", highlight=False)
     refuse_shipped_weights(output)
     fit = BeatFit(epochs=fit_cfg.epochs, lr=fit_cfg.lr, seed=fit_cfg.seed)
     summary = train_beat_head(data, backbone, output, fit, folds, resolve_device(device))
