@@ -17,6 +17,11 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def split_list(*values: str | None) -> list[str]:
+    """A comma-separated option (given once or repeated) as its non-empty, stripped items."""
+    return [v.strip() for value in values if value for v in value.split(",") if v.strip()]
+
+
 def cli_errors(fn: F) -> F:
     """Turn EcgMoeError (a user's bad input) into one red line on stderr and exit code 1."""
 
