@@ -2,7 +2,7 @@
 backbone's JSON sidecar (its PreprocessSpec) and the tasks of its adapters.
 
 `predict` reads this first, so its reader processes start (and are forked without torch)
-while the model loads; `weights.load_model` checks everything again when it loads tensors.
+while the model loads; `weights.store.load_model` checks everything again when it loads tensors.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def default_weights_dir() -> Path:
     spec = importlib.util.find_spec("ecgmoe_weights")
     found = (spec.submodule_search_locations or []) if spec else []
     candidates = [Path(p) for p in found if Path(p).is_dir()]  # skips import-hook placeholders
-    candidates.append(Path(__file__).resolve().parents[1] / "weights")
+    candidates.append(Path(__file__).resolve().parents[2] / "weights")
     for path in candidates:
         if (path / f"{BACKBONE}.json").is_file():
             return path
