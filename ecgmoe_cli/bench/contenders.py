@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,21 +54,24 @@ class Contender:
 
 
 def merged_single_task(model: EcgMoe, task: str) -> EcgMoe:
-    """A one-task EcgMoe without adapters whose fusion weights are base + that task's LoRA."""
+    """A one-task EcgMoe without adapters whose fusion weights are base + that task's LoRA.
+
+    The task's adapter is merged by the model's own path (`merge_adapter`, with its finite
+    check) in a copy, so `model` itself is never touched.
+    """
     if task not in model.tasks:
         raise EcgMoeError(f"model has no task {task!r}; it has {sorted(model.tasks)}")
     if any(layer.merged is not None for layer in lora_layers(model.fusion)):
         raise EcgMoeError("unmerge the model's adapter before building a merged copy")
     out = EcgMoe(dataclasses.replace(model.config, lora_rank=0), [model.tasks[task]])
-    src = model.state_dict()
+    merged = copy.deepcopy(model)
+    merged.merge_adapter(task)
+    src = merged.state_dict()
     own = out.state_dict()
     missing = sorted(set(own) - set(src))
     if missing:
         raise EcgMoeError(f"cannot merge: the model lacks {missing[:3]}")
     out.load_state_dict({k: src[k] for k in own})
-    with torch.no_grad():
-        for mine, theirs in zip(lora_layers(out.fusion), lora_layers(model.fusion)):
-            mine.base.weight.add_(theirs.delta_weight(task))
     out.heads[task].set_metadata(model.heads[task].metadata())  # type: ignore[operator]
     return out.to(next(model.parameters()).device).eval()
 
@@ -89,7 +93,7 @@ def load_baselines(directory: Path, tasks: Sequence[str], spec: Any = None
     """Trained baselines (`benchmarks/train_baselines.py`): DIR/dense_multitask/ and
     DIR/per_task/<task>/, weights folders like weights/. A baseline absent stays untrained;
     `spec`, when given, must be the one every baseline was trained on (the dataset's)."""
-    from ecgmoe_cli.weights import load_model
+    from ecgmoe_cli.weights.store import load_model
 
     directory = Path(directory)
 

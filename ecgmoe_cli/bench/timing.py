@@ -154,3 +154,8 @@ def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 1024, repea
     torch.mm(a, b)  # warm-up (library init, clocks)
     seconds = float(np.median([clock.measure(lambda: torch.mm(a, b)) for _ in range(repeats)]))
     return 2 * n ** 3 / max(seconds, 1e-12) / 1e9
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager[object]:
+    """Mixed precision for bf16 / fp16 (weights stay fp32); nothing for fp32."""
+    return nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,20 +27,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from ecgmoe_cli.benchmark.contenders import (
+from ecgmoe_cli.bench.accuracy import predictions, score_contender
+from ecgmoe_cli.bench.contenders import (
     MODELS,
     Contender,
     active_parameters,
     build_contenders,
     load_baselines,
 )
-from ecgmoe_cli.benchmark.inputs import dataset_batch, synthetic_batch
-from ecgmoe_cli.benchmark.timing import (
+from ecgmoe_cli.bench.inputs import dataset_batch, synthetic_batch
+from ecgmoe_cli.bench.timing import (
     CudaClock,
     CudaMemory,
     NoMemory,
     Timing,
     WallClock,
+    autocast,
     interleaved,
     matmul_gflops,
     tensor_peak_bytes,
@@ -48,11 +50,9 @@ from ecgmoe_cli.benchmark.timing import (
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.model.encoders import fold_batchnorm
 from ecgmoe_cli.model.summary import flops_per_record, size_counts
+from ecgmoe_cli.training.folds import TEST_FOLD
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-TEST_FOLD = 10
-HEADLINE = {"binary": "macro_auroc", "multilabel": "macro_auroc", "multiclass": "accuracy",
-            "regression": "mae"}
 
 
 @dataclass
@@ -131,7 +131,7 @@ def _load(opts: BenchOptions) -> tuple[Any, list[Any], Any, Any]:
 
         ds = open_dataset(opts.data)
     if opts.weights is not None:
-        from ecgmoe_cli.weights import load_model
+        from ecgmoe_cli.weights.store import load_model
 
         model, spec, _ = load_model(opts.weights, None if everything else list(opts.tasks))
         if ds is not None and spec != ds.spec:
@@ -216,14 +216,9 @@ def run_bench(opts: BenchOptions, on_step: Callable[[str], None] | None = None) 
     }
 
 
-def _autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager[Any]:
-    """Mixed precision for bf16 / fp16 (weights stay fp32); nothing for fp32."""
-    return nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
-
-
 @contextmanager
 def _inference(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
-    with torch.inference_mode(), _autocast(device, dtype):
+    with torch.inference_mode(), autocast(device, dtype):
         yield
 
 
@@ -256,69 +251,3 @@ def _add_speedups(results: list[dict[str, Any]]) -> None:
     for r in results:
         r["ecgmoe_speedup"] = ref[r["batch_size"]] / r["records_per_s"] \
             if r["batch_size"] in ref else None
-
-
-def predictions(c: Contender, ds: Any, rows: np.ndarray, device: torch.device,
-                dtype: torch.dtype, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """What predict reports per task (probabilities, class probabilities, values), row order."""
-    from ecgmoe_cli.model.batch import to_torch
-
-    chunks: dict[str, list[np.ndarray]] = {t: [] for t in c.tasks}
-    with _autocast(device, dtype):
-        for i in range(0, len(rows), batch_size):
-            for t, v in c.predict(to_torch(ds.batch(rows[i:i + batch_size]), str(device))).items():
-                chunks[t].append(v.float().cpu().numpy())
-    return {t: np.concatenate(v) for t, v in chunks.items()}
-
-
-def _headline(task: Any, pred: np.ndarray, target: np.ndarray) -> float:
-    from ecgmoe_cli.training.scoring import score_task
-
-    value = score_task(task, pred, target, n_boot=0)[HEADLINE[task.kind]]
-    return float("nan") if value is None else value
-
-
-def advantage(task: Any, ours: np.ndarray, theirs: np.ndarray, target: np.ndarray,
-              n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
-    """How much better `ours` scores than `theirs` on the same windows (positive: ours better;
-    for MAE, theirs minus ours), with a paired bootstrap 95 % CI: both resampled on the same
-    windows, so a gap within the test fold's noise shows as an interval across 0."""
-    from ecgmoe_cli.training.metrics import bootstrap_ci
-
-    sign = -1.0 if task.kind == "regression" else 1.0
-
-    def gap(a: np.ndarray, b: np.ndarray, y: np.ndarray) -> float:
-        return sign * (_headline(task, a, y) - _headline(task, b, y))
-
-    value = gap(ours, theirs, target)
-    lo, hi = bootstrap_ci(gap, ours, theirs, target, n_boot=n_boot, seed=seed)
-    return {"value": value if np.isfinite(value) else None,
-            "ci95": [v if np.isfinite(v) else None for v in (lo, hi)]}
-
-
-def score_contender(c: Contender, ds: Any, rows: np.ndarray, pred: dict[str, np.ndarray] | None,
-                    reference: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
-    """Each task's headline metric on the test fold from `pred` (None: a model without weights,
-    no figure); beside it ecgmoe's advantage when `reference` holds ecgmoe's predictions."""
-    from ecgmoe_cli.training.scoring import score_task
-
-    entry: dict[str, Any] = {"model": c.name, "trained": c.trained, "fold": TEST_FOLD,
-                             "n_windows": len(rows), "tasks": None}
-    if pred is None:
-        return entry
-    module: Any = c.module
-    entry["tasks"] = {}
-    for name in c.tasks:
-        task = module.tasks[name]
-        if not ds.has_columns(task):
-            entry["tasks"][name] = {"metric": HEADLINE[task.kind], "value": None, "n": 0}
-            continue
-        target = ds.targets(rows, [task])[name]
-        s = score_task(task, pred[name], target, thresholds=module.heads[name].thresholds,
-                       n_boot=0)
-        entry["tasks"][name] = {"metric": HEADLINE[task.kind], "value": s[HEADLINE[task.kind]],
-                                "n": s["n"]}
-        if reference is not None and c.name != "ecgmoe" and name in reference:
-            entry["tasks"][name]["ecgmoe_advantage"] = advantage(task, reference[name],
-                                                                 pred[name], target)
-    return entry
