@@ -14,16 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.export_record import (
+from ecgmoe_cli.io.records.export_record import (
     compact_time,
     export_record,
     iso_time,
     sex_word,
     years_between,
 )
-from ecgmoe_cli.io.record import Record
-from ecgmoe_cli.io.wfdb_fast import unit_scale
-from ecgmoe_cli.io.xml_safe import number, parse_xml, text_of
+from ecgmoe_cli.io.records.record import Record
+from ecgmoe_cli.io.records.wfdb_fast import unit_scale
+from ecgmoe_cli.io.records.xml_safe import number, parse_xml, text_of
 
 _SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.sniff import is_export
+from ecgmoe_cli.io.records.sniff import is_export
 
 RECORD_SUFFIXES = (".hea", ".edf", ".bdf", ".csv", ".npy")
 EXPORTS = "DICOM ECG, HL7 aECG / GE MUSE / Philips .xml"  # found by content, not suffix
@@ -99,7 +99,7 @@ def _without_segments(paths: list[Path]) -> list[Path]:
     (`NAME_...`) is opened to check, so a plain corpus costs no extra reads."""
     from bisect import bisect_left
 
-    from ecgmoe_cli.io.wfdb_fast import parse_header
+    from ecgmoe_cli.io.records.wfdb_fast import parse_header
 
     by_folder: dict[Path, list[str]] = {}
     for p in paths:

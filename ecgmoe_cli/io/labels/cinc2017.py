@@ -11,9 +11,9 @@ import csv
 from pathlib import Path
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.labels import NAN, LabelSource
-from ecgmoe_cli.io.labels_codes import class_index
-from ecgmoe_cli.io.record import Record
+from ecgmoe_cli.io.labels.base import NAN, LabelSource
+from ecgmoe_cli.io.labels.codes import class_index
+from ecgmoe_cli.io.records.record import Record
 from ecgmoe_cli.tasks import get_task
 
 REFERENCE = "REFERENCE.csv"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.xml_safe import root_name
+from ecgmoe_cli.io.records.xml_safe import root_name
 
 XML_ROOTS = ("AnnotatedECG", "RestingECG", "restingecgdata")  # HL7 aECG, GE MUSE, Philips
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -45,7 +45,7 @@ def _is_ecg_dicom(path: Path) -> bool:
     """The file meta's SOP class is an ECG waveform (a meta that does not parse counts)."""
     from pydicom.filereader import read_file_meta_info
 
-    from ecgmoe_cli.io.dicom_ecg import ECG_SOP_CLASS_PREFIX
+    from ecgmoe_cli.io.records.dicom_ecg import ECG_SOP_CLASS_PREFIX
 
     try:
         meta = read_file_meta_info(path)

@@ -14,9 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.labels import NAN, LabelSource, hash_fold, parse_age, parse_female, relative_key
-from ecgmoe_cli.io.labels_codes import report_to_targets
-from ecgmoe_cli.io.record import Record
+from ecgmoe_cli.io.labels.base import (
+    NAN,
+    LabelSource,
+    hash_fold,
+    parse_age,
+    parse_female,
+    row_index,
+)
+from ecgmoe_cli.io.labels.codes import report_to_targets
+from ecgmoe_cli.io.records.record import Record
 from ecgmoe_cli.tasks import get_task
 
 REPORT_COLUMNS = [f"report_{i}" for i in range(18)]
@@ -76,10 +83,7 @@ class MimicSource(LabelSource):
         self.tasks = [get_task(n) for n in names]
 
     def row_for(self, record: Record) -> dict[str, Any] | None:
-        key = relative_key(record.path, self.root)
-        i = self.by_path.get(key) if key is not None else None
-        if i is None:
-            i = self.by_study.get(Path(record.path).with_suffix("").name, self.by_study.get(record.name))
+        i = row_index(record, self.root, self.by_path, self.by_study)
         return None if i is None else self.rows[i]
 
     def values_for(self, record: Record) -> dict[str, float]:
@@ -89,7 +93,8 @@ class MimicSource(LabelSource):
         text = " ; ".join(str(row[c]) for c in self.report_cols if isinstance(row[c], str))
         out = report_to_targets(text)
         rr = row.get("rr_interval")
-        out["y_rr_interval"] = float(rr) if isinstance(rr, (int, float)) and 200 <= rr <= 3000 else NAN
+        plausible = isinstance(rr, (int, float)) and 200 <= rr <= 3000
+        out["y_rr_interval"] = float(rr) if plausible else NAN
         if "gender" in row:
             out["y_age"] = parse_age(row["age"])
             out["y_sex__female"] = parse_female(row["gender"])

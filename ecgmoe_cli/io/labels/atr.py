@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.labels_codes import class_index
-from ecgmoe_cli.io.record import Record
+from ecgmoe_cli.io.labels.codes import class_index
+from ecgmoe_cli.io.records.record import Record
 
 BEAT_SYMBOLS = frozenset("NLRBAaJSVrFejnE/fQ?")
 PVC_SYMBOLS = frozenset("V")

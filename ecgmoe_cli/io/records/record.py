@@ -1,10 +1,16 @@
-"""The Record: what a reader returns, before any processing."""
+"""The Record: what a reader returns, before any processing; and the sampling rates a record
+(or an --fs option) may have."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ecgmoe_cli.errors import EcgMoeError
+
+MAX_FS = 100_000.0
+MIN_FS = 10.0  # below this a "rate" stretches 2,500 samples over hours (--fs 0.001 hung predict)
 
 
 @dataclass
@@ -22,3 +28,15 @@ class Record:
     @property
     def duration_s(self) -> float:
         return self.signal.shape[1] / self.fs if self.fs > 0 else 0.0
+
+
+def plausible_fs(fs: float) -> bool:
+    """A sampling rate an ECG can have: finite, in [MIN_FS, 100 kHz]."""
+    return bool(np.isfinite(fs)) and MIN_FS <= fs <= MAX_FS
+
+
+def check_fs_option(fs: float | None) -> None:
+    """--fs refused before any work (not once per record, after the records are listed)."""
+    if fs is not None and not plausible_fs(fs):
+        raise EcgMoeError(f"--fs {fs} Hz is not a plausible ECG sampling rate (use "
+                          f"{MIN_FS:g}-{MAX_FS:g} Hz)")

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.export_record import age_years, export_record, iso_time, sex_word
-from ecgmoe_cli.io.record import Record
-from ecgmoe_cli.io.wfdb_fast import unit_scale
-from ecgmoe_cli.io.xml_safe import int16_samples, number, parse_xml, text_of
+from ecgmoe_cli.io.records.export_record import age_years, export_record, iso_time, sex_word
+from ecgmoe_cli.io.records.record import Record
+from ecgmoe_cli.io.records.wfdb_fast import unit_scale
+from ecgmoe_cli.io.records.xml_safe import int16_samples, number, parse_xml, text_of
 
 EIGHT_LEADS = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
 DERIVED = ("III", "aVR", "aVL", "aVF")

@@ -1,4 +1,5 @@
-"""Philips XLI: the compression of `parsedwaveforms compression="XLI"` (as sierra-ecg-tools reads it).
+"""Philips XLI: the compression of `parsedwaveforms compression="XLI"` (as sierra-ecg-tools
+reads it).
 
 The stream is one chunk per lead: an 8-byte header (int32 chunk size, int16 code, int16 first
 difference) and the chunk, LZW with 10-bit codes (MSB first, no reset code; the table holds

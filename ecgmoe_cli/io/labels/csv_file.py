@@ -14,8 +14,8 @@ import math
 from pathlib import Path
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.labels import NAN, LabelSource, hash_fold, parse_female, relative_key
-from ecgmoe_cli.io.record import Record
+from ecgmoe_cli.io.labels.base import NAN, LabelSource, hash_fold, parse_female, relative_key
+from ecgmoe_cli.io.records.record import Record
 from ecgmoe_cli.tasks import TASKS, Task, user_task
 
 RECORD_EXTS = {".hea", ".dat", ".mat", ".edf", ".bdf", ".csv", ".npy", ".xml", ".dcm"}
@@ -123,7 +123,8 @@ class CsvSource(LabelSource):
                 task = user_task(name, kind, tuple(labels))
             for col, label in zip(labelled, labels):
                 if label not in task.labels:
-                    raise self._bad(col, f"{name!r} has no label {label!r} ({', '.join(task.labels)})")
+                    raise self._bad(col, f"{name!r} has no label {label!r} "
+                                         f"({', '.join(task.labels)})")
                 self.columns[f"y_{name}__{label}"] = self._flags(col, cells[col])
             return task
         col = plain[0]
@@ -160,7 +161,8 @@ class CsvSource(LabelSource):
         if task.name == "sex":
             return {task.columns()[0]: [parse_female(v) if v.lower() not in MISSING else NAN
                                         for v in values]}
-        if task.name == "potassium" and any(v.lower() not in MISSING | TRUE | FALSE for v in values):
+        flags = MISSING | TRUE | FALSE
+        if task.name == "potassium" and any(v.lower() not in flags for v in values):
             lo, hi = POTASSIUM_NORMAL_MMOL
             mmol = self._numbers(col, values)
             return {task.columns()[0]: [NAN if math.isnan(k) else float(not lo <= k <= hi)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ecgmoe_cli.io.labels import NAN, LabelSource, parse_age, parse_female
-from ecgmoe_cli.io.labels_codes import DIAGNOSTIC_TASKS, class_index, codes_to_targets, snomed_table
-from ecgmoe_cli.io.record import Record
+from ecgmoe_cli.io.labels.base import NAN, LabelSource, parse_age, parse_female
+from ecgmoe_cli.io.labels.codes import DIAGNOSTIC_TASKS, class_index, codes_to_targets, snomed_table
+from ecgmoe_cli.io.records.record import Record
 from ecgmoe_cli.tasks import get_task
 
 # CPSC 2021 record classes: persistent AF is AF throughout; paroxysmal is left to the .atr

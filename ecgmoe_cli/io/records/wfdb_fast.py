@@ -113,7 +113,8 @@ def parse_header(path: Path) -> Header:
         segments = [ln.split()[0] for ln in lines[1:] if ln.split()[0] != "~"]
         return Header(name, fs, n_samples, [], comments, multi_segment=True, segments=segments)
     if len(lines) - 1 < n_sig:
-        raise EcgMoeError(f"bad header: {n_sig} signals announced, {len(lines) - 1} described", path)
+        raise EcgMoeError(f"bad header: {n_sig} signals announced, {len(lines) - 1} described",
+                          path)
     return Header(name, fs, n_samples, [_channel(ln, path) for ln in lines[1:1 + n_sig]], comments)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgmoe_cli.io.record import Record
+from ecgmoe_cli.io.records.record import Record
 
 _SEX = {"f": "Female", "female": "Female", "w": "Female", "m": "Male", "male": "Male"}
 _YEARS_PER = {"y": 1.0, "year": 1.0, "years": 1.0, "m": 1 / 12, "month": 1 / 12,

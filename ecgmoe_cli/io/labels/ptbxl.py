@@ -15,10 +15,21 @@ from pathlib import Path
 from typing import Any
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.labels import NAN, LabelSource, hash_fold, parse_age, parse_female, relative_key
-from ecgmoe_cli.io.labels_codes import (DIAGNOSTIC_TASKS, codes_to_targets, scp_table,
-                                        superclass_targets)
-from ecgmoe_cli.io.record import Record
+from ecgmoe_cli.io.labels.base import (
+    NAN,
+    LabelSource,
+    hash_fold,
+    parse_age,
+    parse_female,
+    row_index,
+)
+from ecgmoe_cli.io.labels.codes import (
+    DIAGNOSTIC_TASKS,
+    codes_to_targets,
+    scp_table,
+    superclass_targets,
+)
+from ecgmoe_cli.io.records.record import Record
 from ecgmoe_cli.tasks import ARRHYTHMIA_CLASSES, get_task
 
 OPTIONAL_TASKS = ("rr_interval", "potassium")
@@ -69,7 +80,8 @@ class PtbxlSource(LabelSource):
             for col in ("filename_lr", "filename_hr"):
                 value = row.get(col)
                 if isinstance(value, str) and value:
-                    key = Path(value).with_suffix("").as_posix() if "." in Path(value).name else value
+                    has_suffix = "." in Path(value).name
+                    key = Path(value).with_suffix("").as_posix() if has_suffix else value
                     self.by_path[key] = i
                     self.by_name[Path(key).name] = i
         names = [*DIAGNOSTIC_TASKS, "superclass", "age", "sex", "arrhythmia"]
@@ -78,10 +90,7 @@ class PtbxlSource(LabelSource):
 
     def row_for(self, record: Record) -> dict[str, Any] | None:
         """The database row of a record: by relative path, else by unique file name."""
-        key = relative_key(record.path, self.root)
-        i = self.by_path.get(key) if key is not None else None
-        if i is None:
-            i = self.by_name.get(Path(record.path).with_suffix("").name, self.by_name.get(record.name))
+        i = row_index(record, self.root, self.by_path, self.by_name)
         return None if i is None else self.rows[i]
 
     def values_for(self, record: Record) -> dict[str, float]:
@@ -99,8 +108,8 @@ class PtbxlSource(LabelSource):
         cls = row.get("arrhythmia")
         if isinstance(cls, str) and cls.strip():
             if cls.strip() not in ARRHYTHMIA_CLASSES:
-                raise EcgMoeError(f"arrhythmia {cls!r} is not one of {', '.join(ARRHYTHMIA_CLASSES)}",
-                                  self.db_path)
+                raise EcgMoeError(f"arrhythmia {cls!r} is not one of "
+                                  f"{', '.join(ARRHYTHMIA_CLASSES)}", self.db_path)
             out["y_arrhythmia"] = float(ARRHYTHMIA_CLASSES.index(cls.strip()))
         return out
 

@@ -13,9 +13,15 @@ from typing import Any
 import numpy as np
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.export_record import age_years, compact_time, export_record, iso_time, sex_word
-from ecgmoe_cli.io.record import Record
-from ecgmoe_cli.io.wfdb_fast import unit_scale
+from ecgmoe_cli.io.records.export_record import (
+    age_years,
+    compact_time,
+    export_record,
+    iso_time,
+    sex_word,
+)
+from ecgmoe_cli.io.records.record import Record
+from ecgmoe_cli.io.records.wfdb_fast import unit_scale
 
 # 12-lead, general and ambulatory ECG waveform storage: 1.2.840.10008.5.1.4.1.1.9.1.{1,2,3}
 ECG_SOP_CLASS_PREFIX = "1.2.840.10008.5.1.4.1.1.9.1."

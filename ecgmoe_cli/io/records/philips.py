@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.export_record import age_years, export_record, iso_time, sex_word
-from ecgmoe_cli.io.record import Record
+from ecgmoe_cli.io.records.export_record import age_years, export_record, iso_time, sex_word
+from ecgmoe_cli.io.records.record import Record
+from ecgmoe_cli.io.records.xli import LIMB_LEADS, rebuild_limb_leads
+from ecgmoe_cli.io.records.xml_safe import base64_bytes, int16_samples, number, parse_xml, text_of
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS
-from ecgmoe_cli.io.xli import LIMB_LEADS, rebuild_limb_leads
-from ecgmoe_cli.io.xml_safe import base64_bytes, int16_samples, number, parse_xml, text_of
 
 KNOWN_VERSIONS = ("1.03", "1.04")  # 1.04.01, 1.04.02 are 1.04
 
@@ -100,7 +100,7 @@ def _plain_leads(text: str | None, names: list[str], n: int, p: Path) -> np.ndar
 
 def _xli_leads(text: str | None, names: list[str], n: int, p: Path) -> np.ndarray:
     """XLI chunks, one per lead, cut to the declared length."""
-    from ecgmoe_cli.io.xli import xli_decode
+    from ecgmoe_cli.io.records.xli import xli_decode
 
     try:
         leads = xli_decode(base64_bytes(text, "parsedwaveforms", p))
