@@ -55,7 +55,8 @@ def _atrial_waves(h: Heart, n: int, fs: float, s: Schedule, rng: np.random.Gener
         sig = np.zeros(n)
         for _ in range(3):
             f = rng.uniform(4.5, 8.0)
-            wob = rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * rng.uniform(0.1, 0.4) * t + rng.uniform(0, 6.3))
+            wob = rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * rng.uniform(0.1, 0.4) * t
+                                                 + rng.uniform(0, 6.3))
             sig += rng.uniform(0.5, 1.0) * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3) + wob)
         sig *= h.af_amp / 1.5
         vec = np.array([0.1, 0.3, -0.9])

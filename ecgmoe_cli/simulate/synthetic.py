@@ -15,9 +15,9 @@ from ecgmoe_cli.simulate.artefacts import add_artefacts
 from ecgmoe_cli.simulate.diagnosis import Diagnosis, draw_diagnosis
 from ecgmoe_cli.simulate.heart import Heart, normal_heart, place_t, qt_now
 from ecgmoe_cli.simulate.pathology import apply
-from ecgmoe_cli.simulate.render import Truth, render
 from ecgmoe_cli.simulate.rhythm import schedule
 from ecgmoe_cli.simulate.showcase import showcase_diagnosis
+from ecgmoe_cli.simulate.waveform import Truth, render
 
 
 @dataclass
@@ -53,7 +53,8 @@ def synthesize(seed: int, index: int, fs: float = 500.0, duration: float = 10.0,
     return Synthetic(clean, add_artefacts(clean, fs, rng), truth, h, dx)
 
 
-def database_row(syn: Synthetic, ecg_id: int, fold: int, seed: int, filename: str) -> dict[str, Any]:
+def database_row(syn: Synthetic, ecg_id: int, fold: int, seed: int, filename: str
+                 ) -> dict[str, Any]:
     """The ptbxl_database.csv row of a record (PTB-XL columns plus the synthetic ones)."""
     dx = syn.dx
     return {
