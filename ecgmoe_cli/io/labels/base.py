@@ -7,6 +7,7 @@ import hashlib
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 from ecgmoe_cli.io.labels.atr import Annotations, read_atr, window_targets
 from ecgmoe_cli.io.records.record import Record
@@ -30,17 +31,6 @@ def relative_key(path: str | Path, root: Path) -> str | None:
     if rel.startswith(".."):
         return None
     return Path(rel).with_suffix("").as_posix()
-
-
-def row_index(record: Record, root: Path, by_path: dict[str, int], by_name: dict[str, int]
-              ) -> int | None:
-    """A record's row in a source's table: by its path relative to `root`, else by its file
-    name (a tree moved or copied flat still matches)."""
-    key = relative_key(record.path, root)
-    i = by_path.get(key) if key is not None else None
-    if i is None:
-        i = by_name.get(Path(record.path).with_suffix("").name, by_name.get(record.name))
-    return i
 
 
 def parse_age(value: object) -> float:
@@ -110,3 +100,20 @@ class StackedSource(LabelSource):
 
     def fold_for(self, record: Record) -> int:
         return self.base.fold_for(record)
+
+
+class TableSource(LabelSource):
+    """A source whose labels are rows of one table (PTB-XL, MIMIC-IV-ECG), found by a record's
+    path relative to the root, else by its file name (a tree copied flat still matches)."""
+
+    rows: list[dict[str, Any]]
+    by_path: dict[str, int]  # relative path without extension -> row
+    by_name: dict[str, int]  # file name (PTB-XL) or study id (MIMIC) -> row
+
+    def row_for(self, record: Record) -> dict[str, Any] | None:
+        key = relative_key(record.path, self.root)
+        i = self.by_path.get(key) if key is not None else None
+        if i is None:
+            i = self.by_name.get(Path(record.path).with_suffix("").name,
+                                 self.by_name.get(record.name))
+        return None if i is None else self.rows[i]

@@ -16,11 +16,10 @@ from typing import Any
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.labels.base import (
     NAN,
-    LabelSource,
+    TableSource,
     hash_fold,
     parse_age,
     parse_female,
-    row_index,
 )
 from ecgmoe_cli.io.labels.codes import report_to_targets
 from ecgmoe_cli.io.records.record import Record
@@ -46,7 +45,7 @@ def _patients(root: Path) -> Any:
     return None
 
 
-class MimicSource(LabelSource):
+class MimicSource(TableSource):
     """MIMIC-IV-ECG: one row per study; records matched by `path`, else by study id."""
 
     kind = "mimic"
@@ -77,14 +76,10 @@ class MimicSource(LabelSource):
         self.report_cols = [c for c in REPORT_COLUMNS if c in table.columns]
         self.rows: list[dict[str, Any]] = table.to_dict("records")
         self.by_path = {str(r["path"]).strip("/"): i for i, r in enumerate(self.rows)}
-        self.by_study = {str(r["study_id"]): i for i, r in enumerate(self.rows)}
+        self.by_name = {str(r["study_id"]): i for i, r in enumerate(self.rows)}
         names = ["rhythm", "arrhythmia", "rr_interval"]
         names += ["age", "sex"] if patients is not None else []
         self.tasks = [get_task(n) for n in names]
-
-    def row_for(self, record: Record) -> dict[str, Any] | None:
-        i = row_index(record, self.root, self.by_path, self.by_study)
-        return None if i is None else self.rows[i]
 
     def values_for(self, record: Record) -> dict[str, float]:
         row = self.row_for(record)

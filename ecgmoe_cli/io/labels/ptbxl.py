@@ -17,11 +17,10 @@ from typing import Any
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.labels.base import (
     NAN,
-    LabelSource,
+    TableSource,
     hash_fold,
     parse_age,
     parse_female,
-    row_index,
 )
 from ecgmoe_cli.io.labels.codes import (
     DIAGNOSTIC_TASKS,
@@ -56,7 +55,7 @@ def _number(value: Any) -> float:
     return x
 
 
-class PtbxlSource(LabelSource):
+class PtbxlSource(TableSource):
     """PTB-XL database: diagnoses from scp_codes, age, sex (1 = female), strat_fold."""
 
     kind = "ptbxl"
@@ -87,11 +86,6 @@ class PtbxlSource(LabelSource):
         names = [*DIAGNOSTIC_TASKS, "superclass", "age", "sex", "arrhythmia"]
         names += [n for n in OPTIONAL_TASKS if n in db.columns]
         self.tasks = [get_task(n) for n in names]
-
-    def row_for(self, record: Record) -> dict[str, Any] | None:
-        """The database row of a record: by relative path, else by unique file name."""
-        i = row_index(record, self.root, self.by_path, self.by_name)
-        return None if i is None else self.rows[i]
 
     def values_for(self, record: Record) -> dict[str, float]:
         row = self.row_for(record)
