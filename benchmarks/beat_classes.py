@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgmoe_cli import weights
-from ecgmoe_cli.io.discover import records_under
+from ecgmoe_cli.weights import store
+from ecgmoe_cli.io.records.discover import records_under
 from ecgmoe_cli.training.beat_class import (
     BeatFit,
     BeatSet,
@@ -72,7 +72,7 @@ def main() -> None:
     if args.cache and args.cache.is_file():
         data = load_set(args.cache)
     else:
-        model, spec, _ = weights.load_model(args.weights, tasks=[])
+        model, spec, _ = store.load_model(args.weights, tasks=[])
         data = encode_records(records_under(args.data), model, spec)
         if args.cache:
             save_set(data, args.cache)

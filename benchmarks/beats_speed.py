@@ -26,7 +26,7 @@ def make_holter(folder: Path, hours: float) -> Path:
     """A 2-lead 250 Hz WFDB record of `hours`, from one simulated 120 s record; reused."""
     import wfdb
 
-    from ecgmoe_cli.io.readers import read_record
+    from ecgmoe_cli.io.records.read import read_record
 
     head = folder / "holter.hea"
     if head.is_file():

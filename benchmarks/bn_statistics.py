@@ -20,8 +20,8 @@ import torch
 from ecgmoe_cli.io.dataset import open_dataset
 from ecgmoe_cli.training.loop import iterate_batches
 from ecgmoe_cli.training.losses import lead_dropout
-from ecgmoe_cli.training.runs import TRAIN_FOLDS
-from ecgmoe_cli.weights import load_model, save_backbone
+from ecgmoe_cli.training.folds import TRAIN_FOLDS
+from ecgmoe_cli.weights.store import load_model, save_backbone
 
 
 def main() -> None:

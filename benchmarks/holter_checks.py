@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ecgmoe_cli.io.labels_atr import AAMI_OF_SYMBOL, af_seconds, read_atr
-from ecgmoe_cli.io.readers import read_record
+from ecgmoe_cli.io.labels.atr import AAMI_OF_SYMBOL, af_seconds, read_atr
+from ecgmoe_cli.io.records.read import read_record
 from ecgmoe_cli.predict_folder import PredictOptions, predict_folder
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -46,7 +46,7 @@ def make_weights(folder: Path, config: str) -> None:
     from ecgmoe_cli.model.ecgmoe import EcgMoe
     from ecgmoe_cli.signal.spec import PreprocessSpec
     from ecgmoe_cli.tasks import TASKS
-    from ecgmoe_cli.weights import save_model
+    from ecgmoe_cli.weights.store import save_model
 
     if (folder / "backbone.json").is_file():
         return
@@ -129,10 +129,10 @@ def stage_costs(records: list[Path], weights: Path, batch_size: int) -> dict[str
     """CPU ms per record of each stage in one process, on a sample; model in records/s."""
     import torch
 
-    from ecgmoe_cli.io.readers import read_record
+    from ecgmoe_cli.io.records.read import read_record
     from ecgmoe_cli.model.batch import example_batch
     from ecgmoe_cli.prepare import prepare_record
-    from ecgmoe_cli.weights import load_model
+    from ecgmoe_cli.weights.store import load_model
 
     sample = records[:300]
     clock = time.process_time  # CPU time of this process: less sensitive to other load
@@ -174,7 +174,7 @@ def probe_gflops() -> float:
     shared machine is right now."""
     import torch
 
-    from ecgmoe_cli.benchmark.timing import matmul_gflops
+    from ecgmoe_cli.bench.timing import matmul_gflops
 
     gflops = matmul_gflops(torch.device("cpu"), torch.float32, repeats=10)
     time.sleep(0.5)  # the probe's OpenMP threads stop spinning before the command starts

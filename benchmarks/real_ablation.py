@@ -35,8 +35,8 @@ from ecgmoe_cli.io.dataset import open_datasets
 from ecgmoe_cli.model.batch import example_batch
 from ecgmoe_cli.model.config import EcgMoeConfig
 from ecgmoe_cli.model.summary import flops_per_record
-from ecgmoe_cli.training.runs import calibrate_heads
-from ecgmoe_cli.weights import save_model
+from ecgmoe_cli.training.calibrate import calibrate_heads
+from ecgmoe_cli.weights.store import save_model
 
 SAVED_AS = {"ecgmoe": "ecgmoe", "dense": "dense_multitask"}  # bench's names; the ResNet has none
 

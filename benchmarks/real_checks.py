@@ -41,8 +41,8 @@ def prepare(folder: Path, out: Path) -> None:
 
 def predictions(weights: Path, ds_path: Path, tasks: list[str]) -> tuple:
     from ecgmoe_cli.io.dataset import open_dataset
-    from ecgmoe_cli.training.runs import predictions as run_predictions
-    from ecgmoe_cli.weights import load_model
+    from ecgmoe_cli.training.outputs import predictions as run_predictions
+    from ecgmoe_cli.weights.store import load_model
 
     model, _, _ = load_model(weights)
     ds = open_dataset(ds_path)
@@ -56,7 +56,7 @@ def heart_rates(weights: Path, tmp: Path) -> dict[str, dict[str, float]]:
     import pyarrow.parquet as pq
     import wfdb
 
-    from ecgmoe_cli.io.labels_atr import BEAT_SYMBOLS
+    from ecgmoe_cli.io.labels.atr import BEAT_SYMBOLS
     from ecgmoe_cli.signal.beats import heart_rate_bpm
 
     folder = tmp / "annotated"

@@ -40,7 +40,7 @@ TINY_N, TINY_POS = 30, 10
 
 def load(weights: Path) -> Any:
     from ecgmoe_cli.model.encoders import fold_batchnorm
-    from ecgmoe_cli.weights import load_model
+    from ecgmoe_cli.weights.store import load_model
 
     model, _, _ = load_model(weights)
     fold_batchnorm(model.eval())
@@ -50,7 +50,7 @@ def load(weights: Path) -> Any:
 def window_outputs(model: Any, ds_path: Path, folds: list[int] | None) -> tuple[Any, Any, dict]:
     """(dataset, rows, task -> calibrated outputs per window) for the tasks the model has."""
     from ecgmoe_cli.io.dataset import open_dataset
-    from ecgmoe_cli.training.runs import predictions
+    from ecgmoe_cli.training.outputs import predictions
 
     ds = open_dataset(ds_path)
     rows = ds.rows(fold=folds)

@@ -22,7 +22,7 @@ from scipy.signal import butter, sosfiltfilt, welch
 from ecgmoe_cli.signal.beats import detect_rpeaks
 from ecgmoe_cli.simulate.diagnosis import Diagnosis, draw_diagnosis
 from ecgmoe_cli.simulate.dipole import LEADS
-from ecgmoe_cli.simulate.record import synthesize
+from ecgmoe_cli.simulate.synthetic import synthesize
 
 FS = 500.0
 BANDS = [(0.0, 0.5), (0.5, 5.0), (5.0, 15.0), (15.0, 40.0), (40.0, 100.0)]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgmoe_cli.benchmark.run import TEST_FOLD
 from ecgmoe_cli.io.dataset import open_dataset
+from ecgmoe_cli.training.folds import TEST_FOLD
 
 
 def main() -> None:

@@ -33,8 +33,8 @@ from ecgmoe_cli.model.batch import example_batch
 from ecgmoe_cli.model.config import EcgMoeConfig
 from ecgmoe_cli.model.summary import flops_per_record
 from ecgmoe_cli.training.loop import FitConfig
-from ecgmoe_cli.training.runs import train_backbone
-from ecgmoe_cli.weights import save_model
+from ecgmoe_cli.training.train import train_backbone
+from ecgmoe_cli.weights.store import save_model
 
 BUILD = {"dense_multitask": dense_multitask, "per_task": PerTaskModels.fresh}
 

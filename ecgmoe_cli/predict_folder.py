@@ -27,9 +27,10 @@ import numpy as np
 
 from ecgmoe_cli.beat_rows import beat_table, holter_columns, record_beats
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.discover import records_under
+from ecgmoe_cli.io.records.discover import records_under
 from ecgmoe_cli.io.outputs import OutputLock, check_writable, refuse_input_inside
-from ecgmoe_cli.io.readers import check_fs_option, read_record
+from ecgmoe_cli.io.records.read import read_record
+from ecgmoe_cli.io.records.record import check_fs_option
 from ecgmoe_cli.io.report import ReportWriter, beat_schema, report_schema, shard_of, source_stamp
 from ecgmoe_cli.parallel import FORKS, Prefetch, default_workers, ordered_map, worker_state
 from ecgmoe_cli.prepare import (  # imported before the fork: workers share them
@@ -52,7 +53,7 @@ from ecgmoe_cli.report_rows import (
 )
 from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.tasks import TASKS
-from ecgmoe_cli.weights_meta import (
+from ecgmoe_cli.weights.meta import (
     BEAT_HEAD,
     HEADS,
     beat_head_problem,
@@ -505,18 +506,18 @@ def _start_model(weights_dir: Path, names: list[str], opts: PredictOptions,
     """Import torch and load the weights (the slow part of start-up, after the readers began)."""
     import torch
 
-    from ecgmoe_cli import weights
+    from ecgmoe_cli.weights import store
     from ecgmoe_cli.inference import Predictor
     from ecgmoe_cli.training.ddp import resolve_device
 
     device = resolve_device(opts.device)
     if device == "cpu":  # the model and the reader processes split the cores (_model_threads)
         torch.set_num_threads(threads or _model_threads(opts))
-    model, loaded_spec, meta = weights.load_model(weights_dir, names, device)
+    model, loaded_spec, meta = store.load_model(weights_dir, names, device)
     if loaded_spec != spec:  # the same backbone.json, unless it changed under our feet
         raise EcgMoeError("backbone.json changed while predict started", weights_dir)
     head = (None if _beat_head_problem(weights_dir)
-            else weights.load_beat_head(weights_dir, meta["backbone_hash"], device)[0])
+            else store.load_beat_head(weights_dir, meta["backbone_hash"], device)[0])
     if opts.beats and head is None:
         raise EcgMoeError("--beats: the beat head changed while predict started", weights_dir)
     ctx = RowContext(tuple(model.tasks[t] for t in names),

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.record import Record
+from ecgmoe_cli.io.records.record import Record
 from ecgmoe_cli.signal.beats import detect_rpeaks, heart_rate_bpm, rr_features
 from ecgmoe_cli.signal.clean import clean, resample_ratio
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS, LeadMapping, canonicalize
@@ -60,7 +60,7 @@ class Prepared:
 def prepare_record(path: str | Path, spec: PreprocessSpec, *, lead_map: dict[str, str] | None = None,
                    fs: float | None = None, lead_names: list[str] | None = None) -> Prepared:
     """Read `path` and prepare it; EcgMoeError for an unreadable or unusable record."""
-    from ecgmoe_cli.io.readers import read_record
+    from ecgmoe_cli.io.records.read import read_record
 
     return prepare_from_record(read_record(path, fs=fs, lead_names=lead_names), spec,
                                lead_map=lead_map)

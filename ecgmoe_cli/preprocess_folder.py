@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.readers import check_fs_option, read_record
-from ecgmoe_cli.io.record import Record
+from ecgmoe_cli.io.records.read import read_record
+from ecgmoe_cli.io.records.record import check_fs_option
+from ecgmoe_cli.io.records.record import Record
 from ecgmoe_cli.parallel import default_workers, ordered_map, worker_state
 from ecgmoe_cli.progress import Progress
 from ecgmoe_cli.prepare import (  # imported before the fork: workers share them
@@ -124,9 +125,9 @@ def preprocess_folder(root: Path, out: Path, spec: PreprocessSpec, opts: Preproc
                       progress: bool = False) -> dict[str, Any]:
     """Write the dataset for every record under `root`; returns the run's summary."""
     from ecgmoe_cli.io.dataset import DatasetWriter
-    from ecgmoe_cli.io.discover import records_under
+    from ecgmoe_cli.io.records.discover import records_under
     from ecgmoe_cli.io.outputs import check_dataset_target, refuse_input_inside
-    from ecgmoe_cli.io.labels import open_label_source
+    from ecgmoe_cli.io.labels.detect import open_label_source
 
     t0 = time.perf_counter()
     root, out = Path(root), Path(out)

@@ -40,7 +40,7 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ecgmoe_cli.model.config import EcgMoeConfig
     from ecgmoe_cli.model.ecgmoe import EcgMoe
     from ecgmoe_cli.tasks import TASKS
-    from ecgmoe_cli.weights import save_model
+    from ecgmoe_cli.weights.store import save_model
 
     torch.manual_seed(0)
     model = EcgMoe(EcgMoeConfig.from_spec("tiny", TINY_SPEC), [TASKS["sex"], TASKS["rhythm"]])

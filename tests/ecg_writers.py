@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgmoe_cli.io.muse import EIGHT_LEADS
-from ecgmoe_cli.io.xli import CODE_BITS, LIMB_LEADS, MAX_CODE, RESIDUAL_OFFSET
+from ecgmoe_cli.io.records.muse import EIGHT_LEADS
+from ecgmoe_cli.io.records.xli import CODE_BITS, LIMB_LEADS, MAX_CODE, RESIDUAL_OFFSET
 
 AECG_NS = "urn:hl7-org:v3"
 PHILIPS_NS = "http://www3.medical.philips.com"

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.labels_atr import Annotations, aami_labels, af_seconds
+from ecgmoe_cli.io.labels.atr import Annotations, aami_labels, af_seconds
 from ecgmoe_cli.model.beat_head import (
     N_RR,
     BeatHead,
@@ -29,7 +29,7 @@ from ecgmoe_cli.training.beat_class import (
     fit_head,
     record_folds,
 )
-from ecgmoe_cli.weights import load_beat_head, save_beat_head
+from ecgmoe_cli.weights.store import load_beat_head, save_beat_head
 
 
 def test_rr_context_marks_a_premature_beat_and_zeroes_padding() -> None:

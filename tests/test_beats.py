@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecgmoe_cli.io.labels_atr import BEAT_SYMBOLS
+from ecgmoe_cli.io.labels.atr import BEAT_SYMBOLS
 from ecgmoe_cli.signal.beats import beat_windows, detect_rpeaks, heart_rate_bpm, rr_features
 from ecgmoe_cli.signal.spec import PreprocessSpec
 

@@ -11,10 +11,10 @@ import torch
 from fakes import TASK_NAMES, TINY_SPEC, make_fake_dataset
 from typer.testing import CliRunner
 
-from ecgmoe_cli.benchmark.contenders import active_parameters, build_contenders, merged_single_task
-from ecgmoe_cli.benchmark.inputs import synthetic_arrays, synthetic_batch
-from ecgmoe_cli.benchmark.run import BenchOptions, run_bench
-from ecgmoe_cli.benchmark.timing import NoMemory, WallClock, interleaved
+from ecgmoe_cli.bench.contenders import active_parameters, build_contenders, merged_single_task
+from ecgmoe_cli.bench.inputs import synthetic_arrays, synthetic_batch
+from ecgmoe_cli.bench.run import BenchOptions, run_bench
+from ecgmoe_cli.bench.timing import NoMemory, WallClock, interleaved
 from ecgmoe_cli.cli import app
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.model.config import EcgMoeConfig, get_config
@@ -208,12 +208,12 @@ def test_synthetic_windows_beat_every_0_8_s() -> None:
 
 
 def test_with_data_and_weights_only_trained_models_get_accuracy(tmp_path) -> None:
-    from ecgmoe_cli import weights
+    from ecgmoe_cli.weights import store
 
     ds = make_fake_dataset(tmp_path / "ds", n_records=40)
     torch.manual_seed(0)
     model = EcgMoe(EcgMoeConfig.from_spec("tiny", TINY_SPEC), [get_task(t) for t in TASK_NAMES])
-    weights.save_model(model, TINY_SPEC, tmp_path / "w")
+    store.save_model(model, TINY_SPEC, tmp_path / "w")
     result = run_bench(BenchOptions(batch_sizes=(2,), repeats=1, warmup=0, data=ds,
                                     weights=tmp_path / "w", probe_size=64))
     assert result["inputs"] == str(ds) and sorted(result["tasks"]) == sorted(TASK_NAMES)
@@ -233,20 +233,20 @@ def test_with_data_and_weights_only_trained_models_get_accuracy(tmp_path) -> Non
 
 
 def _save_baselines(root, tasks) -> None:
-    from ecgmoe_cli import weights
+    from ecgmoe_cli.weights import store
     from ecgmoe_cli.model.baselines import PerTaskModels, dense_multitask
 
     config = EcgMoeConfig.from_spec("tiny", TINY_SPEC)
     torch.manual_seed(1)
-    weights.save_model(dense_multitask(config, tasks).eval(), TINY_SPEC, root / "dense_multitask")
+    store.save_model(dense_multitask(config, tasks).eval(), TINY_SPEC, root / "dense_multitask")
     for name, m in PerTaskModels.fresh(config, tasks).models.items():
-        weights.save_model(m.eval(), TINY_SPEC, root / "per_task" / name)
+        store.save_model(m.eval(), TINY_SPEC, root / "per_task" / name)
 
 
 def test_baselines_with_weights_are_scored_like_ecgmoe(tmp_path) -> None:
-    from ecgmoe_cli.benchmark.run import predictions, score_contender
+    from ecgmoe_cli.bench.accuracy import predictions, score_contender
     from ecgmoe_cli.io.dataset import open_dataset
-    from ecgmoe_cli.weights import load_model
+    from ecgmoe_cli.weights.store import load_model
 
     ds = make_fake_dataset(tmp_path / "ds", n_records=40)
     tasks = [get_task(t) for t in TASK_NAMES]
@@ -303,7 +303,7 @@ def test_cuda_bf16_run() -> None:
 
 def test_cuda_clock_synchronises_before_and_reads_events_after(monkeypatch) -> None:
     """The order a correct CUDA timing needs, checked with a fake torch.cuda (no GPU here)."""
-    from ecgmoe_cli.benchmark.timing import CudaClock, CudaMemory
+    from ecgmoe_cli.bench.timing import CudaClock, CudaMemory
 
     log: list[str] = []
 
@@ -337,7 +337,7 @@ def test_cuda_clock_synchronises_before_and_reads_events_after(monkeypatch) -> N
 
 
 def test_advantage_is_paired_and_signed_by_metric() -> None:
-    from ecgmoe_cli.benchmark.run import advantage
+    from ecgmoe_cli.bench.accuracy import advantage
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400).astype(float)

@@ -9,7 +9,7 @@ from fakes import make_fake_dataset, my_cli
 from typer.testing import CliRunner
 
 from ecgmoe_cli.training.loop import FitConfig
-from ecgmoe_cli.training.runs import train_backbone
+from ecgmoe_cli.training.train import train_backbone
 
 
 @pytest.fixture(scope="module")

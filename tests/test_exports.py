@@ -24,10 +24,10 @@ from ecg_writers import (
 )
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.discover import discover_records
-from ecgmoe_cli.io.labels_cinc import header_values
-from ecgmoe_cli.io.readers import read_record
-from ecgmoe_cli.io.xli import lzw_decode, rebuild_limb_leads, xli_decode
+from ecgmoe_cli.io.records.discover import discover_records
+from ecgmoe_cli.io.labels.cinc import header_values
+from ecgmoe_cli.io.records.read import read_record
+from ecgmoe_cli.io.records.xli import lzw_decode, rebuild_limb_leads, xli_decode
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS, canonicalize
 
 REAL = "cinc2021/E07505"  # 12 leads, 500 Hz, 10 s

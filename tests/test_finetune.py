@@ -11,7 +11,7 @@ from fakes import TASK_NAMES, TINY_SPEC, fake_record, make_fake_dataset, my_cli
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from ecgmoe_cli import weights
+from ecgmoe_cli.weights import store
 from ecgmoe_cli.io.dataset import DatasetWriter
 from ecgmoe_cli.model.config import EcgMoeConfig
 from ecgmoe_cli.model.ecgmoe import EcgMoe
@@ -22,7 +22,7 @@ from ecgmoe_cli.tasks import get_task, user_task
 def backbone(tmp_path_factory):
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("bb") / "weights"
-    weights.save_backbone(EcgMoe(EcgMoeConfig.from_spec("tiny", TINY_SPEC)), TINY_SPEC, d)
+    store.save_backbone(EcgMoe(EcgMoeConfig.from_spec("tiny", TINY_SPEC)), TINY_SPEC, d)
     return d
 
 
@@ -54,7 +54,7 @@ def test_finetune_trains_only_adapter_and_head(tmp_path, backbone):
     assert all(k.startswith("heads.sex.") or ".lora_" in k for k in tensors)
     lora_b = [v for k, v in tensors.items() if ".lora_B." in k]
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: it trained
-    model, _, _ = weights.load_model(out, tasks=["sex"])  # refused if the backbone differed
+    model, _, _ = store.load_model(out, tasks=["sex"])  # refused if the backbone differed
     assert model.heads["sex"].temperature == pytest.approx(meta["temperature"])
 
 

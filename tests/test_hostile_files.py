@@ -13,8 +13,8 @@ import pytest
 from run_cli import ecgmoe
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.discover import discover_records
-from ecgmoe_cli.io.readers import read_record
+from ecgmoe_cli.io.records.discover import discover_records
+from ecgmoe_cli.io.records.read import read_record
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS
 
 

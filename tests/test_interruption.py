@@ -46,7 +46,7 @@ def test_train_interrupted_then_resumed_loses_no_epoch(train_data: Path, tmp_pat
     assert json.loads(done.stdout)["epochs_run"] == 2
     epochs = [json.loads(ln)["epoch"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]  # no duplicate, none lost
-    from ecgmoe_cli.weights import load_model
+    from ecgmoe_cli.weights.store import load_model
 
     load_model(run / "weights")
 
@@ -54,7 +54,7 @@ def test_train_interrupted_then_resumed_loses_no_epoch(train_data: Path, tmp_pat
 def test_resume_tolerates_a_half_written_metrics_line(tmp_path: Path) -> None:
     """A kill (or a full disk) in the middle of appending to metrics.jsonl leaves half a line;
     resuming from the epoch-1 checkpoint must drop it, not crash on it."""
-    from ecgmoe_cli.training.loop import truncate_metrics
+    from ecgmoe_cli.training.checkpoints import truncate_metrics
 
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"epoch": 1, "train_loss": 0.9}\n{"epoch": 2, "train_loss": 0.5, "train_pa')

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ecgmoe_cli.io.labels import open_label_source
-from ecgmoe_cli.io.readers import read_header, read_record
+from ecgmoe_cli.io.labels.detect import open_label_source
+from ecgmoe_cli.io.records.read import read_record
 
 DIAGNOSTIC = ("infarction", "hypertrophy", "conduction", "st_t")
 
@@ -15,9 +15,7 @@ DIAGNOSTIC = ("infarction", "hypertrophy", "conduction", "st_t")
 def _cinc(real_dir: Path, name: str) -> dict[str, float]:
     source = open_label_source(real_dir / "cinc2021", "auto")
     assert source.kind == "cinc"
-    labels = source.labels_for(read_header(real_dir / f"cinc2021/{name}.hea"))
-    assert labels == source.labels_for(read_record(real_dir / f"cinc2021/{name}.hea"))
-    return labels
+    return source.labels_for(read_record(real_dir / f"cinc2021/{name}.hea"))
 
 
 def test_e07505_lvh_age_77_female(real_dir: Path) -> None:
@@ -56,7 +54,7 @@ def ptbxl_tree(tmp_path: Path, real_dir: Path) -> Path:
 def test_ptbxl_00001_norm_56_female(ptbxl_tree: Path) -> None:
     source = open_label_source(ptbxl_tree, "auto")
     assert source.kind.startswith("ptbxl")
-    rec = read_header(ptbxl_tree / "records100/00000/00001_lr.hea")
+    rec = read_record(ptbxl_tree / "records100/00000/00001_lr.hea")
     y = source.labels_for(rec)
     diagnostic = {k: v for k, v in y.items() if k.split("__")[0][2:] in DIAGNOSTIC}
     assert diagnostic and all(v == 0 for v in diagnostic.values()), diagnostic
@@ -68,7 +66,7 @@ def _ptbxl_codes(tmp_path: Path, codes: str) -> dict[str, float]:
     """Labels of a one-row PTB-XL database holding `codes` (the record need not exist)."""
     import numpy as np
 
-    from ecgmoe_cli.io.record import Record
+    from ecgmoe_cli.io.records.record import Record
 
     (tmp_path / "ptbxl_database.csv").write_text(
         "ecg_id,patient_id,age,sex,scp_codes,strat_fold,filename_lr\n"
@@ -102,7 +100,7 @@ def test_cinc2017_reference_gives_rhythm_class_and_noise(tmp_path: Path) -> None
     import numpy as np
 
     from ecgmoe_cli.errors import EcgMoeError
-    from ecgmoe_cli.io.record import Record
+    from ecgmoe_cli.io.records.record import Record
     from ecgmoe_cli.tasks import ARRHYTHMIA_CLASSES
 
     (tmp_path / "REFERENCE.csv").write_text("A00001,N\nA00002,A\nA00003,O\nA00004,~\n")
@@ -138,7 +136,7 @@ def test_ptbxl_superclasses_match_the_benchmark_on_the_real_database(train_dir: 
     import numpy as np
     import pandas as pd
 
-    from ecgmoe_cli.io.record import Record
+    from ecgmoe_cli.io.records.record import Record
 
     root = train_dir / "ptbxl"
     db = pd.read_csv(root / "ptbxl_database.csv")

@@ -259,7 +259,7 @@ def test_rr_interval_head_starts_from_the_measured_rr_and_learns_a_residual() ->
 def test_batchnorm_folded_for_inference_gives_the_same_outputs_and_cannot_be_saved(
         tmp_path) -> None:
     from ecgmoe_cli.model.encoders import fold_batchnorm
-    from ecgmoe_cli.weights import save_backbone
+    from ecgmoe_cli.weights.store import save_backbone
 
     model = _model()
     with torch.no_grad():  # non-trivial running statistics, as after training

@@ -15,7 +15,7 @@ import torch
 from fakes import TINY_SPEC, make_fake_dataset
 from typer.testing import CliRunner
 
-from ecgmoe_cli import weights
+from ecgmoe_cli.weights import store
 from ecgmoe_cli.cli import app
 from ecgmoe_cli.model.config import EcgMoeConfig
 from ecgmoe_cli.model.ecgmoe import EcgMoe
@@ -60,7 +60,7 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights")
     spec = PreprocessSpec()
     model = EcgMoe(EcgMoeConfig.from_spec("tiny", spec), [get_task("sex"), get_task("rhythm")])
-    weights.save_model(model, spec, path)
+    store.save_model(model, spec, path)
     return path
 
 
@@ -81,14 +81,14 @@ def _predict(inp: Path, out: Path, w: Path, *extra: object) -> tuple[int, str, s
 
 def test_finetune_without_output_writes_a_new_run_folder_not_the_shipped_weights(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ecgmoe_cli.weights_meta as wm
-    from ecgmoe_cli.training import runs
+    import ecgmoe_cli.weights.meta as wm
+    from ecgmoe_cli.training import finetune
 
     shipped = tmp_path / "pkg" / "weights"
     torch.manual_seed(0)
-    weights.save_backbone(EcgMoe(EcgMoeConfig.from_spec("tiny", TINY_SPEC)), TINY_SPEC, shipped)
+    store.save_backbone(EcgMoe(EcgMoeConfig.from_spec("tiny", TINY_SPEC)), TINY_SPEC, shipped)
     monkeypatch.setattr(wm, "default_weights_dir", lambda: shipped)
-    monkeypatch.setattr(runs, "default_weights_dir", lambda: shipped)
+    monkeypatch.setattr(finetune, "default_weights_dir", lambda: shipped)
     ds = make_fake_dataset(tmp_path / "ds", n_records=40)
     before = _tree(shipped)
     monkeypatch.chdir(tmp_path)

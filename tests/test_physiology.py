@@ -11,7 +11,7 @@ from ecg_measure import q_waves, sokolow_lyon, summary
 
 from ecgmoe_cli.simulate.diagnosis import Diagnosis
 from ecgmoe_cli.simulate.dipole import LEADS
-from ecgmoe_cli.simulate.record import synthesize
+from ecgmoe_cli.simulate.synthetic import synthesize
 
 FS = 500.0
 SEED = 20261123

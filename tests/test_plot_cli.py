@@ -101,7 +101,7 @@ def test_weights_predict_the_record_for_the_header(real_dir, tmp_path):
     from ecgmoe_cli.model.ecgmoe import EcgMoe
     from ecgmoe_cli.signal.spec import PreprocessSpec
     from ecgmoe_cli.tasks import get_task
-    from ecgmoe_cli.weights import save_model
+    from ecgmoe_cli.weights.store import save_model
 
     torch.manual_seed(0)
     spec = PreprocessSpec()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.record import Record
+from ecgmoe_cli.io.records.record import Record
 from ecgmoe_cli.plotting.page import build_page, display_filter, n_windows
 from ecgmoe_cli.plotting.predictions import is_flagged, match_row, pred_labels, prediction_lines
 from ecgmoe_cli.plotting.render import draw_page
@@ -58,7 +58,7 @@ def test_bigeminy_example_marks_every_beat_and_its_rate():
     PVCs too, and its heart rate is the report's (it marked the 6 sinus beats, 38 bpm)."""
     from pathlib import Path
 
-    from ecgmoe_cli.io.readers import read_record
+    from ecgmoe_cli.io.records.read import read_record
     from ecgmoe_cli.signal.leads import canonicalize
 
     rec = read_record(Path(__file__).resolve().parents[1] / "examples/records/records500/00000/00008_hr")

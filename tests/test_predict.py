@@ -25,7 +25,7 @@ from ecgmoe_cli.report_rows import aggregate
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS
 from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.tasks import TASKS
-from ecgmoe_cli.weights import save_model
+from ecgmoe_cli.weights.store import save_model
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = PreprocessSpec()
@@ -307,10 +307,10 @@ def test_missing_weights_and_cuda_are_one_line_errors(records: Path, tmp_path: P
     if not torch.cuda.is_available():
         code, output = _predict(records, "-o", tmp_path / "r.parquet", "--device", "cuda")
         assert code == 1 and "CUDA" in output and len(output.strip().splitlines()) == 1
-    import ecgmoe_cli.weights_meta as w
+    import ecgmoe_cli.weights.meta as w
 
     monkeypatch.setattr(w.importlib.util, "find_spec", lambda name: None)
-    monkeypatch.setattr(w, "__file__", str(tmp_path / "pkg" / "weights.py"))
+    monkeypatch.setattr(w, "__file__", str(tmp_path / "pkg" / "weights" / "meta.py"))
     with pytest.raises(EcgMoeError, match="no shipped weights"):
         w.default_weights_dir()
     (tmp_path / "weights").mkdir()
@@ -376,7 +376,7 @@ def test_long_record_streams_through_the_model_with_whole_record_figures(
     window and the whole record's heart rate and beats, as prepare_from_record gives."""
     from broken_inputs import holter_24h
 
-    from ecgmoe_cli.io.readers import read_record
+    from ecgmoe_cli.io.records.read import read_record
     from ecgmoe_cli.prepare import CHUNK_S, prepare_from_record
 
     case = holter_24h(tmp_path, hours=1.2 * CHUNK_S / 3600)  # two blocks

@@ -105,7 +105,7 @@ def test_long_record_rows_carry_the_whole_record_rate(tmp_path: Path) -> None:
     whole record's heart rate and beat count (INTERFACES.md), as prepare_from_record gives."""
     from broken_inputs import holter_24h
 
-    from ecgmoe_cli.io.readers import read_record
+    from ecgmoe_cli.io.records.read import read_record
     from ecgmoe_cli.prepare import CHUNK_S, prepare_from_record
     from ecgmoe_cli.signal.spec import PreprocessSpec
 

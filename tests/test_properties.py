@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.readers import read_record
+from ecgmoe_cli.io.records.read import read_record
 from ecgmoe_cli.signal.beats import beat_windows, detect_rpeaks, heart_rate_bpm, rr_features
-from ecgmoe_cli.signal.clean import clean, nan_repair, resample
+from ecgmoe_cli.signal.clean import clean, nan_repair, resample_filter
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS, canonicalize
 from ecgmoe_cli.signal.spec import PreprocessSpec
 
@@ -171,7 +171,7 @@ def test_canonicalize_maps_into_the_record_and_never_twice(names: list[str]) -> 
             assert m.source_index[k] is not None, (canon, names)
 
 
-# ---- header parsing (io/readers.read_record) ----------------------------------------------
+# ---- header parsing (io/records/read.read_record) -------------------------------------
 
 GOOD_HEADER = ("rec 2 250 1000\n"
                "rec.dat 16 200/mV 16 0 0 0 0 I\n"
@@ -232,7 +232,7 @@ def test_resample_keeps_the_duration_and_stays_finite(case, fs_out: float) -> No
     x = np.nan_to_num(sig, nan=0.0, posinf=0.0)
     if x.shape[1] == 0:
         return
-    y = resample(x, fs, fs_out)
+    y = resample_filter(x, fs, fs_out)
     assert y.dtype == np.float32 and y.shape[0] == x.shape[0] and np.isfinite(y).all()
     dur_in, dur_out = x.shape[1] / fs, y.shape[1] / fs_out
     assert abs(dur_out - dur_in) <= 0.01 * dur_in + 2 / fs_out, (dur_in, dur_out)
@@ -246,7 +246,7 @@ def test_resample_removes_what_the_new_rate_cannot_hold(fs_in: float, where: flo
     fs_out = 250.0
     t = np.arange(int(fs_in * 8)) / fs_in
     high = fs_out / 2 + where * (min(fs_in / 2, 4 * fs_out) - fs_out / 2)
-    y = resample(np.vstack([np.sin(2 * np.pi * high * t), np.sin(2 * np.pi * low_hz * t)]),
+    y = resample_filter(np.vstack([np.sin(2 * np.pi * high * t), np.sin(2 * np.pi * low_hz * t)]),
                  fs_in, fs_out)
     core = y[:, y.shape[1] // 4: -y.shape[1] // 4]  # away from the edges
     assert np.abs(core[0]).max() < 0.2, f"{high:.1f} Hz tone aliased through at {fs_in:.1f} Hz"

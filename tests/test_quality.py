@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecgmoe_cli.io.readers import read_record
-from ecgmoe_cli.io.record import Record
+from ecgmoe_cli.io.records.read import read_record
+from ecgmoe_cli.io.records.record import Record
 from ecgmoe_cli.prepare import prepare_from_record, prepare_record
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS
 from ecgmoe_cli.signal.quality import (
@@ -24,7 +24,7 @@ from ecgmoe_cli.signal.quality import (
 )
 from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.simulate.diagnosis import Diagnosis
-from ecgmoe_cli.simulate.record import synthesize
+from ecgmoe_cli.simulate.synthetic import synthesize
 
 SPEC = PreprocessSpec()
 FS = 500.0

@@ -157,7 +157,7 @@ def test_prepare_chunks_holds_a_24_hour_holter_in_bounded_memory(tmp_path: Path)
     case = holter_24h(tmp_path)
     code = """
 import resource, sys
-from ecgmoe_cli.io.readers import read_record
+from ecgmoe_cli.io.records.read import read_record
 from ecgmoe_cli.prepare import prepare_chunks
 from ecgmoe_cli.signal.spec import PreprocessSpec
 rec = read_record(sys.argv[1])

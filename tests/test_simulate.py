@@ -11,12 +11,12 @@ import wfdb
 from typer.testing import CliRunner
 
 from ecgmoe_cli.cli import app
-from ecgmoe_cli.io.labels import open_label_source
-from ecgmoe_cli.io.labels_codes import DIAGNOSTIC_TASKS, codes_to_targets, scp_table
-from ecgmoe_cli.io.record import Record
+from ecgmoe_cli.io.labels.detect import open_label_source
+from ecgmoe_cli.io.labels.codes import DIAGNOSTIC_TASKS, codes_to_targets, scp_table
+from ecgmoe_cli.io.records.record import Record
 from ecgmoe_cli.simulate.diagnosis import draw_diagnosis
 from ecgmoe_cli.simulate.dipole import LEADS
-from ecgmoe_cli.simulate.record import synthesize
+from ecgmoe_cli.simulate.synthetic import synthesize
 from ecgmoe_cli.simulate.tree import COLUMNS
 from ecgmoe_cli.tasks import ARRHYTHMIA_CLASSES, TASKS
 
@@ -68,7 +68,7 @@ def test_wfdb_records_read_back_exactly(tree: Path) -> None:
 
 
 def test_labels_for_all_ten_tasks_match_the_drawn_diagnosis(tree: Path) -> None:
-    from ecgmoe_cli.io.labels_codes import scp_table
+    from ecgmoe_cli.io.labels.codes import scp_table
 
     source = open_label_source(tree)
     assert {t.name for t in source.tasks} >= set(TASKS) - {"noise"}

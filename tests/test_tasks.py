@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.labels_codes import scp_table, snomed_abbrevs, snomed_table
+from ecgmoe_cli.io.labels.codes import scp_table, snomed_abbrevs, snomed_table
 from ecgmoe_cli.tasks import (
     TASKS,
     Task,

@@ -122,7 +122,7 @@ def test_train_command_writes_weights_and_metrics(dataset, tmp_path):
     weights = tmp_path / "run" / "weights"
     assert (weights / "backbone.safetensors").is_file() and (weights / "backbone.json").is_file()
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
-    from ecgmoe_cli.weights import load_model
+    from ecgmoe_cli.weights.store import load_model
 
     model, spec, _ = load_model(weights)
     assert spec == open_dataset(dataset).spec and set(model.tasks) >= {"sex", "rr_interval"}
@@ -147,8 +147,8 @@ def test_task_weights_are_checked_and_saved_with_the_weights(dataset, tmp_path):
 def test_dense_baseline_trains_by_the_same_recipe(dataset, tmp_path):
     """bench's like-for-like rival: dense FFNs, yet the masked-beat loss, calibration, weights."""
     from ecgmoe_cli.model.moe import DenseFFN, MoE
-    from ecgmoe_cli.training.runs import train_backbone
-    from ecgmoe_cli.weights import load_model
+    from ecgmoe_cli.training.train import train_backbone
+    from ecgmoe_cli.weights.store import load_model
 
     summary = train_backbone(dataset, tmp_path / "run", "tiny", FitConfig(epochs=1, batch_size=16),
                              progress=False, dense=True)
@@ -220,7 +220,7 @@ def test_train_mixes_datasets_and_starts_from_a_saved_backbone(dataset, tmp_path
     """Real corpora beside the synthetic one train as one; --init copies a backbone in."""
     import pandas as pd
 
-    from ecgmoe_cli.weights import load_model
+    from ecgmoe_cli.weights.store import load_model
 
     second = make_fake_dataset(tmp_path / "second", n_records=20, seed=1)
     first_run = tmp_path / "first"

@@ -29,4 +29,4 @@ def test_two_process_gloo_training(tmp_path):
     assert [json.loads(ln)["epoch"] for ln in lines] == [1, 2]  # written once, by rank 0
     assert all(json.loads(ln)["world_size"] == 2 for ln in lines)
     assert (tmp_path / "run" / "weights" / "backbone.safetensors").is_file()
-    assert not list(tmp_path.glob("run/**/*.tmp-*"))
+    assert not list(tmp_path.glob("run/**/.*"))  # no temporary file of an atomic write left

@@ -205,7 +205,7 @@ def test_crafted_record_names_stay_inside_the_output_folder(real_dir: Path,
 def test_conflicting_label_rows_for_one_record_are_refused_by_name(tmp_path: Path) -> None:
     from test_output_safety import CSV, _csv_record
 
-    from ecgmoe_cli.io.labels import open_label_source
+    from ecgmoe_cli.io.labels.detect import open_label_source
 
     root = tmp_path / "in"
     root.mkdir()
@@ -298,7 +298,7 @@ def test_a_huge_one_line_csv_is_refused_in_bounded_memory(tmp_path: Path) -> Non
     import tracemalloc
 
     from ecgmoe_cli.errors import EcgMoeError
-    from ecgmoe_cli.io.readers import read_record
+    from ecgmoe_cli.io.records.read import read_record
 
     huge = tmp_path / "one_line.csv"
     with open(huge, "wb") as f:  # 64 MB of "0.1," and no newline (the was 400 MB)
@@ -415,7 +415,7 @@ def test_evaluate_on_a_dataset_without_targets_says_so(tmp_path: Path) -> None:
     from ecgmoe_cli.model.ecgmoe import EcgMoe
     from ecgmoe_cli.signal.spec import PreprocessSpec
     from ecgmoe_cli.tasks import TASKS
-    from ecgmoe_cli.weights import save_model
+    from ecgmoe_cli.weights.store import save_model
 
     torch.manual_seed(0)
     spec = PreprocessSpec()  # the spec preprocess uses by default
@@ -456,8 +456,8 @@ def test_noise_and_corrupted_copies_of_real_records_are_all_flagged(real_dir: Pa
     import importlib.util
 
     from ecgmoe_cli.errors import EcgMoeError
-    from ecgmoe_cli.io.readers import read_record
-    from ecgmoe_cli.io.record import Record
+    from ecgmoe_cli.io.records.read import read_record
+    from ecgmoe_cli.io.records.record import Record
     from ecgmoe_cli.prepare import prepare_from_record
     from ecgmoe_cli.signal.quality import LOW_QUALITY
     from ecgmoe_cli.signal.spec import PreprocessSpec

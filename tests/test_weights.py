@@ -12,7 +12,7 @@ from ecgmoe_cli.model.ecgmoe import EcgMoe
 from ecgmoe_cli.model.lora import lora_layers
 from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.tasks import TASKS
-from ecgmoe_cli.weights import load_model, save_adapter, save_model
+from ecgmoe_cli.weights.store import load_model, save_adapter, save_model
 
 TINY = get_config("tiny")
 SPEC = PreprocessSpec()

@@ -23,7 +23,8 @@ from ecgmoe_cli.model.config import EcgMoeConfig, get_config
 from ecgmoe_cli.model.ecgmoe import EcgMoe
 from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.tasks import TASKS
-from ecgmoe_cli.weights import load_model, save_model, tensors_hash
+from ecgmoe_cli.weights.store import load_model, save_model
+from ecgmoe_cli.weights.tensors import tensors_hash
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ecgmoe_cli"
 SPEC = PreprocessSpec()
@@ -228,7 +229,7 @@ import json, resource, sys
 from pathlib import Path
 resource.setrlimit(resource.RLIMIT_DATA, (3 << 30, 3 << 30))  # a lie may not eat the machine
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.weights import load_model
+from ecgmoe_cli.weights.store import load_model
 try:
     load_model(Path(sys.argv[1]))
 except EcgMoeError as e:

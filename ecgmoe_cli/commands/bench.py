@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ecgmoe_cli.commands.common import console, err_console
+from ecgmoe_cli.commands.common import console, err_console, split_list
 
 
 def _csv(value: str, what: str) -> list[str]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
+    """A comma-separated option that must name at least one item."""
+    items = split_list(value)
     if not items:
         raise typer.BadParameter(f"{what} is empty")
     return items
@@ -57,7 +57,8 @@ def run(
     = False,
 ) -> None:
     """Time ECG-MoE against per-task and dense multi-task baselines on the same inputs."""
-    from ecgmoe_cli.benchmark.run import BenchOptions, run_bench
+    from ecgmoe_cli.bench.run import BenchOptions, run_bench
+    from ecgmoe_cli.io.files import atomic_write_text
 
     opts = BenchOptions(device=device, batch_sizes=_sizes(batch_size),
                         tasks=tuple(_csv(tasks, "--tasks")), config=config, weights=weights,
@@ -70,24 +71,11 @@ def run(
             result = run_bench(opts, lambda msg: status.update(f"bench: {msg}"))
     text = json.dumps(result, indent=2)
     if output is not None:
-        _write_atomic(output, text + "\n")
+        atomic_write_text(output, text + "\n")
     if as_json:
         console.print_json(text)
         return
     _print_tables(result)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Temp file in the same folder, then os.replace: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _print_tables(r: dict[str, Any]) -> None:

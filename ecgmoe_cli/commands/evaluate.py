@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import typer
 
-
 MAX_BATCH, MAX_BOOTSTRAP = 65536, 100_000  # beyond these a run is a mistake, not a choice
 
 
@@ -43,11 +42,11 @@ def run(
     """Score weights on a dataset fold: AUROC/F1/ECE, accuracy/macro F1 or MAE per task."""
     from rich.table import Table
 
-    from ecgmoe_cli.commands.common import console, err_console
+    from ecgmoe_cli.commands.common import console, err_console, split_list
     from ecgmoe_cli.errors import EcgMoeError
-    from ecgmoe_cli.training.runs import evaluate_weights
+    from ecgmoe_cli.training.evaluate import evaluate_weights
 
-    names = [n.strip() for item in tasks or [] for n in item.split(",") if n.strip()]
+    names = split_list(*(tasks or []))
     problems = []
     if fold != "all" and not (fold.isdigit() and 1 <= int(fold) <= 10):
         problems.append(f"--fold must be 1-10 or all, got {fold!r}")
@@ -57,7 +56,7 @@ def run(
         problems.append(f"--bootstrap must be in [0, {MAX_BOOTSTRAP}], got {bootstrap}")
     if problems:
         raise EcgMoeError("; ".join(problems))
-    keep = [n.strip() for n in leads.split(",") if n.strip()] if leads else None
+    keep = split_list(leads) or None
     result = evaluate_weights(dataset, weights, names or None,
                               None if fold == "all" else int(fold), batch_size=batch_size,
                               device=device, n_boot=bootstrap, leads=keep)

@@ -53,16 +53,16 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Train one task's adapter + head, calibrate it on fold 9 and save it."""
-    from ecgmoe_cli.commands.common import console, err_console
+    from ecgmoe_cli.commands.common import console, err_console, split_list
     from ecgmoe_cli.errors import EcgMoeError
     from ecgmoe_cli.io.outputs import new_run_dir
+    from ecgmoe_cli.training.finetune import FeatureCache, finetune_adapter
     from ecgmoe_cli.training.loop import FitConfig
-    from ecgmoe_cli.training.runs import finetune_adapter
-    from ecgmoe_cli.weights_meta import BEAT_HEAD
+    from ecgmoe_cli.weights.meta import BEAT_HEAD
 
     fit_cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                         patience=patience)
-    names = [n.strip() for item in task or [] for n in item.split(",") if n.strip()]
+    names = split_list(*(task or []))
     datasets = [*(dataset or []), *(data or [])]
     if not names or not datasets:
         raise EcgMoeError("give the DATASET folder(s) and --task, e.g. `ecgmoe finetune DS "
@@ -79,9 +79,11 @@ def run(
     if BEAT_HEAD in names:
         _beat_head(datasets, backbone, output, fit_cfg, folds, device, as_json, quiet)
         return
+    cache = FeatureCache()  # the backbone encodes the windows once for every task
     summaries = [finetune_adapter(name, datasets, backbone, output, fit_cfg, kind=kind, rank=rank,
                                   alpha=alpha, device=device, resume=resume,
-                                  progress=not (quiet or as_json)) for name in names]
+                                  progress=not (quiet or as_json), cache=cache)
+                 for name in names]
     for summary in summaries:  # thresholds calibrated on a handful of windows: say so
         for line in summary["validation"]["warnings"]:
             err_console.print(f"[yellow]warning:[/] calibration on fold 9: {line}",
@@ -103,7 +105,7 @@ def _beat_head(data: list[Path], backbone: Path | None, output: Path, fit_cfg: A
     from ecgmoe_cli.commands.common import console
     from ecgmoe_cli.training.beat_class import BeatFit, train_beat_head
     from ecgmoe_cli.training.ddp import resolve_device
-    from ecgmoe_cli.weights_meta import default_weights_dir, refuse_shipped_weights
+    from ecgmoe_cli.weights.meta import default_weights_dir, refuse_shipped_weights
 
     backbone = default_weights_dir() if backbone is None else backbone
     refuse_shipped_weights(output)

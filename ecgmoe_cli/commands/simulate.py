@@ -26,14 +26,16 @@ def _swap_in(tmp: Path, out: Path, overwrite: bool) -> None:
 
 
 def run(
-    out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Folder to write the corpus into.")],
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR",
+                                            help="Folder to write the corpus into.")],
     n: Annotated[int, typer.Option("-n", "--records", min=1, help="Number of records.")] = 1000,
     seed: Annotated[int, typer.Option(min=0, help="Corpus seed: same seed, same bytes.")] = 0,
     fs: Annotated[float, typer.Option(min=100, max=2000, help="Sampling rate, Hz.")] = 500.0,
     duration: Annotated[float, typer.Option(min=2, max=120, help="Record length, s.")] = 10.0,
     workers: Annotated[int, typer.Option(min=0, help="Worker processes (0 = one per core).")] = 0,
     showcase: Annotated[bool, typer.Option(
-        help="Curated findings (record i shows showcase case i mod 8) for a small demo corpus.")] = False,
+        help="Curated findings (record i shows showcase case i mod 8) for a small demo "
+             "corpus.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT_DIR if it exists.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")
                      ] = False,

@@ -44,7 +44,7 @@ def run(
     from ecgmoe_cli.commands.common import console
     from ecgmoe_cli.io.outputs import check_run_folder
     from ecgmoe_cli.training.loop import FitConfig
-    from ecgmoe_cli.training.runs import parse_task_weights, train_backbone
+    from ecgmoe_cli.training.train import parse_task_weights, train_backbone
 
     check_run_folder(output)
     fit_cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,

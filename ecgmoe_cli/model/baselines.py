@@ -93,7 +93,8 @@ class _ResBlock(nn.Module):
         self.c2 = nn.Conv1d(cout, cout, 7, 1, 3, bias=False)
         self.b2 = nn.BatchNorm1d(cout)
         self.skip = (nn.Identity() if cin == cout and stride == 1 else
-                     nn.Sequential(nn.Conv1d(cin, cout, 1, stride, bias=False), nn.BatchNorm1d(cout)))
+                     nn.Sequential(nn.Conv1d(cin, cout, 1, stride, bias=False),
+                                   nn.BatchNorm1d(cout)))
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.skip(x) + self.b2(self.c2(F.relu(self.b1(self.c1(x))))))

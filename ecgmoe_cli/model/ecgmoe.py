@@ -8,7 +8,7 @@ signal (B,12,W) ──TemporalEncoder──▶ temporal tokens (B,N,d) ─pool�
   └─────────────────────────────── FusionNet (+ per-task LoRA, all tasks at once) ◀────────┘
                                         ─▶ (T,B,d) ─▶ task heads ─▶ {task: (B, n_outputs)}
 ```
-API (used by training/, commands/ and weights.py):
+API (used by training/, commands/ and weights/store.py):
 - `EcgMoe(config, tasks)`; `add_task(task, rank=None, alpha=None)` adds an adapter + head.
 - `forward(batch, targets=None, tasks=None, task_weights=None) -> (outputs, loss)`: outputs
   {task: raw (B, n)} (see heads.py for what raw means per kind); loss = mean task loss
@@ -29,32 +29,24 @@ Batch: the dict of docs/INTERFACES.md (signal, lead_mask, n_valid, rpeaks, rr) a
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.model.blocks import N_TIME_FREQS, MorphBlock, RhythmBlock, time_features
 from ecgmoe_cli.model.config import EcgMoeConfig
-from ecgmoe_cli.model.encoders import (
-    Attention,
-    AttnPool,
-    BeatEncoder,
-    TemporalEncoder,
-    gather_beats,
-)
+from ecgmoe_cli.model.encoders import AttnPool, BeatEncoder, TemporalEncoder, gather_beats
 from ecgmoe_cli.model.fusion import FusionNet
 from ecgmoe_cli.model.heads import TaskHead, stacked_heads, task_loss
-from ecgmoe_cli.model.lora import lora_layers
-from ecgmoe_cli.model.moe import MoEStats, make_ffn
+from ecgmoe_cli.model.lora import lora_layers, mark_only_lora_as_trainable
+from ecgmoe_cli.model.moe import MoEStats
+from ecgmoe_cli.model.ssl import beat_cover, masked_beat_loss
 
 BATCH_KEYS = ("signal", "lead_mask", "n_valid", "rpeaks", "rr")
-N_TIME_FREQS = 8  # Fourier features of a beat's position in the window
 
 
 @dataclass
@@ -71,35 +63,6 @@ class Features:
     beat_tokens: Tensor | None = None  # (B, K, d) morphology path tokens, for the beat head
 
 
-class RhythmBlock(nn.Module):
-    """Sequence layer of the rhythm path: self-attention, then its own MoE."""
-
-    def __init__(self, c: EcgMoeConfig) -> None:
-        super().__init__()
-        d = c.d_model
-        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.attn = Attention(d, c.n_heads)
-        self.ffn = make_ffn(d, c.n_experts, c.top_k, c.expert_hidden, c.dense_moe)
-
-    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, MoEStats]:
-        x = x + self.attn(self.ln1(x), mask)
-        y, stats = self.ffn(self.ln2(x), mask)
-        return x + y, stats
-
-
-class MorphBlock(nn.Module):
-    """Morphology path layer: a per-beat MoE FFN (beats are routed to shape experts)."""
-
-    def __init__(self, c: EcgMoeConfig) -> None:
-        super().__init__()
-        self.ln = nn.LayerNorm(c.d_model)
-        self.ffn = make_ffn(c.d_model, c.n_experts, c.top_k, c.expert_hidden, c.dense_moe)
-
-    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, MoEStats]:
-        y, stats = self.ffn(self.ln(x), mask)
-        return x + y, stats
-
-
 class EcgMoe(nn.Module):
     """The ECG-MoE model with one LoRA adapter and one head per task."""
 
@@ -110,7 +73,8 @@ class EcgMoe(nn.Module):
         self.lead_embed = nn.Linear(c.n_leads, d)
         self.temporal = TemporalEncoder(c)
         self.beat_encoder = BeatEncoder(c)
-        self.morph = nn.ModuleList(MorphBlock(c) for _ in range(c.n_morph_layers * c.use_morphology))
+        self.morph = nn.ModuleList(MorphBlock(c)
+                                   for _ in range(c.n_morph_layers * c.use_morphology))
         self.morph_pool = AttnPool(d)
         self.rr_embed = nn.Linear(4 + 2 * N_TIME_FREQS, d)
         self.record_token = nn.Parameter(torch.zeros(1, 1, d))
@@ -159,9 +123,12 @@ class EcgMoe(nn.Module):
 
     def mark_trainable(self, task: str | None) -> None:
         """requires_grad on `task`'s adapter + head only, or on everything when task is None."""
-        self.requires_grad_(task is None)
-        for p in [] if task is None else self.trainable_parameters(task):
-            p.requires_grad_(True)
+        if task is None:
+            self.requires_grad_(True)
+            return
+        self._check_tasks([task])
+        mark_only_lora_as_trainable(self, [task])  # the backbone frozen, as finetune trains
+        self.heads[task].requires_grad_(True)
 
     def adapter_keys(self, task: str) -> list[str]:
         """state_dict keys that belong to `task` (its LoRA tensors and head)."""
@@ -209,7 +176,7 @@ class EcgMoe(nn.Module):
         beat_mask = rpeaks >= 0
         beats, flat = gather_beats(signal, rpeaks, c.beat_pre, c.beat_samples)  # (n, L, S)
         if ssl_mask is not None:  # hide the masked beats from the temporal path too
-            signal = signal * _beat_cover(rpeaks, ssl_mask, c, signal.shape[-1]).unsqueeze(1)
+            signal = signal * beat_cover(rpeaks, ssl_mask, c, signal.shape[-1]).unsqueeze(1)
         tokens, token_mask, t = self.temporal(signal, batch["n_valid"].long(), lead_emb)
         B, K = rpeaks.shape
         enc = self.beat_encoder(beats)  # the real beats only
@@ -227,7 +194,7 @@ class EcgMoe(nn.Module):
         r = x.new_zeros(B, c.d_model)
         if self.rhythm:  # rhythm path: record token, beats with RR and time, temporal tokens
             beat_in = x + self.rr_embed(torch.cat([batch["rr"].float(),
-                                                   _time_features(rpeaks, signal.shape[-1])], -1))
+                                                   time_features(rpeaks, signal.shape[-1])], -1))
             seq = torch.cat([self.record_token.expand(B, 1, -1), beat_in * beat_mask.unsqueeze(-1),
                              tokens], dim=1)
             mask = torch.cat([beat_mask.new_ones(B, 1), beat_mask, token_mask], dim=1)
@@ -302,42 +269,7 @@ class EcgMoe(nn.Module):
 
         Target: each masked beat averaged over ssl_downsample samples, on the present leads.
         """
-        c = self.config
-        rpeaks = batch["rpeaks"].long()
-        valid = rpeaks >= 0
-        u = torch.rand(rpeaks.shape, generator=generator, device=rpeaks.device)
-        ssl_mask = valid & (u < c.ssl_mask_frac)
-        with _running_stats_frozen(self):
-            feats, seq = self._encode(batch, ssl_mask)
-        lead_mask = batch["lead_mask"].to(torch.bool)
-        signal = batch["signal"].float() * lead_mask.unsqueeze(-1)
-        beats, flat = gather_beats(signal, rpeaks, c.beat_pre, c.beat_samples, ssl_mask)
-        pad = self.ssl_samples * c.ssl_downsample - c.beat_samples
-        target = F.avg_pool1d(F.pad(beats, (0, pad)), c.ssl_downsample)  # (n, L, S / ds)
-        B, K, d = seq.shape
-        pred = self.ssl_decoder(seq.reshape(B * K, d).index_select(0, flat))
-        err = (pred.view_as(target) - target).pow(2).mean(-1)  # (n, L)
-        w = lead_mask.index_select(0, flat // K).float()  # present leads only
-        recon = (err * w).sum() / w.sum().clamp_min(1.0)
-        return recon + c.balance_coef * feats.balance_loss
-
-
-@contextmanager
-def _running_stats_frozen(module: nn.Module) -> Iterator[None]:
-    """BatchNorm normalises with the batch's statistics but leaves its running ones alone.
-
-    The masked-beat pass blanks beats out of the signal; had its batches entered the running
-    statistics inference uses, they would describe signals inference never sees (the first
-    conv's variance came out 13-14 % low in weights trained that way)."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
-    try:
-        yield
-    finally:
-        for m, momentum in zip(norms, saved):
-            m.momentum = momentum
+        return masked_beat_loss(self, batch, generator)
 
 
 def median_rr_ms(rr: Tensor, beat_mask: Tensor) -> Tensor:
@@ -348,23 +280,6 @@ def median_rr_ms(rr: Tensor, beat_mask: Tensor) -> Tensor:
     pre = rr[:, 1:, 0].float() * 1000.0
     known = beat_mask[:, 1:] & (pre > 0)
     return torch.where(known, pre, torch.full_like(pre, float("nan"))).nanmedian(dim=1).values
-
-
-def _time_features(rpeaks: Tensor, W: int) -> Tensor:
-    """(B, K) R-peak positions -> (B, K, 2F) sin/cos features of the beat's place in the window."""
-    pos = rpeaks.clamp_min(0).float() / W
-    freqs = torch.arange(1, N_TIME_FREQS + 1, device=rpeaks.device) * math.pi
-    ang = pos.unsqueeze(-1) * freqs
-    return torch.cat([ang.sin(), ang.cos()], -1)
-
-
-def _beat_cover(rpeaks: Tensor, chosen: Tensor, c: EcgMoeConfig, W: int) -> Tensor:
-    """(B, W) float: 0 inside the windows of the chosen beats, 1 elsewhere."""
-    pos = rpeaks.unsqueeze(-1) - c.beat_pre + torch.arange(c.beat_samples, device=rpeaks.device)
-    keep = torch.ones(rpeaks.shape[0], W + 1, device=rpeaks.device)
-    idx = torch.where(chosen.unsqueeze(-1) & (pos >= 0) & (pos < W), pos, W)  # W = a sink column
-    keep.scatter_(1, idx.reshape(rpeaks.shape[0], -1), 0.0)
-    return keep[:, :W]
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -1,9 +1,9 @@
 """LoRA adapters (peft-style) that wrap existing nn.Linear layers, several named adapters each.
 
 ```
-           ┌──────── base W (frozen, shared by every task) ────────┐
-x (B, i) ──┤                                                        ├─▶ y_t = xWᵀ + b + s_t·x A_tᵀ B_tᵀ
-           └─ A_t (r, i) ─▶ B_t (o, r), B_t = 0 at init, s_t = α/r ─┘
+           ┌───── base W (frozen, shared by every task) ─────┐
+x (B, i) ──┤                                                  ├─▶ y_t = xWᵀ + b + s_t·x A_tᵀ B_tᵀ
+           └─ A_t (r, i) ─▶ B_t (o, r) = 0 at init, s_t=α/r ─┘
 ```
 - `forward(x)` serves the active adapter (or none); `forward_many(x, names)` serves several at
   once: x (B, i) or (T, B, i) -> (T, B, o) with the base matmul done once for a shared input and
@@ -151,8 +151,8 @@ class LoRALinear(nn.Module):
 
 def inject_lora(model: nn.Module, targets: Sequence[str], freeze_base: bool = True) -> list[str]:
     """Wrap every nn.Linear whose qualified name is or ends with `.target`; returns the names."""
-    hits = [name for name, m in model.named_modules()
-            if isinstance(m, nn.Linear) and any(name == t or name.endswith("." + t) for t in targets)]
+    hits = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)
+            and any(name == t or name.endswith("." + t) for t in targets)]
     if not hits:
         raise EcgMoeError(f"no nn.Linear module matches the LoRA targets {list(targets)}")
     for name in hits:

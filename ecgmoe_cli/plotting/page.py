@@ -9,7 +9,7 @@ import numpy as np
 from scipy.signal import butter, sosfiltfilt
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.record import Record
+from ecgmoe_cli.io.records.record import Record
 from ecgmoe_cli.plotting.layout import WINDOW_S
 from ecgmoe_cli.plotting.render import Page, Strip
 from ecgmoe_cli.signal.beats import detect_rpeaks, heart_rate_bpm

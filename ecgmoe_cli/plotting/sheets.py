@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.readers import read_record
-from ecgmoe_cli.io.record import Record
+from ecgmoe_cli.io.records.read import read_record
+from ecgmoe_cli.io.records.record import Record
 from ecgmoe_cli.plotting.page import build_page
 from ecgmoe_cli.plotting.predictions import is_flagged, match_row, prediction_lines
 from ecgmoe_cli.plotting.render import FORMATS, save_page

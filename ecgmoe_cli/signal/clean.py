@@ -155,8 +155,8 @@ _CACHE_MAX = 1 << 16  # longer inputs (chunks of long records) are planned afres
 _BLOCK = 1 << 22  # samples per FFT batch: bounds the memory of long chunks
 
 
-def _spectral(x: np.ndarray, fs_in: float, fs_out: float,
-              band: tuple[float, float] | None = None, order: int = 2) -> np.ndarray:
+def resample_filter(x: np.ndarray, fs_in: float, fs_out: float,
+                    band: tuple[float, float] | None = None, order: int = 2) -> np.ndarray:
     """Resample (leads, n) from fs_in to fs_out and apply the zero-phase Butterworth `band`,
     in one FFT round trip: odd extension, the end-to-end ramp removed (so the circular
     transform sees no step), bins weighted by the filter's |H|^2 and cut at the new rate."""
@@ -181,15 +181,6 @@ def _spectral(x: np.ndarray, fs_in: float, fs_out: float,
     return out
 
 
-def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
-    """(leads, n) from fs_in to fs_out, float32, with nothing above the lower Nyquist rate
-    folding back (Fourier resampling behind a steep low-pass)."""
-    x = np.asarray(x, dtype=np.float32)
-    if resample_ratio(fs_in, fs_out) == (1, 1):
-        return x
-    return _spectral(np.atleast_2d(x), fs_in, fs_out)
-
-
 def _under_nyquist(band: tuple[float, float], fs: float) -> tuple[float, float]:
     """The band with its upper edge kept below 0.45 fs (where the filter is still defined)."""
     return float(band[0]), float(min(band[1], 0.45 * fs))
@@ -198,7 +189,7 @@ def _under_nyquist(band: tuple[float, float], fs: float) -> tuple[float, float]:
 def bandpass(x: np.ndarray, fs: float, band: tuple[float, float], order: int) -> np.ndarray:
     """Zero-phase Butterworth band-pass (low-pass when band[0] is 0) along the last axis, as
     scipy.signal.sosfiltfilt of butter(order, band) with half a second of odd padding."""
-    return _spectral(np.atleast_2d(x), fs, fs, _under_nyquist(band, fs), order)
+    return resample_filter(np.atleast_2d(x), fs, fs, _under_nyquist(band, fs), order)
 
 
 def clean(x: np.ndarray, fs_in: float,
@@ -207,7 +198,7 @@ def clean(x: np.ndarray, fs_in: float,
     plus two (leads, m) masks at spec.fs: long NaN gaps, and saturated (stuck) samples."""
     filled, long_gap = nan_repair(x, fs_in, spec.nan_interp_max_s)
     stuck = stuck_mask(x)
-    y = _spectral(filled, fs_in, spec.fs, _under_nyquist(spec.bandpass_hz, spec.fs),
+    y = resample_filter(filled, fs_in, spec.fs, _under_nyquist(spec.bandpass_hz, spec.fs),
                   spec.filter_order)
     np.clip(y, -spec.clip_mv, spec.clip_mv, out=y)
     step = fs_in / spec.fs

@@ -1,4 +1,5 @@
-"""What a synthetic record shows: patient covariates and findings, drawn as they co-occur in real data.
+"""What a synthetic record shows: patient covariates and findings, drawn as they co-occur in
+real data.
 
 A finding is named by the PTB-XL SCP code it is labelled with (plus a few simulator-only rhythm
 names: EAR for an ectopic atrial rhythm). Every finding drawn is rendered by `pathology.apply`,
@@ -11,12 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ecgmoe_cli.io.labels_codes import arrhythmia_class, scp_table
+from ecgmoe_cli.io.labels.codes import arrhythmia_class, scp_table
 
 P_NORMAL = 0.40
 P_POTASSIUM = 0.10
 
-# Category -> (finding, relative weight). Weights give every label of the five tasks enough positives.
+# Category -> (finding, relative weight). Weights give every label of the five tasks enough
+# positives.
 CATEGORIES: dict[str, tuple[tuple[str, float], ...]] = {
     "rhythm": (("AFIB", 3.0), ("AFLT", 1.0), ("STACH", 2.0), ("SBRAD", 2.0), ("SARRH", 2.0),
                ("PAC", 1.0), ("PVC", 1.5), ("BIGU", 0.7), ("TRIGU", 0.5), ("EAR", 0.8),

@@ -1,4 +1,5 @@
-"""The cardiac dipole: Gaussian waves in 3-D (Frank X, Y, Z) rendered fast, then projected to 12 leads.
+"""The cardiac dipole: Gaussian waves in 3-D (Frank X, Y, Z) rendered fast, then projected to
+12 leads.
 
 Axes follow the Frank lead system: X points to the patient's left, Y to the feet, Z to the back.
 """
@@ -10,7 +11,8 @@ import numpy as np
 LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 
 # Dower et al. (J Electrocardiol 1980;13:189 and 1988;21:S182) transform from Frank X, Y, Z to the
-# eight independent leads; rows I, II, V1..V6. The other four limb leads follow from Einthoven's law.
+# eight independent leads; rows I, II, V1..V6. The other four limb leads follow from
+# Einthoven's law.
 _DOWER_8 = np.array(
     [
         [0.632, -0.235, 0.059],  # I
@@ -79,7 +81,8 @@ def render_waves(
 
 
 def rotation(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.ndarray:
-    """3x3 rotation: roll about Z (frontal-plane axis), yaw about Y (horizontal plane), pitch about X."""
+    """3x3 rotation: roll about Z (frontal-plane axis), yaw about Y (horizontal plane), pitch
+    about X."""
     a, b, c = np.radians([roll_deg, yaw_deg, pitch_deg])
     rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
     ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])

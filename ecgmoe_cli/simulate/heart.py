@@ -88,7 +88,8 @@ def place_t(tpl: Template, qt: float) -> None:
 def normal_heart(rng: np.random.Generator, age: float, female: bool) -> Heart:
     """A healthy adult: axis, voltages and intervals vary by patient, sex and age."""
     # Mean Q, R, S vectors fitted (Dower projection) to the median beat's per-lead positive and
-    # negative QRS peaks of the real NSR records (benchmarks/simulate_realism.py). QRS voltage falls with age and is lower in women; QRS is ~6 ms shorter in women.
+    # negative QRS peaks of the real NSR records (benchmarks/simulate_realism.py). QRS voltage
+    # falls with age and is lower in women; QRS is ~6 ms shorter in women.
     volt = float(np.exp(rng.normal(0.0, 0.25))) * (0.85 if female else 1.0)
     volt *= float(np.clip(1.0 - 0.006 * (age - 45.0), 0.7, 1.2))
     d = float(np.clip(rng.normal(0.088 if female else 0.094, 0.007), 0.078, 0.106))

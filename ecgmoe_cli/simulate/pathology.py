@@ -36,8 +36,8 @@ def _qrs_leads(tpl: Template) -> np.ndarray:
     """(12, n) QRS-only render of one beat at 1 kHz (for voltage measurements)."""
     waves = [w for w in tpl.values() if w.group == "qrs"]
     t = np.array([w.t for w in waves]) + 0.2
-    vcg = render_waves(400, _FS, t, np.array([w.sl for w in waves]), np.array([w.sr for w in waves]),
-                       np.array([w.vec for w in waves]))
+    vcg = render_waves(400, _FS, t, np.array([w.sl for w in waves]),
+                       np.array([w.sr for w in waves]), np.array([w.vec for w in waves]))
     return project(vcg)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ecgmoe_cli.simulate.dipole import LEADS
-from ecgmoe_cli.simulate.record import database_row, synthesize
+from ecgmoe_cli.simulate.synthetic import database_row, synthesize
 
 GAIN = 1000.0  # ADC units per mV, as in PTB-XL
 COLUMNS = ["ecg_id", "patient_id", "age", "sex", "scp_codes", "strat_fold", "filename_lr",

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.discover import records_under
-from ecgmoe_cli.io.labels_atr import AAMI_OF_SYMBOL, aami_labels, read_atr
-from ecgmoe_cli.io.readers import read_record
+from ecgmoe_cli.io.labels.atr import AAMI_OF_SYMBOL, aami_labels, read_atr
+from ecgmoe_cli.io.records.discover import records_under
+from ecgmoe_cli.io.records.read import read_record
 from ecgmoe_cli.model.batch import to_torch
 from ecgmoe_cli.model.beat_head import (
     BeatHead,
@@ -39,7 +39,7 @@ from ecgmoe_cli.prepare import prepare_from_record
 from ecgmoe_cli.report_rows import WINDOW_FIELDS
 from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.tasks import AAMI_CLASSES
-from ecgmoe_cli.weights_meta import BACKBONE
+from ecgmoe_cli.weights.meta import BACKBONE
 
 
 @dataclass
@@ -214,10 +214,10 @@ def train_beat_head(data_dirs: Sequence[Path], backbone: Path, output: Path, fit
     """Encode the annotated records under `data_dirs` with the backbone of `backbone`, score the
     head leave-records-out when folds >= 2, train it on every record and write it (and, when
     `output` is another folder, the backbone beside it) into `output`. Returns a summary."""
-    from ecgmoe_cli import weights
+    from ecgmoe_cli.weights import store
 
     t0 = time.perf_counter()
-    model, spec, meta = weights.load_model(backbone, tasks=[], device=device)
+    model, spec, meta = store.load_model(backbone, tasks=[], device=device)
     paths = [p for d in data_dirs for p in records_under(Path(d))]
     data = encode_records(paths, model, spec, device=device)
     metrics: dict[str, Any] = {"records": sorted(data.annotated), "fit": fit.__dict__}
@@ -231,7 +231,7 @@ def train_beat_head(data_dirs: Sequence[Path], backbone: Path, output: Path, fit
         for name in (f"{BACKBONE}.json", f"{BACKBONE}.safetensors"):
             Path(output).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(backbone) / name, Path(output) / name)
-    path = weights.save_beat_head(head, output, meta["backbone_hash"], metrics)
+    path = store.save_beat_head(head, output, meta["backbone_hash"], metrics)
     return {"head": str(path), "beats": int((data.label >= 0).sum()),
             "records": len(data.annotated), "seconds": round(time.perf_counter() - t0, 1),
             "metrics": metrics}

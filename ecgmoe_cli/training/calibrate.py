@@ -1,10 +1,17 @@
-"""Calibration on the validation fold: a temperature (min NLL), then per-label F1 thresholds."""
+"""Calibration on the validation fold: a temperature (min NLL), then per-label F1 thresholds;
+`calibrate_heads` fits both on a model's heads and scores them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+import torch
 
 from ecgmoe_cli.training.metrics import best_f1_threshold
+from ecgmoe_cli.training.outputs import decoded_outputs, raw_outputs
+from ecgmoe_cli.training.scoring import score_task
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -64,3 +71,34 @@ def fit_thresholds(probs: np.ndarray, y: np.ndarray) -> list[float]:
         thr, _ = best_f1_threshold(y[known, j], probs[known, j])
         out.append(float(np.clip(thr, 0.0, 1.0)))
     return out
+
+
+def calibrate_heads(model: Any, ds: Any, rows: np.ndarray, tasks: Sequence[Any],
+                    batch_size: int, device: str, encoded: Any = None
+                    ) -> dict[str, dict[str, Any]]:
+    """Fit each head's temperature (min NLL) then thresholds (max F1) on `rows`; score them.
+
+    With `encoded` (cached backbone features of `rows`) only the adapters and heads run.
+    """
+    names = [t.name for t in tasks]
+    raw = (raw_outputs(model, ds, rows, names, batch_size, device) if encoded is None else
+           decoded_outputs(model, encoded, rows, names, batch_size, device))
+    target = ds.targets(rows, tasks)
+    scores = {}
+    for t in tasks:
+        head = model.heads[t.name]
+        if t.kind != "regression" and len(rows):
+            temp = fit_temperature(t.kind, raw[t.name], target[t.name])
+            meta: dict[str, Any] = {"temperature": temp}
+            if t.kind in ("binary", "multilabel"):
+                meta["thresholds"] = fit_thresholds(probabilities(t.kind, raw[t.name], temp),
+                                                    target[t.name])
+            head.set_metadata(meta)
+    for t in tasks:
+        if not len(rows):
+            continue
+        with torch.no_grad():  # what predict reports, from the same raw outputs
+            pred = model.heads[t.name].predict(torch.from_numpy(raw[t.name])).float().numpy()
+        scores[t.name] = score_task(t, pred, target[t.name],
+                                    thresholds=model.heads[t.name].thresholds, n_boot=0)
+    return scores

@@ -2,12 +2,12 @@
 
 `epoch-NNNN.safetensors` is written first and `epoch-NNNN.json` last (both via rename), so the
 JSON is the commit mark: a checkpoint without its JSON is a killed write and is ignored.
+`truncate_metrics` drops the metrics.jsonl lines a resume must not repeat.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,14 +16,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.io.files import atomic_write, atomic_write_text
 
 _NAME = re.compile(r"epoch-(\d{4,})\.json$")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -64,13 +59,11 @@ def save_checkpoint(ckpt_dir: Path, epoch: int, tensors: dict[str, torch.Tensor]
     if torch.cuda.is_available():
         all_t["rng.cuda"] = torch.cuda.get_rng_state()
     st = ckpt_dir / f"epoch-{epoch:04d}.safetensors"
-    tmp = st.with_name(f"{st.name}.tmp-{os.getpid()}")
-    save_file(all_t, str(tmp))
-    os.replace(tmp, st)
+    atomic_write(st, lambda p: save_file(all_t, str(p)))
     meta = {"epoch": epoch, "optimizer": opt_meta, "state": state}
-    _atomic_write_text(st.with_suffix(".json"), json.dumps(meta))
-    for old in ckpt_dir.glob("epoch-*"):
-        m = re.match(r"epoch-(\d+)\.", old.name)
+    atomic_write_text(st.with_suffix(".json"), json.dumps(meta))
+    for old in ckpt_dir.glob("*epoch-*"):  # with the temporary files of a killed write
+        m = re.match(r"\.?epoch-(\d+)\.", old.name)
         if m and int(m.group(1)) < epoch:
             old.unlink(missing_ok=True)
     return st
@@ -97,3 +90,23 @@ def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
+
+
+def _metrics_epoch(line: str) -> int | None:
+    """The epoch of one metrics line, or None for a line that is not a whole JSON record."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    epoch = obj.get("epoch", 0) if isinstance(obj, dict) else None
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+
+
+def truncate_metrics(path: Path, last_epoch: int) -> None:
+    """Drop metrics lines of epochs after the checkpoint (a kill between the two writes) and
+    lines cut short (a kill or a full disk in the middle of an append)."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text(errors="replace").splitlines()
+            if (epoch := _metrics_epoch(ln)) is not None and epoch <= last_epoch]
+    atomic_write_text(path, "".join(ln + "\n" for ln in keep))

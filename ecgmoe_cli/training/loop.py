@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -25,6 +24,7 @@ from ecgmoe_cli.training.checkpoints import (
     optimizer_from_flat,
     restore_rng,
     save_checkpoint,
+    truncate_metrics,
 )
 from ecgmoe_cli.training.ddp import DistInfo, all_mean
 from ecgmoe_cli.training.losses import lead_dropout
@@ -107,26 +107,16 @@ def lr_factor(step: int, total: int, warmup_frac: float, min_frac: float) -> flo
     return min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
-def _metrics_epoch(line: str) -> int | None:
-    """The epoch of one metrics line, or None for a line that is not a whole JSON record."""
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        return None
-    epoch = obj.get("epoch", 0) if isinstance(obj, dict) else None
-    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+@dataclass
+class _Progress:
+    """Where a run stands between epochs: what a checkpoint saves and a resume restores."""
 
-
-def truncate_metrics(path: Path, last_epoch: int) -> None:
-    """Drop metrics lines of epochs after the checkpoint (a kill between the two writes) and
-    lines cut short (a kill or a full disk in the middle of an append)."""
-    if not path.is_file():
-        return
-    keep = [ln for ln in path.read_text(errors="replace").splitlines()
-            if (epoch := _metrics_epoch(ln)) is not None and epoch <= last_epoch]
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(ln + "\n" for ln in keep))
-    os.replace(tmp, path)
+    start: int  # the next epoch to run
+    best_epoch: int
+    best_val: float
+    bad: int  # epochs since the validation loss last improved
+    history: list[dict[str, Any]]
+    best_state: dict[str, torch.Tensor]  # the best epoch's trained tensors and buffers
 
 
 def fit(model: nn.Module, objective: nn.Module, params: list[nn.Parameter], dataset: Any,
@@ -143,79 +133,40 @@ def fit(model: nn.Module, objective: nn.Module, params: list[nn.Parameter], data
     step_module = objective if step_module is None else step_module
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir, metrics_path = run_dir / "checkpoints", run_dir / "metrics.jsonl"
-    found = latest_checkpoint(ckpt_dir)
-    if resume and found is None:
-        raise EcgMoeError("nothing to resume: no checkpoint in the run directory", ckpt_dir)
-    if not resume and found is not None:
-        raise EcgMoeError("run folder already holds checkpoints: pass --resume to continue "
-                          "that run, or choose another output folder", run_dir)
+    found = _checkpoint_to_resume(ckpt_dir, run_dir, resume)
     if found is not None:  # the shuffle order must stay that of the interrupted run
         cfg = replace(cfg, seed=found[2]["state"]["config"]["seed"])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     names = {id(p): n for n, p in model.named_parameters()}
-    trainable = {names[id(p)]: p for p in params}
-    steps_per_epoch = math.ceil(len(epoch_rows(train_rows, cfg.seed, 0, info)) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    start, best_epoch, best_val, bad, history = 1, 0, math.inf, 0, []
     # BatchNorm statistics belong with the weights they were measured under
-    tracked = {**trainable, **dict(model.named_buffers())}
-    best_state = _snapshot(tracked)
-
+    tracked = {**{names[id(p)]: p for p in params}, **dict(model.named_buffers())}
+    state = _Progress(1, 0, math.inf, 0, [], _snapshot(tracked))
     if found is not None:
-        epoch, tensors, meta = found
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        optimizer_from_flat(opt, tensors, meta["optimizer"])
-        restore_rng(tensors)
-        st = meta["state"]
-        best_epoch, best_val, bad, history = (st["best_epoch"], st["best_val"], st["bad"],
-                                              st["history"])
-        best_state = {n: tensors.get(f"best.{n}", t.detach().clone()) for n, t in tracked.items()}
-        start = epoch + 1
+        state = _restore(model, opt, tracked, found)
         if info.is_main:
-            truncate_metrics(metrics_path, epoch)
+            truncate_metrics(metrics_path, state.start - 1)
     elif info.is_main and metrics_path.exists():
         metrics_path.unlink()
 
-    stopped = cfg.patience is not None and bad >= cfg.patience  # a resumed, finished run
-    epochs_run = start - 1
-    for epoch in range(start, 1 if stopped else cfg.epochs + 1):
+    steps_per_epoch = math.ceil(len(epoch_rows(train_rows, cfg.seed, 0, info)) / cfg.batch_size)
+    stopped = cfg.patience is not None and state.bad >= cfg.patience  # a resumed, finished run
+    epochs_run = state.start - 1
+    for epoch in range(state.start, 1 if stopped else cfg.epochs + 1):
         t0 = time.perf_counter()
         rows = epoch_rows(train_rows, cfg.seed, epoch, info)
-        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 1009 + info.rank)
-        step_module.train()
-        tot, n_batches, n_samples = 0.0, 0, 0
-        parts_sum: dict[str, float] = {}
         with progress_bar(show_progress and info.is_main, f"epoch {epoch}/{cfg.epochs}",
-                       math.ceil(len(rows) / cfg.batch_size)) as advance:
-            for i, (batch, tg) in enumerate(iterate_batches(dataset, rows, tasks, cfg.batch_size,
-                                                            info.device, to_batch)):
-                step = (epoch - 1) * steps_per_epoch + i
-                for g in opt.param_groups:
-                    g["lr"] = cfg.lr * lr_factor(step, total_steps, cfg.warmup_frac,
-                                                 cfg.min_lr_frac)
-                if cfg.lead_dropout > 0:
-                    batch = lead_dropout(batch, cfg.lead_dropout, gen)
-                loss, parts = step_module(batch, tg)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                opt.step()
-                tot += float(loss.detach())
-                n_batches += 1
-                n_samples += _batch_len(batch)
-                for k, v in parts.items():
-                    parts_sum[k] = parts_sum.get(k, 0.0) + v
-                advance(loss=float(loss.detach()))
+                          math.ceil(len(rows) / cfg.batch_size)) as advance:
+            tot, n_batches, n_samples, parts_sum = _train_epoch(
+                step_module, opt, params, dataset, rows, tasks, cfg, info, epoch,
+                steps_per_epoch, to_batch, advance)
         train_s = time.perf_counter() - t0
         val_loss, val_parts = _validate(objective, dataset, val_rows, tasks, cfg.batch_size,
                                         info.device, to_batch)
-        improved = val_loss < best_val or not math.isfinite(best_val)
-        if improved:
-            best_epoch, best_val, bad = epoch, val_loss, 0
-            best_state = _snapshot(tracked)
+        if val_loss < state.best_val or not math.isfinite(state.best_val):
+            state.best_epoch, state.best_val, state.bad = epoch, val_loss, 0
+            state.best_state = _snapshot(tracked)
         else:
-            bad += 1
+            state.bad += 1
         line = {
             "epoch": epoch,
             "train_loss": all_mean(info, tot / max(1, n_batches)),
@@ -226,24 +177,87 @@ def fit(model: nn.Module, objective: nn.Module, params: list[nn.Parameter], data
             "train_windows": len(train_rows),
             "world_size": info.world,
         }
-        history.append(line)
-        stopped = cfg.patience is not None and bad >= cfg.patience
+        state.history.append(line)
+        stopped = cfg.patience is not None and state.bad >= cfg.patience
         if info.is_main:
-            with metrics_path.open("a") as f:  # before the checkpoint: resume truncates extras
-                f.write(json.dumps(line) + "\n")
-            tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-            tensors |= {f"best.{n}": t for n, t in best_state.items()}
-            save_checkpoint(ckpt_dir, epoch, tensors, opt,
-                            {"best_epoch": best_epoch, "best_val": best_val, "bad": bad,
-                             "history": history, "config": asdict(cfg)})
+            _save_epoch(model, opt, state, cfg, epoch, line, ckpt_dir, metrics_path)
         epochs_run = epoch
         if stopped:
             break
     with torch.no_grad():
         for n, t in tracked.items():
-            t.copy_(best_state[n].to(t.device))
-    return FitResult(epochs_run=epochs_run, best_epoch=best_epoch, best_val_loss=best_val,
-                     history=history)
+            t.copy_(state.best_state[n].to(t.device))
+    return FitResult(epochs_run=epochs_run, best_epoch=state.best_epoch,
+                     best_val_loss=state.best_val, history=state.history)
+
+
+def _checkpoint_to_resume(ckpt_dir: Path, run_dir: Path, resume: bool
+                          ) -> tuple[int, dict[str, torch.Tensor], dict[str, Any]] | None:
+    """The checkpoint `--resume` continues from; a run folder with one needs `--resume`."""
+    found = latest_checkpoint(ckpt_dir)
+    if resume and found is None:
+        raise EcgMoeError("nothing to resume: no checkpoint in the run directory", ckpt_dir)
+    if not resume and found is not None:
+        raise EcgMoeError("run folder already holds checkpoints: pass --resume to continue "
+                          "that run, or choose another output folder", run_dir)
+    return found
+
+
+def _restore(model: nn.Module, opt: torch.optim.Optimizer, tracked: dict[str, torch.Tensor],
+             found: tuple[int, dict[str, torch.Tensor], dict[str, Any]]) -> _Progress:
+    """Model, optimizer, RNG and progress as the checkpoint left them."""
+    epoch, tensors, meta = found
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    optimizer_from_flat(opt, tensors, meta["optimizer"])
+    restore_rng(tensors)
+    st = meta["state"]
+    best_state = {n: tensors.get(f"best.{n}", t.detach().clone()) for n, t in tracked.items()}
+    return _Progress(epoch + 1, st["best_epoch"], st["best_val"], st["bad"], st["history"],
+                     best_state)
+
+
+def _train_epoch(step_module: nn.Module, opt: torch.optim.Optimizer, params: list[nn.Parameter],
+                 dataset: Any, rows: np.ndarray, tasks: Sequence[Any], cfg: FitConfig,
+                 info: DistInfo, epoch: int, steps_per_epoch: int, to_batch: ToBatch,
+                 advance: Callable[..., None]) -> tuple[float, int, int, dict[str, float]]:
+    """One pass over this rank's `rows`: (loss sum, batches, samples, loss parts summed)."""
+    total_steps = steps_per_epoch * cfg.epochs
+    gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 1009 + info.rank)
+    step_module.train()
+    tot, n_batches, n_samples = 0.0, 0, 0
+    parts_sum: dict[str, float] = {}
+    for i, (batch, tg) in enumerate(iterate_batches(dataset, rows, tasks, cfg.batch_size,
+                                                    info.device, to_batch)):
+        step = (epoch - 1) * steps_per_epoch + i
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * lr_factor(step, total_steps, cfg.warmup_frac, cfg.min_lr_frac)
+        if cfg.lead_dropout > 0:
+            batch = lead_dropout(batch, cfg.lead_dropout, gen)
+        loss, parts = step_module(batch, tg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        tot += float(loss.detach())
+        n_batches += 1
+        n_samples += _batch_len(batch)
+        for k, v in parts.items():
+            parts_sum[k] = parts_sum.get(k, 0.0) + v
+        advance(loss=float(loss.detach()))
+    return tot, n_batches, n_samples, parts_sum
+
+
+def _save_epoch(model: nn.Module, opt: torch.optim.Optimizer, state: _Progress, cfg: FitConfig,
+                epoch: int, line: dict[str, Any], ckpt_dir: Path, metrics_path: Path) -> None:
+    """The epoch's metrics line, then its checkpoint (resume truncates lines past the last)."""
+    with metrics_path.open("a") as f:
+        f.write(json.dumps(line) + "\n")
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors |= {f"best.{n}": t for n, t in state.best_state.items()}
+    save_checkpoint(ckpt_dir, epoch, tensors, opt,
+                    {"best_epoch": state.best_epoch, "best_val": state.best_val, "bad": state.bad,
+                     "history": state.history, "config": asdict(cfg)})
 
 
 def _batch_len(batch: dict[str, torch.Tensor]) -> int:

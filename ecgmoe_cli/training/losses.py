@@ -19,7 +19,6 @@ from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.model.ecgmoe import median_rr_ms
 from ecgmoe_cli.model.heads import task_loss
 
-
 _MEASURES = {"median_rr_ms": median_rr_ms}  # anchor name -> f(rr, beat_mask), as in encode
 
 

@@ -8,7 +8,6 @@ import numpy as np
 
 from ecgmoe_cli.training import metrics as m
 
-
 SMALL_FOLD = 30  # fewer scored windows than this: every figure gets a warning
 FEW_CASES = 5  # fewer positives (or negatives) of a label than this: its AUROC and F1 too
 
