@@ -27,7 +27,7 @@ from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.tasks import TASKS
 from ecgmoe_cli.weights import save_model
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SPEC = PreprocessSpec()
 # sinus brady and sinus tachy 12-lead, 100 Hz PTB-XL, lower-case LUDB, a 112 s Holter (11 windows)
 REAL = ["cinc2021/E07500", "cinc2021/E07501", "ptbxl/00001_lr", "ludb/1", "cpsc2021/data_101_6"]
