@@ -33,8 +33,9 @@ SHARED = Path(os.environ.get("ECGMOE_TRAIN_DATA",
 
 
 def save_set(data: BeatSet, path: Path) -> None:
-    np.savez(path, tokens=data.tokens, relative=data.relative, context=data.context, label=data.label,
-             record=data.record.astype(str), annotated=np.array(json.dumps(data.annotated)))
+    np.savez(path, tokens=data.tokens, relative=data.relative, context=data.context,
+             label=data.label, record=data.record.astype(str),
+             annotated=np.array(json.dumps(data.annotated)))
 
 
 def load_set(path: Path) -> BeatSet:

@@ -14,13 +14,13 @@ from ecg_writers import (
     CT_IMAGE,
     billion_laughs,
     lzw_encode,
+    philips_residuals,
     quantized,
     write_aecg,
     write_dicom,
     write_muse,
     write_philips,
     xli_encode,
-    philips_residuals,
 )
 
 from ecgmoe_cli.errors import EcgMoeError

@@ -1,4 +1,5 @@
-"""`ecgmoe simulate` end to end: the PTB-XL-shaped tree, its labels for all ten tasks, determinism."""
+"""`ecgmoe simulate` end to end: the PTB-XL-shaped tree, its labels for all ten tasks,
+determinism."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def _rows(tree: Path) -> list[dict[str, str]]:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
 
 
 def test_tree_layout_and_columns(tree: Path) -> None:
