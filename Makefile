@@ -45,6 +45,7 @@ demo: install
 	$(BIN)/ecgmoe predict examples/records -o out.parquet
 
 test: install
+	$(BIN)/ruff check tests benchmarks
 	$(BIN)/python -m pytest
 
 examples: install

@@ -27,7 +27,8 @@ from ecgmoe_cli.model.config import EcgMoeConfig
 from ecgmoe_cli.model.ecgmoe import EcgMoe
 from ecgmoe_cli.model.summary import flops_per_record
 from ecgmoe_cli.training.loop import lr_factor
-from ecgmoe_cli.training.losses import lead_dropout as drop_leads, set_regression_scaling
+from ecgmoe_cli.training.losses import lead_dropout as drop_leads
+from ecgmoe_cli.training.losses import set_regression_scaling
 from ecgmoe_cli.training.scoring import score_task
 
 VARIANTS = ("ecgmoe", "no_morphology", "no_rhythm", "dense", "resnet1d", "per_task")

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgmoe_cli.weights import store
 from ecgmoe_cli.io.records.discover import records_under
 from ecgmoe_cli.training.beat_class import (
     BeatFit,
@@ -27,14 +26,16 @@ from ecgmoe_cli.training.beat_class import (
     cross_validate,
     encode_records,
 )
+from ecgmoe_cli.weights import store
 
 SHARED = Path(os.environ.get("ECGMOE_TRAIN_DATA",
                              Path(__file__).resolve().parents[2] / "shared" / "ecg-train"))
 
 
 def save_set(data: BeatSet, path: Path) -> None:
-    np.savez(path, tokens=data.tokens, relative=data.relative, context=data.context, label=data.label,
-             record=data.record.astype(str), annotated=np.array(json.dumps(data.annotated)))
+    np.savez(path, tokens=data.tokens, relative=data.relative, context=data.context,
+             label=data.label, record=data.record.astype(str),
+             annotated=np.array(json.dumps(data.annotated)))
 
 
 def load_set(path: Path) -> BeatSet:

@@ -1,6 +1,7 @@
 """What `predict --beats` costs: 2,000 10 s records and one 24 h Holter, with and without it.
 
-    .venv/bin/python benchmarks/beats_speed.py [--n 2000] [--hours 24] [--repeats 1] [--work data/beats-speed]
+    .venv/bin/python benchmarks/beats_speed.py [--n 2000] [--hours 24] [--repeats 1]
+        [--work data/beats-speed]
 
 The 10 s records are `predict_speed.py`'s (`ecgmoe simulate`, 12-lead 500 Hz); the Holter is a
 simulated 120 s record's leads II and V5 at 250 Hz, repeated to 24 h (a 2-lead WFDB record).

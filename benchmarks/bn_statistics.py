@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from ecgmoe_cli.io.dataset import open_dataset
+from ecgmoe_cli.training.folds import TRAIN_FOLDS
 from ecgmoe_cli.training.loop import iterate_batches
 from ecgmoe_cli.training.losses import lead_dropout
-from ecgmoe_cli.training.folds import TRAIN_FOLDS
 from ecgmoe_cli.weights.store import load_model, save_backbone
 
 

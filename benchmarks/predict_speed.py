@@ -25,7 +25,6 @@ import threading
 import time
 from pathlib import Path
 
-
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 

@@ -27,10 +27,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 import real_eval
+import torch
 from ablation import build, fit
+
 from ecgmoe_cli.io.dataset import open_datasets
 from ecgmoe_cli.model.batch import example_batch
 from ecgmoe_cli.model.config import EcgMoeConfig

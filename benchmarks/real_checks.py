@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-REAL = Path(os.environ.get("ECGMOE_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "ecg-real"))
+REAL = Path(os.environ.get("ECGMOE_REAL_DATA",
+                          Path(__file__).resolve().parents[2] / "shared" / "ecg-real"))
 ECGMOE = [sys.executable, "-m", "ecgmoe_cli"]
 
 

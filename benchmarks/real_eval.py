@@ -83,8 +83,8 @@ def auroc_ci(y: np.ndarray, p: np.ndarray, n_boot: int) -> dict[str, Any]:
     y, p = y[known], p[known]
     a = auroc(y, p)
     lo, hi = bootstrap_ci(auroc, y, p, n_boot=n_boot) if np.isfinite(a) else (np.nan, np.nan)
-    return {"n": int(len(y)), "positives": int(y.sum()), "auroc": _num(a), "ci": [_num(lo), _num(hi)],
-            "tiny": bool(len(y) < TINY_N or y.sum() < TINY_POS)}
+    return {"n": int(len(y)), "positives": int(y.sum()), "auroc": _num(a),
+            "ci": [_num(lo), _num(hi)], "tiny": bool(len(y) < TINY_N or y.sum() < TINY_POS)}
 
 
 def _num(x: float) -> float | None:

@@ -31,12 +31,15 @@ from wfdb.processing import compare_annotations  # noqa: E402
 from ecgmoe_cli.io.labels.atr import BEAT_SYMBOLS  # noqa: E402
 from ecgmoe_cli.signal.beats import detect_rpeaks  # noqa: E402
 
-REAL = Path(os.environ.get("ECGMOE_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "ecg-real"))
+REAL = Path(os.environ.get("ECGMOE_REAL_DATA",
+                          Path(__file__).resolve().parents[2] / "shared" / "ecg-real"))
 TRAIN = Path(os.environ.get("ECGMOE_TRAIN_DATA", REAL.parent / "ecg-train"))
 # (database, record path, annotation extension); 03700181 has machine (gqrs) annotations only.
-ANNOTATED = [("mitdb", TRAIN / "mitdb" / p.stem, "atr") for p in sorted((TRAIN / "mitdb").glob("*.atr"))] + [
+ANNOTATED = [("mitdb", TRAIN / "mitdb" / p.stem, "atr")
+             for p in sorted((TRAIN / "mitdb").glob("*.atr"))] + [
     ("mitdb", REAL / "wfdb-sample/100", "atr"), ("svdb", REAL / "svdb/800", "atr")] + [
-    ("cpsc2021", REAL / "cpsc2021" / p.stem, "atr") for p in sorted((REAL / "cpsc2021").glob("*.atr"))] + [
+    ("cpsc2021", REAL / "cpsc2021" / p.stem, "atr")
+    for p in sorted((REAL / "cpsc2021").glob("*.atr"))] + [
     ("mimic (gqrs ref)", REAL / "wfdb-sample/03700181", "gqrsh")]
 UNANNOTATED = [REAL / "wfdb-sample/v102s", REAL / "wfdb-sample/a103l"]  # NaN samples, no reference
 ECG_NAMES = {"ECG", "MLII", "V5", "I", "II", "V", "MCL1", "V1", "V2", "V4"}
@@ -119,12 +122,14 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     detectors = [("ecgmoe", ours, args.repeats)]
     if not args.only_ours:
-        detectors += [("neurokit2", neurokit, args.other_repeats), ("xqrs", xqrs, args.other_repeats)]
+        detectors += [("neurokit2", neurokit, args.other_repeats),
+                      ("xqrs", xqrs, args.other_repeats)]
     names = [d[0] for d in detectors]
 
     print(f"R-peaks, {args.leads} channel(s) for ecgmoe, first channel for others; window 150 ms; "
           "Se / PPV %; speed = signal seconds / detector seconds, median of runs, 1 thread\n")
-    print("| db | record | fs | beats | " + " | ".join(f"{n} Se / PPV (FP, FN)" for n in names) + " |")
+    columns = " | ".join(f"{n} Se / PPV (FP, FN)" for n in names)
+    print(f"| db | record | fs | beats | {columns} |")
     print("|---|---|---|---|" + "---|" * len(names))
     totals: dict[tuple[str, str], np.ndarray] = {}
     speed: dict[str, list[tuple[float, float, str]]] = {n: [] for n in names}

@@ -36,7 +36,8 @@ def real_normals(root: Path) -> list[np.ndarray]:
     with open(root / "records.csv", newline="") as f:
         for row in csv.DictReader(f):
             codes = [c for c in row["labels"].split(";")[1:] if c.strip()]
-            if row["fs"] == "500" and row["n_sig"] == "12" and len(codes) == 1 and "NSR" in codes[0]:
+            normal = len(codes) == 1 and "NSR" in codes[0]
+            if row["fs"] == "500" and row["n_sig"] == "12" and normal:
                 rec = wfdb.rdrecord(str(root / row["record"]))
                 out.append(np.nan_to_num(rec.p_signal.T))
                 print(row["record"], end=" ")
@@ -59,8 +60,8 @@ def measure(sig: np.ndarray) -> dict[str, np.ndarray | float]:
     r = detect_rpeaks(clean, FS)
     w = int(0.06 * FS)
     r_in = r[(r > w) & (r < sig.shape[1] - w)]
-    qrs = np.array([np.median([np.ptp(clean[lead, i - w: i + w]) for i in r_in]) if r_in.size else np.nan
-                    for lead in range(12)])
+    qrs = np.array([np.median([np.ptp(clean[lead, i - w: i + w]) for i in r_in])
+                    if r_in.size else np.nan for lead in range(12)])
     # Net QRS area (R +-50 ms) in I and aVF above the PR-segment level (R -70..-50 ms).
     pr, h = int(0.07 * FS), int(0.05 * FS)
     r2 = r[(r > pr) & (r < sig.shape[1] - w)]
@@ -83,7 +84,8 @@ def _q(values: np.ndarray) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--real", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "ecg-real")
+    ap.add_argument("--real", type=Path,
+                    default=Path(__file__).resolve().parents[2] / "shared" / "ecg-real")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--png", type=Path, default=Path("docs/img/simulate_realism.png"))
     a = ap.parse_args()
@@ -93,13 +95,15 @@ def main() -> None:
     print("| measure | real NSR, median (IQR) | synthetic normal, median (IQR) |\n|---|---|---|")
     print(f"| heart rate, bpm | {_q(np.array([m['hr'] for m in real]))} | "
           f"{_q(np.array([m['hr'] for m in syn]))} |")
-    print(f"| frontal QRS axis (net area I, aVF), deg | {_q(np.array([m['axis'] for m in real]))} | "
+    print("| frontal QRS axis (net area I, aVF), deg | "
+          f"{_q(np.array([m['axis'] for m in real]))} | "
           f"{_q(np.array([m['axis'] for m in syn]))} |")
     for j, lead in enumerate(LEADS):
         print(f"| QRS peak-to-peak {lead}, mV | {_q(np.array([m['qrs'][j] for m in real]))} | "
               f"{_q(np.array([m['qrs'][j] for m in syn]))} |")
     for k, (lo, hi) in enumerate(BANDS):
-        print(f"| power share {lo:g}-{hi:g} Hz, % | {_q(100 * np.array([m['bands'][k] for m in real]))} | "
+        print(f"| power share {lo:g}-{hi:g} Hz, % | "
+              f"{_q(100 * np.array([m['bands'][k] for m in real]))} | "
               f"{_q(100 * np.array([m['bands'][k] for m in syn]))} |")
     _figure(real, syn, a.png)
     print(f"\nfigure: {a.png}")

@@ -55,7 +55,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=500, help="records for ecgmoe simulate")
     ap.add_argument("--nk", type=int, default=5, help="records for neurokit2")
-    ap.add_argument("--workers", type=int, default=0, help="ecgmoe simulate --workers (0 = all cores)")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="ecgmoe simulate --workers (0 = all cores)")
     a = ap.parse_args()
     nk_s = time_neurokit(a.nk)
     ours = time_ecgmoe(a.n, a.workers)
@@ -63,8 +64,8 @@ def main() -> None:
     print(f"cores available: {cores}")
     print(f"neurokit2 ecg_simulate(method='multileads'): {nk_s * 1000:8.1f} ms per 10 s record "
           f"({a.nk} records, arrays only)")
-    print(f"ecgmoe simulate -n {a.n} (whole command, files written): {ours * 1000:8.2f} ms per record "
-          f"({1 / ours:.0f} records/s)")
+    print(f"ecgmoe simulate -n {a.n} (whole command, files written): "
+          f"{ours * 1000:8.2f} ms per record ({1 / ours:.0f} records/s)")
     print(f"speed-up: {nk_s / ours:.0f}x")
 
 

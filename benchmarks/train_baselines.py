@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from ablation import fit
+
 from ecgmoe_cli.io.dataset import open_dataset
 from ecgmoe_cli.model.baselines import PerTaskModels, dense_multitask
 from ecgmoe_cli.model.batch import example_batch

@@ -265,6 +265,17 @@ def _csv_text(sig: np.ndarray) -> str:
     return "I,II\n" + rows + "\n"
 
 
+def csv_record(path: Path, bpm: float = 75) -> Path:
+    """A good 2-lead 250 Hz CSV (I,II header row) at `bpm`: read with FS_ARGS."""
+    t = np.arange(2500) / 250
+    beat = np.exp(-((t[:, None] - np.arange(0.2, 10, 60 / bpm)) / 0.01) ** 2).sum(1)
+    beat += 0.1 * np.sin(2 * np.pi * 0.3 * t)  # not flat between beats
+    beat += np.random.default_rng(int(bpm)).normal(0, 0.02, t.size)
+    np.savetxt(path, np.stack([beat, 0.8 * beat], 1), delimiter=",", header="I,II",
+               comments="", fmt="%.4f")
+    return path
+
+
 def empty_csv(folder: Path) -> Case:
     f = folder / "empty_csv.csv"
     f.write_text("")

@@ -1,5 +1,6 @@
-"""Shared fixtures: the real records in ../shared/ecg-real and the real training corpora in
-../shared/ecg-train (tests that need them fail loudly without them)."""
+"""Shared fixtures: the tiny model and dataset, built once per session, and the real records in
+../shared/ecg-real and corpora in ../shared/ecg-train (tests that need them fail loudly without
+them, and carry the `real` marker: `pytest -m "not real"` runs on a bare checkout)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ TRAIN_DIR = Path(os.environ.get("ECGMOE_TRAIN_DATA", REAL_DIR.parent / "ecg-trai
 def real_dir() -> Path:
     """The 48 real recordings, read in place (never copied into the project)."""
     if not (REAL_DIR / "records.csv").is_file():
-        pytest.fail(f"real ECG records not found at {REAL_DIR}: put shared/ecg-real beside the checkout")
+        pytest.fail(f"real ECG records not found at {REAL_DIR}: put shared/ecg-real beside the "
+                    "checkout")
     return REAL_DIR
 
 
@@ -47,6 +49,30 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("weights") / "w"
     save_model(model, TINY_SPEC, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random backbone without adapters, saved as finetune reads one."""
+    import torch
+    from fakes import TINY_SPEC
+
+    from ecgmoe_cli.model.config import EcgMoeConfig
+    from ecgmoe_cli.model.ecgmoe import EcgMoe
+    from ecgmoe_cli.weights.store import save_backbone
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("backbone") / "weights"
+    save_backbone(EcgMoe(EcgMoeConfig.from_spec("tiny", TINY_SPEC)), TINY_SPEC, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 40-record fake dataset (fakes.make_fake_dataset); shared, so tests only read it."""
+    from fakes import make_fake_dataset
+
+    return make_fake_dataset(tmp_path_factory.mktemp("data") / "ds", n_records=40)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -48,7 +48,8 @@ def beats(clean: np.ndarray, fs: float) -> list[dict[str, float]]:
     for k in range(1, r.size - 1):
         i = int(np.argmax(env[r[k] - w: r[k] + w])) + r[k] - w
         lo, hi = (r[k - 1] + r[k]) // 2, (r[k] + r[k + 1]) // 2
-        on, off = _qrs(vel, i, max(lo, i - int(0.15 * fs)), min(hi, i + int(0.2 * fs)), int(0.02 * fs))
+        on, off = _qrs(vel, i, max(lo, i - int(0.15 * fs)), min(hi, i + int(0.2 * fs)),
+                       int(0.02 * fs))
         t_lo, t_hi = off + int(0.04 * fs), min(r[k + 1] - int(0.12 * fs), on + int(0.65 * fs))
         qt = np.nan
         p_lo = max(on - int(0.3 * fs), t_end_prev + 1)
@@ -95,7 +96,8 @@ def summary(clean: np.ndarray, fs: float) -> dict[str, float]:
 
 
 def q_waves(clean: np.ndarray, fs: float, lead_rows: list[int]) -> list[float]:
-    """Median initial negative deflection (Q) width in ms per lead, 0 where the QRS starts upwards."""
+    """Median initial negative deflection (Q) width in ms per lead, 0 where the QRS starts
+    upwards."""
     vel = np.convolve(np.abs(np.diff(clean, axis=1)).sum(axis=0), np.ones(5) / 5, mode="same")
     r = detect_rpeaks(clean, fs)
     widths: list[list[float]] = [[] for _ in lead_rows]

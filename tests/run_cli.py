@@ -1,4 +1,5 @@
-"""Run `ecgmoe` as a user does: a subprocess, with real exit codes, signals and peak memory."""
+"""Run `ecgmoe` as a user does: in this process (typer's CliRunner), or in a subprocess with
+real exit codes, signals and peak memory."""
 
 from __future__ import annotations
 
@@ -12,6 +13,25 @@ from collections.abc import Callable
 import pytest
 
 ENV = {**os.environ, "COLUMNS": "300", "PYTHONWARNINGS": "ignore"}
+
+
+def invoke(*args: object) -> tuple[int, str, str]:
+    """`ecgmoe ARGS` in this process: (exit code, stdout, stderr); an escaped exception fails."""
+    from typer.testing import CliRunner
+
+    from ecgmoe_cli.cli import app
+
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exc_info
+    return r.exit_code, r.stdout, r.stderr
+
+
+def one_line_error(code: int, err: str, *needles: str) -> None:
+    """Exit code 1 and one stderr line, no traceback, naming every needle."""
+    assert code == 1, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err, err
 
 
 def ecgmoe(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

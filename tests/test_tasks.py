@@ -1,4 +1,5 @@
-"""The task registry and the shipped code tables, checked against the official PTB-XL and CinC tables."""
+"""The task registry and the shipped code tables, checked against the official PTB-XL and CinC
+tables."""
 
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def test_builtin_tasks_match_the_contract():
 
 
 def test_columns_and_outputs_per_kind():
-    assert get_task("rhythm").columns() == [f"y_rhythm__{x}" for x in "afib tachy brady irregular".split()]
+    labels = "afib tachy brady irregular".split()
+    assert get_task("rhythm").columns() == [f"y_rhythm__{x}" for x in labels]
     assert get_task("sex").columns() == ["y_sex__female"]
     assert get_task("age").columns() == ["y_age"]
     assert get_task("arrhythmia").columns() == ["y_arrhythmia"]
@@ -84,7 +86,7 @@ def test_task_range_checks(kwargs, words):
 def test_unknown_task_lists_the_known_ones():
     with pytest.raises(EcgMoeError) as err:
         get_task("kalium")
-    assert "kalium" in str(err.value) and "potassium" in str(err.value) and "rhythm" in str(err.value)
+    assert all(word in str(err.value) for word in ("kalium", "potassium", "rhythm"))
 
 
 def test_user_task_defaults_and_refuses_builtin_names():
@@ -110,8 +112,10 @@ def test_scp_table_agrees_with_ptbxl_statements(real_dir):
         assert code in statements, code
         row = statements[code]
         if rule.task in SUPERCLASS:
-            assert row["diagnostic"] == "1.0" and row["diagnostic_class"] == SUPERCLASS[rule.task], code
-            expected = "long_qt" if "QT" in row["description"] else SUBCLASS_LABEL[row["diagnostic_subclass"]]
+            assert row["diagnostic"] == "1.0", code
+            assert row["diagnostic_class"] == SUPERCLASS[rule.task], code
+            expected = ("long_qt" if "QT" in row["description"]
+                        else SUBCLASS_LABEL[row["diagnostic_subclass"]])
             assert rule.labels == (expected,), code
         elif rule.task == "rhythm":
             assert row["rhythm"] == "1.0", code
@@ -128,7 +132,8 @@ def test_scp_table_agrees_with_ptbxl_statements(real_dir):
 def test_snomed_table_agrees_with_cinc_mapping(real_dir):
     official = {}
     for name in ("dx_mapping_scored.csv", "dx_mapping_unscored.csv"):
-        official.update({r["SNOMEDCTCode"]: r["Abbreviation"] for r in _rows(real_dir / "cinc2021" / name)})
+        rows = _rows(real_dir / "cinc2021" / name)
+        official.update({r["SNOMEDCTCode"]: r["Abbreviation"] for r in rows})
     abbrevs = snomed_abbrevs()
     assert set(abbrevs) == set(snomed_table())
     for code, abbrev in abbrevs.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fakes import make_fake_dataset, my_cli
+from fakes import my_cli
 from typer.testing import CliRunner
 
 from ecgmoe_cli.training.loop import FitConfig
@@ -13,12 +13,11 @@ from ecgmoe_cli.training.train import train_backbone
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, tiny_dataset):
     root = tmp_path_factory.mktemp("ev")
-    ds = make_fake_dataset(root / "ds", n_records=40)
-    train_backbone(ds, root / "run", "tiny", FitConfig(epochs=2, batch_size=8, lr=3e-3),
+    train_backbone(tiny_dataset, root / "run", "tiny", FitConfig(epochs=2, batch_size=8, lr=3e-3),
                    progress=False)
-    return ds, root / "run" / "weights"
+    return tiny_dataset, root / "run" / "weights"
 
 
 def test_evaluate_json_has_the_metrics_of_each_kind(trained):

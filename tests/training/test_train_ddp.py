@@ -9,14 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fakes import make_fake_dataset
+import pytest
 
 
-def test_two_process_gloo_training(tmp_path):
+@pytest.mark.slow
+def test_two_process_gloo_training(tmp_path, tiny_dataset):
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.exists():
         torchrun = Path(shutil.which("torchrun") or "torchrun")
-    ds = make_fake_dataset(tmp_path / "ds", n_records=40)
+    ds = tiny_dataset
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "ecgmoe_cli", "train",
            str(ds), "-o", str(tmp_path / "run"), "--config", "tiny", "--epochs", "2",

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from fakes import TASK_NAMES, TINY_SPEC, make_fake_dataset
+from fakes import TASK_NAMES, TINY_SPEC
 from typer.testing import CliRunner
 
 from ecgmoe_cli.bench.contenders import active_parameters, build_contenders, merged_single_task
@@ -32,6 +32,7 @@ ROW_KEYS = {"model", "batch_size", "tasks_served", "records_per_s", "latency_ms_
             "achieved_gflops", "fraction_of_matmul_peak", "trained", "ecgmoe_speedup"}
 
 
+@pytest.mark.slow
 def test_json_has_every_model_at_every_batch_size_and_matches_the_file(tmp_path) -> None:
     out = tmp_path / "sub" / "results.json"
     result = runner.invoke(app, ["bench", *FAST, "--tasks", "sex,rhythm,age", "--json",
@@ -207,10 +208,10 @@ def test_synthetic_windows_beat_every_0_8_s() -> None:
     assert (peak > 0.3).all()
 
 
-def test_with_data_and_weights_only_trained_models_get_accuracy(tmp_path) -> None:
+def test_with_data_and_weights_only_trained_models_get_accuracy(tmp_path, tiny_dataset) -> None:
     from ecgmoe_cli.weights import store
 
-    ds = make_fake_dataset(tmp_path / "ds", n_records=40)
+    ds = tiny_dataset
     torch.manual_seed(0)
     model = EcgMoe(EcgMoeConfig.from_spec("tiny", TINY_SPEC), [get_task(t) for t in TASK_NAMES])
     store.save_model(model, TINY_SPEC, tmp_path / "w")
@@ -233,8 +234,8 @@ def test_with_data_and_weights_only_trained_models_get_accuracy(tmp_path) -> Non
 
 
 def _save_baselines(root, tasks) -> None:
-    from ecgmoe_cli.weights import store
     from ecgmoe_cli.model.baselines import PerTaskModels, dense_multitask
+    from ecgmoe_cli.weights import store
 
     config = EcgMoeConfig.from_spec("tiny", TINY_SPEC)
     torch.manual_seed(1)
@@ -243,12 +244,12 @@ def _save_baselines(root, tasks) -> None:
         store.save_model(m.eval(), TINY_SPEC, root / "per_task" / name)
 
 
-def test_baselines_with_weights_are_scored_like_ecgmoe(tmp_path) -> None:
+def test_baselines_with_weights_are_scored_like_ecgmoe(tmp_path, tiny_dataset) -> None:
     from ecgmoe_cli.bench.accuracy import predictions, score_contender
     from ecgmoe_cli.io.dataset import open_dataset
     from ecgmoe_cli.weights.store import load_model
 
-    ds = make_fake_dataset(tmp_path / "ds", n_records=40)
+    ds = tiny_dataset
     tasks = [get_task(t) for t in TASK_NAMES]
     _save_baselines(tmp_path / "b", tasks)
     result = run_bench(BenchOptions(batch_sizes=(2,), repeats=1, warmup=0, data=ds,
@@ -283,8 +284,8 @@ def test_bad_baselines_folder_is_one_clear_line(tmp_path) -> None:
         shutil.rmtree(tmp_path / "b" / "dense_multitask", ignore_errors=True)
 
 
-def test_table_says_untrained_instead_of_a_score(tmp_path) -> None:
-    ds = make_fake_dataset(tmp_path / "ds", n_records=40)
+def test_table_says_untrained_instead_of_a_score(tiny_dataset) -> None:
+    ds = tiny_dataset
     result = runner.invoke(app, ["bench", "--data", str(ds), "--config", "tiny", "--batch-size",
                                  "2", "--repeats", "1", "--warmup", "0", "--quiet",
                                  "--models", "ecgmoe,dense_multitask"])

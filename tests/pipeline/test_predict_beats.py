@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from ecgmoe_cli.beat_rows import record_beats
 from ecgmoe_cli.model.beat_head import BeatHead, BeatHeadConfig
 from ecgmoe_cli.report_rows import WindowOutputs
-from ecgmoe_cli.weights.store import save_beat_head
 from ecgmoe_cli.weights.meta import read_backbone_meta
+from ecgmoe_cli.weights.store import save_beat_head
 
 FS = 250.0
 

@@ -26,7 +26,7 @@ from ecgmoe_cli.tasks import TASKS
 from ecgmoe_cli.weights.store import load_model, save_model
 from ecgmoe_cli.weights.tensors import tensors_hash
 
-PACKAGE = Path(__file__).resolve().parents[1] / "ecgmoe_cli"
+PACKAGE = Path(__file__).resolve().parents[2] / "ecgmoe_cli"
 SPEC = PreprocessSpec()
 
 
@@ -254,6 +254,43 @@ def test_adapter_json_claiming_a_huge_rank_is_refused_before_allocating(weights_
                        text=True, timeout=120, check=False)
     assert r.returncode == 0 and r.stdout.startswith("REFUSED"), (r.stdout + r.stderr)[-600:]
     assert "sex" in r.stdout
+
+
+# ---- issue 24 R15: sidecar values range-checked at load ---------------------------------------
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"spec__window_s": 1e12}, r"backbone\.json: invalid preprocessing spec: window_s must be"),
+    ({"spec__clip_mv": float("nan")}, r"backbone\.json: .*clip_mv has the wrong type or is not "
+                                      "finite"),
+    ({"spec__leads": ["I"] * 12}, r"backbone\.json: .*leads must be distinct"),
+    ({"spec__max_beats": 10**9}, r"backbone\.json: .*max_beats must be in"),
+    ({"spec__filter_order": True}, r"backbone\.json: .*filter_order has the wrong type"),
+])
+def test_spec_values_out_of_range_are_refused_naming_the_file(
+        weights_dir: Path, change: dict, match: str) -> None:
+    _edit_json(weights_dir / "backbone.json", **change)
+    _refused(weights_dir, match)
+
+
+@pytest.mark.parametrize("alpha", [float("nan"), float("inf"), -1.0, 0.0])
+def test_adapter_alpha_must_be_finite_and_positive(weights_dir: Path, alpha: float) -> None:
+    _edit_json(weights_dir / "adapters" / "sex.json", alpha=alpha)
+    _refused(weights_dir, r"sex\.json: alpha must be a finite number > 0")
+
+
+def test_a_deeply_nested_sidecar_is_one_line(weights_dir: Path, tmp_path: Path) -> None:
+    from broken_inputs import _wfdb, ecg_like
+    from run_cli import invoke, one_line_error
+
+    from ecgmoe_cli.signal.leads import CANONICAL_LEADS
+
+    (weights_dir / "backbone.json").write_text("[" * 200_000 + "]" * 200_000)
+    _refused(weights_dir, r"backbone\.json: not a valid JSON sidecar \(nested too deeply\)")
+    (tmp_path / "in").mkdir()
+    _wfdb(tmp_path / "in", "rec", ecg_like(250, 10, n_leads=12), 250, list(CANONICAL_LEADS))
+    code, _, err = invoke("predict", tmp_path / "in", "-o", tmp_path / "r.parquet", "--weights",
+                          weights_dir, "--workers", 1, "-q")
+    one_line_error(code, err, "backbone.json: not a valid JSON sidecar (nested too deeply)")
 
 
 # ---- through the CLI: one red line, exit 1 ----------------------------------------------------

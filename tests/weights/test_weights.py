@@ -39,7 +39,8 @@ def test_round_trip_restores_outputs_spec_and_calibration(tmp_path: Path) -> Non
     assert set(got) == set(want)
     assert all(torch.allclose(want[k], got[k], atol=1e-6) for k in want)
     assert spec == SPEC and loaded.config == TINY
-    assert loaded.heads["sex"].temperature == 1.7 and meta["adapters"]["sex"]["metrics"]["f1"] == 0.5
+    assert loaded.heads["sex"].temperature == 1.7
+    assert meta["adapters"]["sex"]["metrics"]["f1"] == 0.5
     only, _, _ = load_model(tmp_path, tasks=["age"])
     assert list(only.tasks) == ["age"]
     with pytest.raises(EcgMoeError, match="no adapter"):
@@ -52,7 +53,8 @@ def test_adapter_file_holds_only_its_tensors(tmp_path: Path) -> None:
     save_model(model, SPEC, tmp_path)
     keys = set(load_file(tmp_path / "adapters" / "sex.safetensors"))
     assert keys == set(model.adapter_keys("sex"))
-    assert all(k.startswith("heads.sex.") or k.endswith((".lora_A.sex", ".lora_B.sex")) for k in keys)
+    adapter = (".lora_A.sex", ".lora_B.sex")
+    assert all(k.startswith("heads.sex.") or k.endswith(adapter) for k in keys)
     backbone = set(load_file(tmp_path / "backbone.safetensors"))
     assert not any("lora_" in k or k.startswith("heads.") for k in backbone)
 
@@ -83,7 +85,8 @@ def test_damaged_files_are_refused(tmp_path: Path, damage: str) -> None:
         meta["rank"] = meta["rank"] + 2
         data = bytearray(json.dumps(meta).encode())
     path.write_bytes(bytes(data))
-    with pytest.raises(EcgMoeError, match="sex.safetensors.*shape" if damage == "shape" else path.name):
+    match = "sex.safetensors.*shape" if damage == "shape" else path.name
+    with pytest.raises(EcgMoeError, match=match):
         load_model(tmp_path)
 
 

@@ -1,4 +1,5 @@
-"""`ecgmoe simulate` end to end: the PTB-XL-shaped tree, its labels for all ten tasks, determinism."""
+"""`ecgmoe simulate` end to end: the PTB-XL-shaped tree, its labels for all ten tasks,
+determinism."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import wfdb
 from typer.testing import CliRunner
 
 from ecgmoe_cli.cli import app
-from ecgmoe_cli.io.labels.detect import open_label_source
 from ecgmoe_cli.io.labels.codes import DIAGNOSTIC_TASKS, codes_to_targets, scp_table
+from ecgmoe_cli.io.labels.detect import open_label_source
 from ecgmoe_cli.io.records.record import Record
 from ecgmoe_cli.simulate.diagnosis import draw_diagnosis
 from ecgmoe_cli.simulate.dipole import LEADS
@@ -43,7 +44,8 @@ def _rows(tree: Path) -> list[dict[str, str]]:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
 
 
 def test_tree_layout_and_columns(tree: Path) -> None:

@@ -133,7 +133,7 @@ def test_heart_rate_of_the_example_records_is_their_rr_label() -> None:
     the bigeminy record 00008 included (the sinus beats alone read 38 bpm)."""
     import csv
 
-    root = Path(__file__).resolve().parents[1] / "examples" / "records"
+    root = Path(__file__).resolve().parents[2] / "examples" / "records"
     rows = list(csv.DictReader((root / "ptbxl_database.csv").open()))
     assert any(r["arrhythmia"] == "pvc" for r in rows)
     for r in rows:

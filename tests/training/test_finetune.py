@@ -11,19 +11,17 @@ from fakes import TASK_NAMES, TINY_SPEC, fake_record, make_fake_dataset, my_cli
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from ecgmoe_cli.weights import store
 from ecgmoe_cli.io.dataset import DatasetWriter
 from ecgmoe_cli.model.config import EcgMoeConfig
 from ecgmoe_cli.model.ecgmoe import EcgMoe
 from ecgmoe_cli.tasks import get_task, user_task
+from ecgmoe_cli.weights import store
 
 
-@pytest.fixture(scope="module")
-def backbone(tmp_path_factory):
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("bb") / "weights"
-    store.save_backbone(EcgMoe(EcgMoeConfig.from_spec("tiny", TINY_SPEC)), TINY_SPEC, d)
-    return d
+@pytest.fixture
+def backbone(tiny_backbone):
+    """The session's tiny backbone (conftest.py); finetune only reads it."""
+    return tiny_backbone
 
 
 def _finetune(args):
@@ -32,8 +30,8 @@ def _finetune(args):
     return r
 
 
-def test_finetune_trains_only_adapter_and_head(tmp_path, backbone):
-    ds = make_fake_dataset(tmp_path / "ds", n_records=40)
+def test_finetune_trains_only_adapter_and_head(tmp_path, backbone, tiny_dataset):
+    ds = tiny_dataset
     out = tmp_path / "out"
     r = _finetune(["--task", "sex", "--data", str(ds), "--backbone", str(backbone), "-o",
                    str(out), "--rank", "2", "--alpha", "4"])
@@ -122,7 +120,7 @@ def test_several_tasks_in_one_run_share_one_encoding(tmp_path, backbone, monkeyp
         real_init(self, *a, **kw)
 
     monkeypatch.setattr(enc_mod.EncodedDataset, "__init__", counting_init)
-    ds = make_fake_dataset(tmp_path / "ds", n_records=40)
+    ds = make_fake_dataset(tmp_path / "ds", n_records=40)  # its own: no features cached before
     out = tmp_path / "out"
     r = _finetune(["--task", "sex,rhythm", "--data", str(ds), "--backbone", str(backbone),
                    "-o", str(out)])
@@ -143,9 +141,9 @@ def test_a_misspelt_task_lists_the_known_ones(tmp_path, backbone):
     assert not (tmp_path / "out").exists()
 
 
-def test_calibration_on_a_small_fold_is_warned(tmp_path, backbone):
+def test_calibration_on_a_small_fold_is_warned(tmp_path, backbone, tiny_dataset):
     """Issue 24 item 5: thresholds fitted on the 3 windows of fold 9 with a sex label warn."""
-    ds = make_fake_dataset(tmp_path / "ds", n_records=40)
+    ds = tiny_dataset
     r = _finetune(["--task", "sex", "--data", str(ds), "--backbone", str(backbone), "-o",
                    str(tmp_path / "out")])
     assert r.exit_code == 0, r.output

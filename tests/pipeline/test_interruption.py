@@ -12,23 +12,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fakes import make_fake_dataset
 from run_cli import assert_interrupted_cleanly, ecgmoe, interrupt
 
 from ecgmoe_cli.training.checkpoints import latest_checkpoint
 
 # ---- train: SIGINT / SIGKILL, then --resume ------------------------------------------------
 
-@pytest.fixture(scope="module")
-def train_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_fake_dataset(tmp_path_factory.mktemp("train") / "ds", n_records=40)
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_train_interrupted_then_resumed_loses_no_epoch(train_data: Path, tmp_path: Path,
+def test_train_interrupted_then_resumed_loses_no_epoch(tiny_dataset: Path, tmp_path: Path,
                                                         sig: int) -> None:
     run = tmp_path / "run"
-    args = ["train", train_data, "-o", run, "--config", "tiny", "--epochs", "2",
+    args = ["train", tiny_dataset, "-o", run, "--config", "tiny", "--epochs", "2",
             "--batch-size", "8", "--quiet"]
     first = run / "checkpoints" / "epoch-0001.json"
     r = interrupt(args, first.is_file, sig, delay=0.05)  # early in epoch 2

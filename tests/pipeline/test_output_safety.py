@@ -6,36 +6,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from fakes import TINY_SPEC, make_fake_dataset
-from typer.testing import CliRunner
-
-from ecgmoe_cli.weights import store
-from ecgmoe_cli.cli import app
-from ecgmoe_cli.model.config import EcgMoeConfig
-from ecgmoe_cli.model.ecgmoe import EcgMoe
-from ecgmoe_cli.signal.spec import PreprocessSpec
-from ecgmoe_cli.tasks import get_task
-
-CSV = ["--fs", "250", "--leads", "I,II"]
-
-
-def _cli(*args: object) -> tuple[int, str, str]:
-    r = CliRunner().invoke(app, [str(a) for a in args])
-    assert r.exception is None or isinstance(r.exception, SystemExit), r.exc_info
-    return r.exit_code, r.stdout, r.stderr
-
-
-def _one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 1, err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    for needle in needles:
-        assert needle in err, err
+from broken_inputs import FS_ARGS, csv_record
+from fakes import make_fake_dataset
+from run_cli import invoke, one_line_error
 
 
 def _tree(root: Path) -> dict[str, bytes | None]:
@@ -44,63 +23,43 @@ def _tree(root: Path) -> dict[str, bytes | None]:
             for p in sorted(root.rglob("*"))}
 
 
-def _csv_record(path: Path, bpm: float = 75) -> Path:
-    t = np.arange(2500) / 250
-    beat = np.exp(-((t[:, None] - np.arange(0.2, 10, 60 / bpm)) / 0.01) ** 2).sum(1)
-    beat += 0.1 * np.sin(2 * np.pi * 0.3 * t)  # not flat between beats
-    beat += np.random.default_rng(int(bpm)).normal(0, 0.02, t.size)
-    np.savetxt(path, np.stack([beat, 0.8 * beat], 1), delimiter=",", header="I,II",
-               comments="", fmt="%.4f")
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights")
-    spec = PreprocessSpec()
-    model = EcgMoe(EcgMoeConfig.from_spec("tiny", spec), [get_task("sex"), get_task("rhythm")])
-    store.save_model(model, spec, path)
-    return path
-
-
 @pytest.fixture
 def records(tmp_path: Path) -> Path:
     root = tmp_path / "records"
     root.mkdir()
     for i in range(2):
-        _csv_record(root / f"good{i}.csv", 60 + 20 * i)
+        csv_record(root / f"good{i}.csv", 60 + 20 * i)
     return root
 
 
 def _predict(inp: Path, out: Path, w: Path, *extra: object) -> tuple[int, str, str]:
-    return _cli("predict", inp, "-o", out, "--weights", w, "--workers", 1, *CSV, *extra)
+    return invoke("predict", inp, "-o", out, "--weights", w, "--workers", 1, *FS_ARGS, *extra)
 
 
 # --- item 1: finetune never writes into the shipped weights --------------------------------
 
 def test_finetune_without_output_writes_a_new_run_folder_not_the_shipped_weights(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_backbone: Path,
+        tiny_dataset: Path) -> None:
     import ecgmoe_cli.weights.meta as wm
     from ecgmoe_cli.training import finetune
 
     shipped = tmp_path / "pkg" / "weights"
-    torch.manual_seed(0)
-    store.save_backbone(EcgMoe(EcgMoeConfig.from_spec("tiny", TINY_SPEC)), TINY_SPEC, shipped)
+    shutil.copytree(tiny_backbone, shipped)
     monkeypatch.setattr(wm, "default_weights_dir", lambda: shipped)
     monkeypatch.setattr(finetune, "default_weights_dir", lambda: shipped)
-    ds = make_fake_dataset(tmp_path / "ds", n_records=40)
+    ds = tiny_dataset
     before = _tree(shipped)
     monkeypatch.chdir(tmp_path)
     args = ["finetune", "--task", "sex", "--data", ds, "--epochs", 1, "--batch-size", 8, "-q"]
-    code, out, err = _cli(*args)
+    code, out, err = invoke(*args)
     assert code == 0, err
     assert _tree(shipped) == before  # not one byte of the shipped weights changed
     (run,) = (tmp_path / "runs").iterdir()
     assert run.name.startswith("finetune-sex-") and f"runs/{run.name}" in err
     assert (run / "adapters" / "sex.json").is_file() and (run / "backbone.json").is_file()
-    _one_line_error(*_cli(*args, "-o", shipped)[::2], "shipped weights")
-    _one_line_error(*_cli(*args, "--resume")[::2], "--resume needs -o")
+    one_line_error(*invoke(*args, "-o", shipped)[::2], "shipped weights")
+    one_line_error(*invoke(*args, "--resume")[::2], "--resume needs -o")
     assert _tree(shipped) == before
 
 
@@ -112,8 +71,8 @@ def test_predict_refuses_an_output_file_that_is_not_a_report(
     target = tmp_path / name
     target.write_text("hi\n")
     for extra in ([], ["--overwrite"], ["--resume"]):
-        _one_line_error(*_predict(records, target, tiny_weights, *extra)[::2],
-                        "not a Parquet report")
+        one_line_error(*_predict(records, target, tiny_weights, *extra)[::2],
+                       "not a Parquet report")
         assert target.read_text() == "hi\n"
 
 
@@ -122,8 +81,8 @@ def test_predict_refuses_a_folder_that_is_not_a_report_dataset(
     folder = tmp_path / "results"
     folder.mkdir()
     (folder / "notes.txt").write_text("keep me")
-    _one_line_error(*_predict(records, folder, tiny_weights, "--overwrite")[::2],
-                    "not a report dataset")
+    one_line_error(*_predict(records, folder, tiny_weights, "--overwrite")[::2],
+                   "not a report dataset")
     assert _tree(folder) == {"notes.txt": b"keep me"}
 
 
@@ -133,7 +92,7 @@ def test_predict_replaces_a_report_only_with_overwrite(
     out = tmp_path / out_name
     assert _predict(records, out, tiny_weights, "-q")[0] == 0
     before = _tree(out) if out.is_dir() else out.read_bytes()
-    _one_line_error(*_predict(records, out, tiny_weights, "-q")[::2], "--overwrite")
+    one_line_error(*_predict(records, out, tiny_weights, "-q")[::2], "--overwrite")
     assert (_tree(out) if out.is_dir() else out.read_bytes()) == before
     code, _, err = _predict(records, out, tiny_weights, "-q", "--overwrite")
     assert code == 0, err and len(pq.read_table(out)) == 2
@@ -143,8 +102,8 @@ def test_predict_never_writes_over_its_input(records: Path, tiny_weights: Path) 
     rec = records / "good0.csv"
     before = _tree(records)
     for extra in ([], ["--overwrite"]):
-        _one_line_error(*_predict(rec, rec, tiny_weights, *extra)[::2], "is the input")
-        _one_line_error(*_predict(rec, records, tiny_weights, *extra)[::2], "holds the input")
+        one_line_error(*_predict(rec, rec, tiny_weights, *extra)[::2], "is the input")
+        one_line_error(*_predict(rec, records, tiny_weights, *extra)[::2], "holds the input")
     assert _tree(records) == before
 
 
@@ -155,17 +114,17 @@ def test_preprocess_overwrite_never_replaces_the_input_or_a_foreign_folder(
     (records / "unrelated.txt").write_text("mine")
     before = _tree(tmp_path)
     for out in (records, tmp_path):  # IN itself, a parent of IN
-        _one_line_error(*_cli("preprocess", records, "-o", out, "--overwrite", "-q",
-                              *CSV)[::2], "input")
+        one_line_error(*invoke("preprocess", records, "-o", out, "--overwrite", "-q",
+                               *FS_ARGS)[::2], "input")
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "a.txt").write_text("x")
-    _one_line_error(*_cli("preprocess", records, "-o", foreign, "--overwrite", "-q",
-                          *CSV)[::2], "not a dataset")
+    one_line_error(*invoke("preprocess", records, "-o", foreign, "--overwrite", "-q",
+                           *FS_ARGS)[::2], "not a dataset")
     assert _tree(tmp_path) == before | {"foreign": None, "foreign/a.txt": b"x"}
     ds = tmp_path / "ds"
-    assert _cli("preprocess", records, "-o", ds, "-q", *CSV)[0] == 0
-    assert _cli("preprocess", records, "-o", ds, "-q", "--overwrite", *CSV)[0] == 0
+    assert invoke("preprocess", records, "-o", ds, "-q", *FS_ARGS)[0] == 0
+    assert invoke("preprocess", records, "-o", ds, "-q", "--overwrite", *FS_ARGS)[0] == 0
 
 
 # --- item 8: failures named in the summary, --json, --strict; a failed single file ---------
@@ -186,17 +145,17 @@ def test_failures_are_listed_with_their_cause_and_where_the_rest_are(
     assert all(e["path"].endswith(".csv") and "empty file" in e["error"]
                for e in summary["errors"])
     code, _, err = _predict(records, out, tiny_weights, "--strict", "-q", "--overwrite")
-    _one_line_error(code, err, "7 record(s) failed", "bad0.csv: empty file")
+    one_line_error(code, err, "7 record(s) failed", "bad0.csv: empty file")
 
 
 def test_a_single_file_that_fails_exits_non_zero(tiny_weights: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("")
-    _one_line_error(*_predict(bad, tmp_path / "r.parquet", tiny_weights)[::2],
-                    "bad.csv: empty file")
-    _one_line_error(*_cli("preprocess", bad, "-o", tmp_path / "ds", "--labels", "none",
-                          *CSV)[::2],
-                    "bad.csv: empty file")
+    one_line_error(*_predict(bad, tmp_path / "r.parquet", tiny_weights)[::2],
+                   "bad.csv: empty file")
+    one_line_error(*invoke("preprocess", bad, "-o", tmp_path / "ds", "--labels", "none",
+                           *FS_ARGS)[::2],
+                   "bad.csv: empty file")
 
 
 # --- item 9, R13: outputs that cannot be written: one line, nothing left -------------------
@@ -216,9 +175,9 @@ def test_unwritable_outputs_are_one_line_and_leave_nothing(
     before = _tree(tmp_path)
     for out in (Path("/proc/out.parquet"), afile / "out.parquet", locked / "out.parquet",
                 locked / "results"):
-        _one_line_error(*_predict(records, out, tiny_weights)[::2], "cannot write")
-        _one_line_error(*_cli("preprocess", records, "-o", out.with_suffix(""), *CSV)[::2],
-                        "cannot write")
+        one_line_error(*_predict(records, out, tiny_weights)[::2], "cannot write")
+        one_line_error(*invoke("preprocess", records, "-o", out.with_suffix(""), *FS_ARGS)[::2],
+                       "cannot write")
     assert _tree(tmp_path) == before
     assert not Path("/proc/out.parquet.partial").exists()
 
@@ -234,13 +193,13 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(
 
     before = _tree(tmp_path)
     monkeypatch.setattr(pq.ParquetWriter, "write_table", full)
-    _one_line_error(*_predict(records, tmp_path / "r.parquet", tiny_weights)[::2],
-                    "cannot write the report (No space left on device)")
+    one_line_error(*_predict(records, tmp_path / "r.parquet", tiny_weights)[::2],
+                   "cannot write the report (No space left on device)")
     monkeypatch.undo()
     monkeypatch.setattr(dataset._NpyAppender, "append", full)
-    _one_line_error(*_cli("preprocess", records, "-o", tmp_path / "ds", "--workers", 1,
-                          "--labels", "none", *CSV)[::2],
-                    "cannot write the dataset (No space left on device)")
+    one_line_error(*invoke("preprocess", records, "-o", tmp_path / "ds", "--workers", 1,
+                           "--labels", "none", *FS_ARGS)[::2],
+                   "cannot write the dataset (No space left on device)")
     assert _tree(tmp_path) == before  # no .partial/, no part .tmp, no ds.tmp-<pid>
 
 
@@ -249,8 +208,8 @@ def test_resume_with_other_tasks_is_refused_and_keeps_the_report(
     out = tmp_path / "r.parquet"
     assert _predict(records, out, tiny_weights, "-q")[0] == 0
     before = _tree(tmp_path)
-    _one_line_error(*_predict(records, out, tiny_weights, "--resume", "--tasks", "sex")[::2],
-                    "cannot resume", "other columns")
+    one_line_error(*_predict(records, out, tiny_weights, "--resume", "--tasks", "sex")[::2],
+                   "cannot resume", "other columns")
     assert _tree(tmp_path) == before  # no .partial/ left
 
 
@@ -258,7 +217,7 @@ def test_resume_with_other_tasks_is_refused_and_keeps_the_report(
 def test_cuda_without_cuda_says_the_torch_is_a_cpu_build(
         records: Path, tiny_weights: Path, tmp_path: Path) -> None:
     code, _, err = _predict(records, tmp_path / "r.parquet", tiny_weights, "--device", "cuda")
-    _one_line_error(code, err, "CUDA is not available")
+    one_line_error(code, err, "CUDA is not available")
     if torch.version.cuda is None:
         assert "CPU build" in err
     assert list(tmp_path.iterdir()) == [records]  # no empty .partial/
@@ -271,11 +230,11 @@ def test_train_refuses_a_file_as_run_folder_and_an_infinite_ssl_weight(tmp_path:
     afile = tmp_path / "afile"
     afile.write_text("x")
     base = ["train", ds, "--config", "tiny", "--epochs", 1, "-q"]
-    _one_line_error(*_cli(*base, "-o", afile)[::2], "not a folder")
-    _one_line_error(*_cli(*base, "-o", "/proc/run")[::2], "cannot write here: /proc")
+    one_line_error(*invoke(*base, "-o", afile)[::2], "not a folder")
+    one_line_error(*invoke(*base, "-o", "/proc/run")[::2], "cannot write here: /proc")
     assert afile.read_text() == "x"
     for bad in (math.inf, math.nan, -1):
-        _one_line_error(*_cli(*base, "-o", tmp_path / "run", "--ssl-weight", bad)[::2],
-                        "ssl")
-    _one_line_error(*_cli(*base, "-o", tmp_path / "run", "--lr", "inf")[::2], "learning rate")
+        one_line_error(*invoke(*base, "-o", tmp_path / "run", "--ssl-weight", bad)[::2],
+                       "ssl")
+    one_line_error(*invoke(*base, "-o", tmp_path / "run", "--lr", "inf")[::2], "learning rate")
     assert not (tmp_path / "run").exists()

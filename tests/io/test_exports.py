@@ -14,18 +14,18 @@ from ecg_writers import (
     CT_IMAGE,
     billion_laughs,
     lzw_encode,
+    philips_residuals,
     quantized,
     write_aecg,
     write_dicom,
     write_muse,
     write_philips,
     xli_encode,
-    philips_residuals,
 )
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.records.discover import discover_records
 from ecgmoe_cli.io.labels.cinc import header_values
+from ecgmoe_cli.io.records.discover import discover_records
 from ecgmoe_cli.io.records.read import read_record
 from ecgmoe_cli.io.records.xli import lzw_decode, rebuild_limb_leads, xli_decode
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS, canonicalize

@@ -61,7 +61,8 @@ def test_bigeminy_example_marks_every_beat_and_its_rate():
     from ecgmoe_cli.io.records.read import read_record
     from ecgmoe_cli.signal.leads import canonicalize
 
-    rec = read_record(Path(__file__).resolve().parents[1] / "examples/records/records500/00000/00008_hr")
+    repo = Path(__file__).resolve().parents[2]
+    rec = read_record(repo / "examples/records/records500/00000/00008_hr")
     page = build_page(rec, canonicalize(rec.lead_names))
     assert page.rpeaks.size == 12
     assert any("heart rate 78 bpm" in line for line in page.info), page.info
@@ -149,7 +150,8 @@ def test_prediction_lines_from_a_report_row():
 def test_match_row_by_path_then_name(tmp_path):
     from pathlib import Path
 
-    rows = [{"path": str(tmp_path / "a.hea"), "record": "a"}, {"path": "elsewhere/b", "record": "b"}]
+    rows = [{"path": str(tmp_path / "a.hea"), "record": "a"},
+            {"path": "elsewhere/b", "record": "b"}]
     assert match_row(rows, tmp_path / "a", "zzz") is rows[0]  # same file, extension aside
     assert match_row(rows, Path("/other/b.hea"), "b") is rows[1]
     assert match_row(rows, Path("/other/c.hea"), "c") is None

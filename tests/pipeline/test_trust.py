@@ -1,5 +1,6 @@
 """Output a user can trust (issue 24): the cases the first pass left open, each through the
-CLI or the function the CLI calls (items 4, 6, 7, 10, 12; R5, R8-R12, R15, R18)."""
+CLI or the function the CLI calls (items 4, 6, 7, 10, 12; R5, R8-R12, R18; R15 is in
+tests/weights/test_weights_untrusted.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from broken_inputs import _wfdb, ecg_like
-from test_output_safety import _cli, _one_line_error
-from test_weights_untrusted import _edit_json, _refused, clean, weights_dir  # noqa: F401
+from broken_inputs import FS_ARGS, _wfdb, csv_record, ecg_like
+from run_cli import invoke, one_line_error
 
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS
 
@@ -34,8 +34,8 @@ def test_zeroed_leads_are_not_listed_as_used_and_are_warned(tmp_path: Path,
     sig[6:] = 0.0  # V1-V6 unplugged
     (tmp_path / "in").mkdir()
     _wfdb(tmp_path / "in", "v_off", sig, 250, LEADS)
-    code, _, err = _cli("predict", tmp_path / "in", "-o", tmp_path / "r.parquet",
-                        "--weights", tiny_weights, "--workers", 1, "-q")
+    code, _, err = invoke("predict", tmp_path / "in", "-o", tmp_path / "r.parquet",
+                          "--weights", tiny_weights, "--workers", 1, "-q")
     assert code == 0, err
     (row,) = _rows(tmp_path / "r.parquet")
     assert row["leads_used"] == "I,II,III,aVR,aVL,aVF"
@@ -47,13 +47,13 @@ def test_zeroed_leads_are_not_listed_as_used_and_are_warned(tmp_path: Path,
 def test_predict_leads_is_honoured_on_wfdb_records(tmp_path: Path, tiny_weights: Path) -> None:
     _twelve_lead(tmp_path / "in")
     out = tmp_path / "r.parquet"
-    code, _, err = _cli("predict", tmp_path / "in", "-o", out, "--weights", tiny_weights,
-                        "--workers", 1, "-q", "--leads", "I,II")
+    code, _, err = invoke("predict", tmp_path / "in", "-o", out, "--weights", tiny_weights,
+                          "--workers", 1, "-q", "--leads", "I,II")
     assert code == 0, err
     (row,) = _rows(out)
     assert row["status"] == "ok" and row["leads_used"] == "I,II"
-    code, _, err = _cli("predict", tmp_path / "in", "-o", out, "--weights", tiny_weights,
-                        "--workers", 1, "-q", "--leads", "V9", "--overwrite")
+    code, _, err = invoke("predict", tmp_path / "in", "-o", out, "--weights", tiny_weights,
+                          "--workers", 1, "-q", "--leads", "V9", "--overwrite")
     (row,) = _rows(out)
     assert row["status"] == "error" and "none of the leads --leads keeps (V9)" in row["error"]
 
@@ -69,15 +69,15 @@ def test_a_second_run_on_the_same_output_is_refused_by_the_lock(tmp_path: Path,
     held = OutputLock(out)
     held.acquire()  # as a first run does for its whole length
     try:
-        code, _, err = _cli("predict", tmp_path / "in", "-o", out, "--weights", tiny_weights,
-                            "--workers", 1, "-q")
-        _one_line_error(code, err, "another run is writing this report now")
+        code, _, err = invoke("predict", tmp_path / "in", "-o", out, "--weights", tiny_weights,
+                              "--workers", 1, "-q")
+        one_line_error(code, err, "another run is writing this report now")
         assert not out.exists() and not (tmp_path / "r.parquet.partial").exists()
     finally:
         held.release()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]  # the lock file went too
-    code, _, err = _cli("predict", tmp_path / "in", "-o", out, "--weights", tiny_weights,
-                        "--workers", 1, "-q")
+    code, _, err = invoke("predict", tmp_path / "in", "-o", out, "--weights", tiny_weights,
+                          "--workers", 1, "-q")
     assert code == 0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "r.parquet"]
 
@@ -116,14 +116,14 @@ def test_resume_redoes_changed_records_and_drops_vanished_ones(tmp_path: Path,
     out = tmp_path / "r.parquet"
     base = ["predict", tmp_path / "in", "-o", out, "--weights", tiny_weights, "--workers", 1,
             "-q"]
-    assert _cli(*base)[0] == 0
+    assert invoke(*base)[0] == 0
     before = {r["record"]: r for r in _rows(out)}
     for suffix in (".hea", ".dat"):
         (tmp_path / "in" / f"rec0{suffix}").unlink()
     dat = tmp_path / "in" / "rec1.dat"
     _wfdb(tmp_path / "in", "rec1", ecg_like(250, 10, n_leads=12, bpm=140, seed=7), 250, LEADS)
     os.utime(dat, ns=(1, 1))  # another time even on a coarse clock
-    code, _, err = _cli(*base, "--resume")
+    code, _, err = invoke(*base, "--resume")
     assert code == 0, err
     assert "1 record(s) changed since the first run" in err and "rec1.hea" in err
     assert "1 record(s) no longer under INPUT: their rows dropped" in err and "rec0.hea" in err
@@ -134,9 +134,9 @@ def test_resume_redoes_changed_records_and_drops_vanished_ones(tmp_path: Path,
     # a dataset output: the parts holding stale rows are rewritten without them
     ds = tmp_path / "res"
     base[3] = ds
-    assert _cli(*base)[0] == 0
+    assert invoke(*base)[0] == 0
     (tmp_path / "in" / "rec2.hea").unlink()
-    code, _, err = _cli(*base, "--resume")
+    code, _, err = invoke(*base, "--resume")
     assert code == 0 and "no longer under INPUT" in err, err
     assert sorted(r["record"] for r in pq.read_table(ds).to_pylist()) == ["rec1"]
 
@@ -168,7 +168,7 @@ def test_plot_report_draws_no_record_for_sex_alone(real_dir: Path, tmp_path: Pat
         {"path": str(cinc / "E07506.hea"), "record": "E07506", "status": "ok",
          "sex_pred": "female", "sex_female_prob": 0.9, "rhythm_pred": ""},
     ]).to_parquet(report)
-    code, out, err = _cli("plot", "--report", report, "-o", tmp_path / "figs")
+    code, out, err = invoke("plot", "--report", report, "-o", tmp_path / "figs")
     assert code == 0, out + err
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["E07505.png"]
 
@@ -192,7 +192,7 @@ def test_crafted_record_names_stay_inside_the_output_folder(real_dir: Path,
         {**found, "path": rec, "record": "good"},
     ]).to_parquet(report)
     figs = work / "figs"
-    code, out, err = _cli("plot", "--report", report, "-o", figs)
+    code, out, err = invoke("plot", "--report", report, "-o", figs)
     assert code == 1  # the NUL row could not be drawn: said, and the run's exit says so
     assert "Traceback" not in out + err and (out + err).count("bad record path") == 1
     assert sorted(p.name for p in figs.iterdir()) == ["absolute.png", "escaped.png",
@@ -203,54 +203,19 @@ def test_crafted_record_names_stay_inside_the_output_folder(real_dir: Path,
 # --- R18: labels.csv with rows that disagree for one record -------------------------------
 
 def test_conflicting_label_rows_for_one_record_are_refused_by_name(tmp_path: Path) -> None:
-    from test_output_safety import CSV, _csv_record
-
     from ecgmoe_cli.io.labels.detect import open_label_source
 
     root = tmp_path / "in"
     root.mkdir()
-    _csv_record(root / "good0.csv")
-    _csv_record(root / "good1.csv", 90)
+    csv_record(root / "good0.csv")
+    csv_record(root / "good1.csv", 90)
     (root / "labels.csv").write_text("record,age,sex\ngood0,40,F\ngood1,50,M\ngood1,50,M\n")
     assert open_label_source(root, "csv").tasks  # a repeated identical row is harmless
     (root / "labels.csv").write_text("record,age\ngood0,40\ngood1,50\ngood0.csv,80\n")
-    code, _, err = _cli("preprocess", root, "-o", tmp_path / "ds", *CSV, "-q")
-    _one_line_error(code, err, "record 'good0.csv' has rows that disagree (lines 2 and 4: "
+    code, _, err = invoke("preprocess", root, "-o", tmp_path / "ds", *FS_ARGS, "-q")
+    one_line_error(code, err, "record 'good0.csv' has rows that disagree (lines 2 and 4: "
                                "age '40' vs '80')", "labels.csv")
     assert not (tmp_path / "ds").exists()
-
-
-# --- R15: weights sidecars range-checked at load -------------------------------------------
-
-@pytest.mark.parametrize(("change", "match"), [
-    ({"spec__window_s": 1e12}, r"backbone\.json: invalid preprocessing spec: window_s must be"),
-    ({"spec__clip_mv": float("nan")}, r"backbone\.json: .*clip_mv has the wrong type or is not "
-                                      "finite"),
-    ({"spec__leads": ["I"] * 12}, r"backbone\.json: .*leads must be distinct"),
-    ({"spec__max_beats": 10**9}, r"backbone\.json: .*max_beats must be in"),
-    ({"spec__filter_order": True}, r"backbone\.json: .*filter_order has the wrong type"),
-])
-def test_spec_values_out_of_range_are_refused_naming_the_file(
-        weights_dir: Path, change: dict, match: str) -> None:  # noqa: F811
-    _edit_json(weights_dir / "backbone.json", **change)
-    _refused(weights_dir, match)
-
-
-@pytest.mark.parametrize("alpha", [float("nan"), float("inf"), -1.0, 0.0])
-def test_adapter_alpha_must_be_finite_and_positive(weights_dir: Path,  # noqa: F811
-                                                   alpha: float) -> None:
-    _edit_json(weights_dir / "adapters" / "sex.json", alpha=alpha)
-    _refused(weights_dir, r"sex\.json: alpha must be a finite number > 0")
-
-
-def test_a_deeply_nested_sidecar_is_one_line(weights_dir: Path, tiny_weights: Path,  # noqa: F811
-                                            tmp_path: Path) -> None:
-    (weights_dir / "backbone.json").write_text("[" * 200_000 + "]" * 200_000)
-    _refused(weights_dir, r"backbone\.json: not a valid JSON sidecar \(nested too deeply\)")
-    _twelve_lead(tmp_path / "in")
-    code, _, err = _cli("predict", tmp_path / "in", "-o", tmp_path / "r.parquet", "--weights",
-                        weights_dir, "--workers", 1, "-q")
-    _one_line_error(code, err, "backbone.json: not a valid JSON sidecar (nested too deeply)")
 
 
 # --- R9: a CinC header pointing at a forged .mat -------------------------------------------
@@ -280,8 +245,8 @@ def test_a_forged_mat_signal_file_is_an_error_row_not_predictions(tmp_path: Path
     _cinc_pair(root, "struct", b"MATLAB 5.0 MAT-file, Platform: PCWIN64".ljust(128, b" ")
                + garbage)
     _cinc_pair(root, "v4_other", np.array([30, 3, 7, 0, 2], "<i4").tobytes() + b"x\0" + garbage)
-    code, _, err = _cli("predict", root, "-o", tmp_path / "r.parquet", "--weights",
-                        tiny_weights, "--workers", 1, "-q")
+    code, _, err = invoke("predict", root, "-o", tmp_path / "r.parquet", "--weights",
+                          tiny_weights, "--workers", 1, "-q")
     assert code == 0, err
     rows = {r["record"]: r for r in _rows(tmp_path / "r.parquet")}
     assert rows["good"]["status"] == "ok"
@@ -320,11 +285,9 @@ def test_a_huge_one_line_csv_is_refused_in_bounded_memory(tmp_path: Path) -> Non
 def test_a_record_past_the_path_limit_gets_a_row(tmp_path: Path, tiny_weights: Path) -> None:
     import os
 
-    from test_output_safety import CSV, _csv_record
-
     root = tmp_path / "in"
     root.mkdir()
-    _csv_record(root / "good.csv")
+    csv_record(root / "good.csv")
     fd = os.open(root, os.O_RDONLY)
     try:
         for k in range(25):  # 25 folders of 200 characters: a path of over 5,000
@@ -333,12 +296,12 @@ def test_a_record_past_the_path_limit_gets_a_row(tmp_path: Path, tiny_weights: P
             fd, old = os.open(name, os.O_RDONLY, dir_fd=fd), fd
             os.close(old)
         out = os.open("deep.csv", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
-        os.write(out, _csv_record(tmp_path / "src.csv").read_bytes())
+        os.write(out, csv_record(tmp_path / "src.csv").read_bytes())
         os.close(out)
     finally:
         os.close(fd)
-    code, _, err = _cli("predict", root, "-o", tmp_path / "r.parquet", "--weights",
-                        tiny_weights, "--workers", 1, "-q", *CSV)
+    code, _, err = invoke("predict", root, "-o", tmp_path / "r.parquet", "--weights",
+                          tiny_weights, "--workers", 1, "-q", *FS_ARGS)
     assert code == 0, err
     deep, good = _rows(tmp_path / "r.parquet")  # sorted by path
     assert good["status"] == "ok" and deep["status"] == "error"
@@ -348,14 +311,15 @@ def test_a_record_past_the_path_limit_gets_a_row(tmp_path: Path, tiny_weights: P
 
 # --- item 7: info and bench count the same model alike; bench's memory is per model --------
 
+@pytest.mark.slow
 def test_info_and_bench_agree_and_peak_memory_is_per_model_and_batch() -> None:
     import json
 
-    code, out, err = _cli("info", "--config", "tiny", "--json")
+    code, out, err = invoke("info", "--config", "tiny", "--json")
     assert code == 0, err
     info = json.loads(out)
-    code, out, err = _cli("bench", "--config", "tiny", "--batch-size", "1,16", "--repeats", "2",
-                          "--warmup", "1", "--models", "ecgmoe,dense_multitask", "--json", "-q")
+    code, out, err = invoke("bench", "--config", "tiny", "--batch-size", "1,16", "--repeats", "2",
+                            "--warmup", "1", "--models", "ecgmoe,dense_multitask", "--json", "-q")
     assert code == 0, err
     rows = json.loads(out)["results"]
     (one,) = [r for r in rows if (r["model"], r["batch_size"]) == ("ecgmoe", 16)]
@@ -372,10 +336,10 @@ def test_info_and_bench_agree_and_peak_memory_is_per_model_and_batch() -> None:
 def test_plot_refuses_a_folder_and_an_extension_it_cannot_write(real_dir: Path,
                                                                tmp_path: Path) -> None:
     rec = real_dir / "cinc2021" / "E07500.hea"
-    code, out, err = _cli("plot", real_dir / "cinc2021", "-o", tmp_path / "a.png")
+    code, out, err = invoke("plot", real_dir / "cinc2021", "-o", tmp_path / "a.png")
     assert code == 1 and "is a folder: give one record" in out + err
     assert "unknown record type" not in out + err and "Traceback" not in out + err
-    code, out, err = _cli("plot", rec, "-o", tmp_path / "x.jpg")
+    code, out, err = invoke("plot", rec, "-o", tmp_path / "x.jpg")
     assert code == 1 and ".jpg is not a format plot writes (png, pdf, svg)" in out + err
     assert not (tmp_path / "x.jpg").exists()
 
@@ -383,8 +347,8 @@ def test_plot_refuses_a_folder_and_an_extension_it_cannot_write(real_dir: Path,
 def test_predict_finds_a_wfdb_record_named_without_hea(tmp_path: Path,
                                                        tiny_weights: Path) -> None:
     hea = _twelve_lead(tmp_path / "in")
-    code, _, err = _cli("predict", hea.with_suffix(""), "-o", tmp_path / "r.parquet",
-                        "--weights", tiny_weights, "--workers", 1, "-q")
+    code, _, err = invoke("predict", hea.with_suffix(""), "-o", tmp_path / "r.parquet",
+                          "--weights", tiny_weights, "--workers", 1, "-q")
     assert code == 0, err
     assert [r["status"] for r in _rows(tmp_path / "r.parquet")] == ["ok"]
 
@@ -396,20 +360,19 @@ def test_resume_summary_counts_the_whole_report(tmp_path: Path, tiny_weights: Pa
         _twelve_lead(tmp_path / "in", f"rec{k}", seed=k)
     base = ["predict", tmp_path / "in", "-o", tmp_path / "r.parquet", "--weights",
             tiny_weights, "--workers", 1]
-    assert _cli(*base, "-q")[0] == 0
+    assert invoke(*base, "-q")[0] == 0
     _twelve_lead(tmp_path / "in", "rec2", seed=2)
-    code, out, err = _cli(*base, "--resume", "--json")
+    code, out, err = invoke(*base, "--resume", "--json")
     assert code == 0, err
     summary = json.loads(out)
     assert summary["records_processed"] == 1 and summary["records_resumed"] == 2
     assert summary["report_status"] == {"ok": 3}
-    code, out, err = _cli(*base, "--resume")
+    code, out, err = invoke(*base, "--resume")
     assert "the report now holds" in out and "ok 3" in out
 
 
 def test_evaluate_on_a_dataset_without_targets_says_so(tmp_path: Path) -> None:
     import torch
-    from test_output_safety import CSV, _csv_record
 
     from ecgmoe_cli.model.config import EcgMoeConfig
     from ecgmoe_cli.model.ecgmoe import EcgMoe
@@ -425,10 +388,10 @@ def test_evaluate_on_a_dataset_without_targets_says_so(tmp_path: Path) -> None:
 
     (tmp_path / "in").mkdir()
     for k in range(2):
-        _csv_record(tmp_path / "in" / f"r{k}.csv", 60 + 10 * k)
-    assert _cli("preprocess", tmp_path / "in", "-o", tmp_path / "ds", *CSV, "-q")[0] == 0
-    code, _, err = _cli("evaluate", tmp_path / "ds", "--weights", tiny_weights, "--fold", "all")
-    _one_line_error(code, err, "dataset has targets for none of the weights' tasks")
+        csv_record(tmp_path / "in" / f"r{k}.csv", 60 + 10 * k)
+    assert invoke("preprocess", tmp_path / "in", "-o", tmp_path / "ds", *FS_ARGS, "-q")[0] == 0
+    code, _, err = invoke("evaluate", tmp_path / "ds", "--weights", tiny_weights, "--fold", "all")
+    one_line_error(code, err, "dataset has targets for none of the weights' tasks")
 
 
 def test_one_flag_one_meaning_across_commands() -> None:
@@ -437,13 +400,13 @@ def test_one_flag_one_meaning_across_commands() -> None:
     import re
 
     for cmd in ("predict", "preprocess", "simulate", "evaluate", "train", "finetune"):
-        text = re.sub(r"\x1b\[[0-9;]*m", "", _cli(cmd, "--help")[1])
+        text = re.sub(r"\x1b\[[0-9;]*m", "", invoke(cmd, "--help")[1])
         assert "--quiet" in text and "-q" in text, cmd
     for cmd in ("predict", "preprocess"):
-        text = re.sub(r"\x1b\[[0-9;]*m", "", _cli(cmd, "--help")[1])
+        text = re.sub(r"\x1b\[[0-9;]*m", "", invoke(cmd, "--help")[1])
         assert "--no-strict" in text, cmd
     for cmd in ("train", "evaluate", "finetune"):
-        text = re.sub(r"\x1b\[[0-9;]*m", "", _cli(cmd, "--help")[1])
+        text = re.sub(r"\x1b\[[0-9;]*m", "", invoke(cmd, "--help")[1])
         assert re.search(r"Usage: ecgmoe \w+ \[OPTIONS\] [\[{]?dataset", text, re.I), (cmd, text)
 
 
@@ -462,7 +425,7 @@ def test_noise_and_corrupted_copies_of_real_records_are_all_flagged(real_dir: Pa
     from ecgmoe_cli.signal.quality import LOW_QUALITY
     from ecgmoe_cli.signal.spec import PreprocessSpec
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "quality_check.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "quality_check.py"
     spec_ = importlib.util.spec_from_file_location("quality_check", path)
     qc = importlib.util.module_from_spec(spec_)
     spec_.loader.exec_module(qc)  # type: ignore[union-attr]

@@ -1,6 +1,7 @@
-"""The simulator's ECGs meet clinical criteria, measured on the noise-free render by tests/ecg_measure.py
-(the project's R-peak detector plus envelope/velocity wave boundaries; nothing read from the simulator's
-own fiducials). QTc uses Fridericia, the correction the simulator's QT model follows.
+"""The simulator's ECGs meet clinical criteria, measured on the noise-free render by
+tests/ecg_measure.py (the project's R-peak detector plus envelope/velocity wave boundaries;
+nothing read from the simulator's own fiducials). QTc uses Fridericia, the correction the
+simulator's QT model follows.
 """
 
 from __future__ import annotations

@@ -19,9 +19,10 @@ from ecgmoe_cli.training.loop import FitConfig, epoch_rows, fit
 from ecgmoe_cli.training.losses import Objective, lead_dropout, set_regression_scaling
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return make_fake_dataset(tmp_path_factory.mktemp("data") / "ds", n_records=40)
+@pytest.fixture
+def dataset(tiny_dataset):
+    """The session's tiny dataset (conftest.py); the tests here only read it."""
+    return tiny_dataset
 
 
 def _fit(ds_path, run_dir, epochs, resume=False, seed=0):
@@ -109,13 +110,14 @@ def test_epoch_rows_shard_evenly_and_cover_all_rows():
     shards = [epoch_rows(rows, 0, 1, DistInfo(r, 2)) for r in range(2)]
     assert len(shards[0]) == len(shards[1]) == 6
     assert set(np.concatenate(shards)) == set(rows)
-    assert not np.array_equal(epoch_rows(rows, 0, 1, DistInfo()), epoch_rows(rows, 0, 2, DistInfo()))
+    one, two = epoch_rows(rows, 0, 1, DistInfo()), epoch_rows(rows, 0, 2, DistInfo())
+    assert not np.array_equal(one, two)
 
 
 def test_train_command_writes_weights_and_metrics(dataset, tmp_path):
-    r = CliRunner().invoke(my_cli(), ["train", str(dataset), "-o", str(tmp_path / "run"), "--config",
-                                 "tiny", "--epochs", "2", "--batch-size", "16", "--quiet",
-                                 "--json"])
+    r = CliRunner().invoke(my_cli(), ["train", str(dataset), "-o", str(tmp_path / "run"),
+                                      "--config", "tiny", "--epochs", "2", "--batch-size", "16",
+                                      "--quiet", "--json"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     assert summary["epochs_run"] == 2
@@ -162,8 +164,8 @@ def test_dense_baseline_trains_by_the_same_recipe(dataset, tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_is_one_line_error(dataset, tmp_path):
-    r = CliRunner().invoke(my_cli(), ["train", str(dataset), "-o", str(tmp_path / "run"), "--config",
-                                 "tiny", "--device", "cuda"])
+    r = CliRunner().invoke(my_cli(), ["train", str(dataset), "-o", str(tmp_path / "run"),
+                                      "--config", "tiny", "--device", "cuda"])
     assert r.exit_code == 1 and "CUDA is not available" in r.output
     assert "Traceback" not in r.output
 

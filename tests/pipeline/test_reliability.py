@@ -151,6 +151,7 @@ def test_predict_keeps_every_good_record_and_one_error_row_per_broken_one(
 
 # ---- bounded memory: a 24 h Holter window block by window block ------------------------------
 
+@pytest.mark.slow
 def test_prepare_chunks_holds_a_24_hour_holter_in_bounded_memory(tmp_path: Path) -> None:
     from broken_inputs import holter_24h
 
@@ -190,6 +191,7 @@ def holters(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return out[0], out[1]
 
 
+@pytest.mark.slow
 def test_preprocess_memory_does_not_grow_with_record_length(holters: tuple[Path, Path],
                                                             tmp_path: Path) -> None:
     """8 h may cost its raw samples (~45 MB: int16 file + float32 copy) more than 1 h, not its
@@ -200,6 +202,7 @@ def test_preprocess_memory_does_not_grow_with_record_length(holters: tuple[Path,
     assert b - a < GROWTH_MB, f"preprocess peak {a} MB for 1 h, {b} MB for 8 h"
 
 
+@pytest.mark.slow
 def test_predict_memory_does_not_grow_with_record_length(holters: tuple[Path, Path],
                                                          tiny_weights: Path,
                                                          tmp_path: Path) -> None:
