@@ -25,7 +25,6 @@ import threading
 import time
 from pathlib import Path
 
-
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
@@ -131,7 +130,7 @@ def stage_costs(records: list[Path], weights: Path, batch_size: int) -> dict[str
 
     from ecgmoe_cli.io.readers import read_record
     from ecgmoe_cli.model.batch import example_batch
-    from ecgmoe_cli.prepare import prepare_record
+    from ecgmoe_cli.pipeline.prepare import prepare_record
     from ecgmoe_cli.weights import load_model
 
     sample = records[:300]

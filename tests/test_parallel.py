@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from ecgmoe_cli.parallel import Prefetch, ordered_map, worker_state
+from ecgmoe_cli.pipeline.parallel import Prefetch, ordered_map, worker_state
 
 
 def _pid_and_value(x: int) -> tuple[int, int]:

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.model.batch import BATCH_KEYS
 from ecgmoe_cli.model.config import EcgMoeConfig
 from ecgmoe_cli.model.encoders import (
     Attention,
@@ -53,7 +54,6 @@ from ecgmoe_cli.model.heads import TaskHead, stacked_heads, task_loss
 from ecgmoe_cli.model.lora import lora_layers
 from ecgmoe_cli.model.moe import MoEStats, make_ffn
 
-BATCH_KEYS = ("signal", "lead_mask", "n_valid", "rpeaks", "rr")
 N_TIME_FREQS = 8  # Fourier features of a beat's position in the window
 
 
