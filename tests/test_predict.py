@@ -406,6 +406,24 @@ def test_long_record_streams_through_the_model_with_whole_record_figures(
     assert windows == list(range(len(whole.n_valid)))
 
 
+def test_one_record_in_memory_is_its_report_row(records: Path, weights_dir: Path,
+                                                tmp_path: Path) -> None:
+    """`plot --weights` predicts its record in memory (predict_record): value for value, typed
+    as the report's columns, the row `predict` writes for that record alone; a broken file
+    gives its error row."""
+    from ecgmoe_cli.pipeline.predict.options import PredictOptions
+    from ecgmoe_cli.pipeline.predict.run import predict_record
+
+    for i, path in enumerate([records / REAL[0].split("/")[0] / (Path(REAL[0]).name + ".hea"),
+                              records / "broken" / "bad.hea"]):
+        out = tmp_path / f"{i}.parquet"
+        code, output = _predict(path, "-o", out, "--weights", weights_dir, "-q")
+        assert code == (1 if i else 0), output  # one file that failed: the run failed
+        want = pq.read_table(out).to_pylist()
+        assert len(want) == 1 and want[0]["status"] == ("error" if i else "ok")
+        assert predict_record(path, PredictOptions(weights=weights_dir)) == want[0]
+
+
 def test_models_in_the_workers_give_the_same_report(records: Path, weights_dir: Path,
                                                     report: Path, tmp_path: Path) -> None:
     """With several workers on CPU each runs its own model on its own records (a chunk per

@@ -226,7 +226,8 @@ def predict_record(path: Path, opts: PredictOptions) -> dict[str, Any]:
     check_options(opts, Path(path))
     weights_dir, spec, tasks, _ = _plan(opts)
     predictor, ctx = _start_model(weights_dir, [t.name for t in tasks], opts, spec)
-    item = next(prepared_stream([os.path.abspath(path)], spec, opts))
+    key = os.path.abspath(records_under(Path(path))[0])  # `100` is `100.hea`, as in a folder
+    item = next(prepared_stream([key], spec, opts))
     if isinstance(item, Long):
         item = predict_long(item, spec, opts, predictor)
     item = through_model(predictor, [item])[0]
