@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 
 from ecgmoe_cli.io.labels.atr import AAMI_OF_SYMBOL, af_seconds, read_atr
 from ecgmoe_cli.io.records.read import read_record
-from ecgmoe_cli.predict_folder import PredictOptions, predict_folder
+from ecgmoe_cli.pipeline.predict.options import PredictOptions
+from ecgmoe_cli.pipeline.predict.run import predict_folder
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TRAIN = Path(os.environ.get("ECGMOE_TRAIN_DATA", SHARED / "ecg-train"))

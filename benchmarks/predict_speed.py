@@ -130,7 +130,7 @@ def stage_costs(records: list[Path], weights: Path, batch_size: int) -> dict[str
 
     from ecgmoe_cli.io.records.read import read_record
     from ecgmoe_cli.model.batch import example_batch
-    from ecgmoe_cli.prepare import prepare_record
+    from ecgmoe_cli.pipeline.prepare import prepare_record
     from ecgmoe_cli.weights.store import load_model
 
     sample = records[:300]

@@ -33,7 +33,7 @@ import numpy as np
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.records.read import read_record
-from ecgmoe_cli.prepare import Prepared, prepare_record
+from ecgmoe_cli.pipeline.prepare import Prepared, prepare_record
 from ecgmoe_cli.signal.quality import LOW_QUALITY
 from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.simulate.tree import write_wfdb

@@ -69,7 +69,7 @@ def by_record(ds: Any, rows: np.ndarray) -> tuple[list[str], list[np.ndarray]]:
 def per_record(model: Any, pred: dict, groups: list[np.ndarray], stride_s: float
                ) -> dict[str, np.ndarray]:
     """Window outputs aggregated per record by `predict`'s rule."""
-    from ecgmoe_cli.report_rows import aggregate, sustained_windows
+    from ecgmoe_cli.pipeline.predict.rows import aggregate, sustained_windows
 
     k = sustained_windows(stride_s)
     return {t: np.stack([aggregate(model.tasks[t], v[g], k) for g in groups])

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ecgmoe_cli.io.dataset import DatasetWriter
+from ecgmoe_cli.io.dataset_writer import DatasetWriter
+from ecgmoe_cli.pipeline.prepare import Prepared
+from ecgmoe_cli.pipeline.preprocess import add_record
 from ecgmoe_cli.signal.spec import PreprocessSpec
 
 TINY_SPEC = PreprocessSpec(fs=100.0, window_s=4.0, stride_s=4.0, min_tail_s=2.0,
@@ -15,31 +16,8 @@ TINY_SPEC = PreprocessSpec(fs=100.0, window_s=4.0, stride_s=4.0, min_tail_s=2.0,
 TASK_NAMES = ("sex", "rr_interval", "arrhythmia", "rhythm")
 
 
-@dataclass
-class FakePrepared:
-    """The fields of prepare.Prepared that the writer reads."""
-
-    path: str
-    record: str
-    signal: np.ndarray
-    lead_mask: np.ndarray
-    n_valid: np.ndarray
-    rpeaks: np.ndarray
-    rr: np.ndarray
-    window_start_s: np.ndarray
-    fs_in: float = 100.0
-    duration_s: float = 4.0
-    leads_used: list[str] = field(default_factory=lambda: ["I", "II"])
-    lead_warnings: list[str] = field(default_factory=list)
-    heart_rate_bpm: float = 60.0
-    n_beats: int = 4
-    quality: float = 1.0
-    window_quality: np.ndarray = field(default_factory=lambda: np.ones(1, np.float32))
-    flags: list[str] = field(default_factory=list)
-
-
 def fake_record(i: int, rng: np.random.Generator, spec: PreprocessSpec = TINY_SPEC,
-                n_windows: int = 1) -> tuple[FakePrepared, list[dict[str, float]]]:
+                n_windows: int = 1) -> tuple[Prepared, list[dict[str, float]]]:
     """One record whose sex shows in amplitude and whose rhythm shows in its RR."""
     w, k, fs = spec.window_samples, spec.max_beats, spec.fs
     female = i % 2
@@ -57,11 +35,13 @@ def fake_record(i: int, rng: np.random.Generator, spec: PreprocessSpec = TINY_SP
     n = min(k, len(peaks))
     rp[:, :n] = np.round(peaks[:n] * fs).astype(np.int32)
     rr[:, :n] = [rr_s, rr_s, rr_s, 1.0]
-    prep = FakePrepared(
-        path=f"/fake/rec{i:03d}.hea", record=f"rec{i:03d}", signal=sig,
+    prep = Prepared(
+        path=f"/fake/rec{i:03d}.hea", record=f"rec{i:03d}", fs_in=100.0, duration_s=4.0,
+        leads_used=["I", "II"], lead_warnings=[], signal=sig,
         lead_mask=np.ones((n_windows, 12), bool), n_valid=np.full(n_windows, w, np.int32),
         rpeaks=rp, rr=rr, window_start_s=np.arange(n_windows, dtype=np.float32) * spec.stride_s,
-        heart_rate_bpm=60 / rr_s, n_beats=len(peaks), window_quality=np.ones(n_windows, np.float32),
+        heart_rate_bpm=60 / rr_s, n_beats=len(peaks), quality=1.0,
+        window_quality=np.ones(n_windows, np.float32),
     )
     labels = {
         "y_sex__female": float(female) if i % 5 else np.nan,  # some unknown targets
@@ -82,7 +62,7 @@ def make_fake_dataset(path: Path, n_records: int = 40, seed: int = 0,
     with DatasetWriter(path, spec, [get_task(t) for t in TASK_NAMES]) as w:
         for i in range(n_records):
             prep, labels = fake_record(i, rng, spec)
-            w.add(prep, labels, fold=(i // 4) % 10 + 1)  # 4 in a row: both classes
+            add_record(w, prep, labels, fold=(i // 4) % 10 + 1)  # 4 in a row: both classes
         w.add_error("/fake/broken.hea", "broken", "unreadable header")
     return path
 

@@ -114,7 +114,7 @@ def _load_average() -> float | None:
 
 
 def _resolve_device(device: str) -> torch.device:
-    from ecgmoe_cli.training.ddp import resolve_device
+    from ecgmoe_cli.model.device import resolve_device
 
     return torch.device(resolve_device(device))  # clear error when CUDA is not there
 

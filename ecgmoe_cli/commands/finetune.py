@@ -103,8 +103,8 @@ def _beat_head(data: list[Path], backbone: Path | None, output: Path, fit_cfg: A
                folds: int, device: str, as_json: bool, quiet: bool) -> None:
     """`--task beat_class`: the per-beat head on the frozen backbone, into OUT/heads/."""
     from ecgmoe_cli.commands.common import console
+    from ecgmoe_cli.model.device import resolve_device
     from ecgmoe_cli.training.beat_class import BeatFit, train_beat_head
-    from ecgmoe_cli.training.ddp import resolve_device
     from ecgmoe_cli.weights.meta import default_weights_dir, refuse_shipped_weights
 
     backbone = default_weights_dir() if backbone is None else backbone

@@ -24,7 +24,8 @@ def _format(output: Path, fmt: str | None, is_dir: bool = False) -> str:
         return suffix if suffix in _FORMATS else "png"
     fmt = fmt.lower()
     if fmt not in _FORMATS:
-        raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(_FORMATS)}", param_hint="--format")
+        raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(_FORMATS)}",
+                                 param_hint="--format")
     if suffix in _FORMATS and suffix != fmt:
         raise EcgMoeError(f"the output ends in .{suffix} but --format is {fmt}", output)
     return fmt
@@ -39,8 +40,8 @@ def run(
         "--output", "-o", help="Figure file (ecg.png), or a folder (dir/), always a folder for "
                                "a whole report.")],
     record: Annotated[Path | None, typer.Argument(
-        metavar="RECORD", help="Record to draw (.hea, .edf, .bdf, .csv, .npy, DICOM ECG, aECG / MUSE / "
-             "Philips .xml). Leave out with --report to draw every "
+        metavar="RECORD", help="Record to draw (.hea, .edf, .bdf, .csv, .npy, DICOM ECG, "
+             "aECG / MUSE / Philips .xml). Leave out with --report to draw every "
              "flagged record of the report.")] = None,
     weights: Annotated[Path | None, typer.Option(
         help="Weights folder: predict this record and print the labels in the header.")] = None,
@@ -49,7 +50,8 @@ def run(
     window: Annotated[int, typer.Option(
         min=0, help="Which 10 s window of a longer record to draw (0 = the first).")] = 0,
     fmt: Annotated[str | None, typer.Option(
-        "--format", help="png, pdf or svg (default: from the output's extension, else png).")] = None,
+        "--format", help="png, pdf or svg (default: from the output's extension, else png)."
+    )] = None,
     lead_map: Annotated[list[str] | None, typer.Option(
         "--lead-map", help="NAME=LEAD: draw the file's lead NAME as LEAD (repeatable).")] = None,
     dpi: Annotated[float, typer.Option(
@@ -73,7 +75,8 @@ def run(
                        lead_map=parse_lead_map(lead_map) or None, fs=fs)
     if record is None:
         if report is None:
-            raise EcgMoeError("nothing to draw: give a RECORD, or --report to draw its flagged records")
+            raise EcgMoeError("nothing to draw: give a RECORD, or --report to draw its flagged "
+                              "records")
         if out.suffix.lower().lstrip(".") in _FORMATS and not _is_dir(out, output):
             raise EcgMoeError("with --report and no RECORD, -o must be a folder", out)
         failed: list[str] = []
@@ -102,17 +105,11 @@ def run(
 
 def _predict(record: Path, weights: Path, lead_map: dict[str, str] | None,
              fs: float | None) -> list[dict[str, object]]:
-    """The record's report row, predicted in-process exactly as `ecgmoe predict` would."""
-    import tempfile
+    """The record's report row, predicted in memory exactly as `ecgmoe predict` would."""
+    from ecgmoe_cli.pipeline.predict.options import PredictOptions
+    from ecgmoe_cli.pipeline.predict.run import predict_record
 
-    from ecgmoe_cli.plotting.sheets import read_report
-    from ecgmoe_cli.predict_folder import PredictOptions, predict_folder
-
-    with tempfile.TemporaryDirectory(prefix="ecgmoe-plot-") as tmp:
-        out = Path(tmp) / "report.parquet"
-        predict_folder(record, out, PredictOptions(
-            weights=weights, workers=1, lead_map=lead_map, fs=fs))
-        rows = read_report(out)
-    if rows and rows[0].get("status") == "error":
-        raise EcgMoeError(f"cannot predict: {rows[0].get('error')}", record)
-    return rows
+    row = predict_record(record, PredictOptions(weights=weights, lead_map=lead_map, fs=fs))
+    if row.get("status") == "error":
+        raise EcgMoeError(f"cannot predict: {row.get('error')}", record)
+    return [row]

@@ -9,17 +9,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from ecgmoe_cli.predict_folder import PredictResult
+    from ecgmoe_cli.pipeline.predict.run import PredictResult
 
 
 SHOW_ERRORS = 5  # failed records named in the summary
 
 
 def run(
-    input: Annotated[Path, typer.Argument(metavar="INPUT", help="A folder of records (searched recursively: WFDB "
-                                          ".hea, .edf, .bdf, .csv, .npy, DICOM ECG, HL7 aECG / "
-                                          "GE MUSE / Philips .xml) or one record file "
-                                          "(a WFDB record with or without .hea).")],
+    input: Annotated[Path, typer.Argument(
+        metavar="INPUT", help="A folder of records (searched recursively: WFDB .hea, .edf, "
+                              ".bdf, .csv, .npy, DICOM ECG, HL7 aECG / GE MUSE / Philips .xml) "
+                              "or one record file (a WFDB record with or without .hea).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="out.parquet (one file, written "
                                          "atomically) or a directory (a Parquet dataset of part "
                                          "files; needed with --shard i/n, n > 1).")],
@@ -70,20 +70,22 @@ def run(
                      ] = False,
 ) -> None:
     """Predict every task for each record into a Parquet report (schema: README)."""
-    from ecgmoe_cli.commands.common import console, err_console
+    from ecgmoe_cli.commands.common import console, err_console, split_list
     from ecgmoe_cli.errors import EcgMoeError
     from ecgmoe_cli.io.report import parse_shard
-    from ecgmoe_cli.predict_folder import PredictOptions, predict_folder
+    from ecgmoe_cli.pipeline.predict.options import PredictOptions
+    from ecgmoe_cli.pipeline.predict.run import predict_folder
     from ecgmoe_cli.progress import Progress
     from ecgmoe_cli.signal.leads import parse_lead_map
 
-    names = [n.strip() for item in tasks or [] for n in item.split(",") if n.strip()]
     opts = PredictOptions(
-        weights=weights, tasks=names or None, device=device, workers=workers,
+        weights=weights, tasks=split_list(*(tasks or [])) or None, device=device,
+        workers=workers,
         batch_size=batch_size, windows=windows, beats=beats, explain=explain,
         shard=parse_shard(shard),
-        resume=resume, checkpoint_every=checkpoint_every, lead_map=parse_lead_map(lead_map) or None, fs=fs,
-        lead_names=[n.strip() for n in leads.split(",") if n.strip()] if leads else None,
+        resume=resume, checkpoint_every=checkpoint_every,
+        lead_map=parse_lead_map(lead_map) or None, fs=fs,
+        lead_names=split_list(leads) or None,
         overwrite=overwrite)
     with Progress("predict", show=not (quiet or as_json), unit="records") as bar:
         result = predict_folder(input, output, opts,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ecgmoe_cli.commands.common import console, err_console
+from ecgmoe_cli.commands.common import console, err_console, split_list
 from ecgmoe_cli.errors import EcgMoeError
 
 
@@ -36,13 +36,13 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Read every record under INPUT into a dataset of 10 s windows with labels and folds."""
-    from ecgmoe_cli.preprocess_folder import PreprocessOptions, preprocess_folder
+    from ecgmoe_cli.pipeline.preprocess import PreprocessOptions, preprocess_folder
     from ecgmoe_cli.signal.leads import parse_lead_map
     from ecgmoe_cli.signal.spec import PreprocessSpec
 
     opts = PreprocessOptions(
         labels=labels, workers=workers, fs=fs,
-        lead_names=[s.strip() for s in leads.split(",") if s.strip()] if leads else None,
+        lead_names=split_list(leads) or None,
         lead_map=parse_lead_map(lead_map) or None, overwrite=overwrite)
     show = not quiet and not as_json
     summary = preprocess_folder(input, output, PreprocessSpec(), opts, progress=show)
@@ -59,7 +59,8 @@ def run(
 
 def _print_summary(s: dict[str, object], name_errors: bool = True) -> None:
     console.print(f"{s['records']} records: [green]{s['ok']} ok[/], "
-                  f"{'[red]' if s['errors'] else ''}{s['errors']} errors{'[/]' if s['errors'] else ''}"
+                  f"{'[red]' if s['errors'] else ''}{s['errors']} errors"
+                  f"{'[/]' if s['errors'] else ''}"
                   f", {s['windows']} windows in {s['seconds']:.1f} s "
                   f"({s['records_per_s']:.0f} records/s) -> {s['output']}", highlight=False)
     console.print(f"labels: {s['label_source']}; tasks: {', '.join(s['tasks']) or 'none'}",  # type: ignore[arg-type]

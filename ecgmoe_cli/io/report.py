@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,47 +19,14 @@ import pyarrow.parquet as pq
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.arrow_table import rows_to_table
+from ecgmoe_cli.io.files import atomic_write
 from ecgmoe_cli.io.outputs import check_report_target
-from ecgmoe_cli.tasks import Task
 
-RECORD_FIELDS: list[tuple[str, pa.DataType]] = [
-    ("path", pa.string()),
-    ("record", pa.string()),
-    ("status", pa.string()),
-    ("error", pa.string()),
-    ("fs_in", pa.float64()),
-    ("duration_s", pa.float64()),
-    ("n_windows", pa.int32()),
-    ("leads_used", pa.string()),
-    ("lead_warnings", pa.string()),
-    ("heart_rate_bpm", pa.float32()),
-    ("n_beats", pa.int32()),
-    ("quality", pa.float32()),
-    ("low_quality", pa.bool_()),
-]
-# Holter summary of every record row (README, 'Report schema'): from the beat head and the
-# rhythm task's per-window AF calls; null where the weights have no beat head (or no rhythm)
-HOLTER_FIELDS: list[tuple[str, pa.DataType]] = [
-    ("n_classified", pa.int32()),
-    ("pvc_count", pa.int32()),
-    ("pac_count", pa.int32()),
-    ("pvc_burden", pa.float32()),
-    ("af_burden", pa.float32()),
-]
-# `predict --beats`: one row per detected beat
-BEAT_FIELDS: list[tuple[str, pa.DataType]] = [
-    ("path", pa.string()),
-    ("record", pa.string()),
-    ("time_s", pa.float64()),
-    ("sample", pa.int64()),
-    ("rr_pre_ms", pa.float32()),
-    ("rr_post_ms", pa.float32()),
-    ("beat_class", pa.string()),
-    ("beat_prob", pa.float32()),
-    ("source_stamp", pa.string()),
-]
-TRAILER_FIELDS: list[tuple[str, pa.DataType]] = [
-    ("weights_id", pa.string()), ("spec_hash", pa.string()), ("source_stamp", pa.string())]
+
+def is_single_file(out: Path) -> bool:
+    """`-o x.parquet` (not a folder): one file merged at the end; anything else is a dataset
+    folder of part files."""
+    return out.suffix == ".parquet" and not out.is_dir()
 
 
 def source_stamp(path: str | Path) -> str:
@@ -78,41 +44,10 @@ def source_stamp(path: str | Path) -> str:
     return ";".join(stamps)
 
 
-def regression_column(task: Task) -> str:
-    """`age_years`, `rr_interval_ms`; a unitless user task gets `<task>_value`."""
-    return f"{task.name}_{task.unit}" if task.unit else f"{task.name}_value"
-
-
-def task_fields(task: Task) -> list[tuple[str, pa.DataType]]:
-    """The report columns of one task, by kind (documented in README, 'Report schema')."""
-    if task.kind in ("binary", "multilabel"):
-        per_label = [(f"{task.name}_{label}_prob", pa.float32()) for label in task.labels]
-        return [(f"{task.name}_prob", pa.float32()), *per_label, (f"{task.name}_pred", pa.string())]
-    if task.kind == "multiclass":
-        return [(f"{task.name}_class", pa.string()), (f"{task.name}_prob", pa.float32())]
-    return [(regression_column(task), pa.float32())]
-
-
-def report_schema(tasks: Iterable[Task], *, window: bool = False, explain: bool = False) -> pa.Schema:
-    fields = list(RECORD_FIELDS)
-    if window:
-        fields[2:2] = [("window", pa.int32()), ("start_s", pa.float32())]
-    else:
-        fields += HOLTER_FIELDS
-    for task in tasks:
-        fields += task_fields(task)
-    if explain:
-        fields.append(("explain", pa.string()))
-    return pa.schema(fields + TRAILER_FIELDS)
-
-
-def beat_schema() -> pa.Schema:
-    return pa.schema(BEAT_FIELDS)
-
-
 def shard_of(key: str, n: int) -> int:
     """Deterministic shard of a record key: the same on every machine and Python run."""
-    return int.from_bytes(hashlib.sha1(key.encode("utf-8", "surrogateescape")).digest()[:8], "big") % n
+    digest = hashlib.sha1(key.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % n
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -142,8 +77,9 @@ class ReportWriter:
     ) -> None:
         self.out = Path(out)
         self.schema = schema
-        self.as_dataset = self.out.suffix != ".parquet" or self.out.is_dir()
-        self.parts_dir = self.out if self.as_dataset else self.out.with_name(self.out.name + ".partial")
+        self.as_dataset = not is_single_file(self.out)
+        self.parts_dir = (self.out if self.as_dataset
+                          else self.out.with_name(self.out.name + ".partial"))
         self.prefix = f"part-{shard[0]:05d}-of-{shard[1]:05d}"
         self.rows_per_group = rows_per_group
         self.rows_per_part = rows_per_part
@@ -246,7 +182,7 @@ class ReportWriter:
             kept = self._kept(table, src)
             if kept.num_rows == table.num_rows:
                 continue
-            tmp = src.with_name(f".{src.name}.tmp-{os.getpid()}")
+            tmp = src.with_name(f".{src.name}.tmp-{os.getpid()}")  # a name _report_part knows
             pq.write_table(kept, tmp, compression="zstd")
             os.replace(tmp, src)
 
@@ -300,19 +236,20 @@ class ReportWriter:
         if self.as_dataset:
             self._rewrite_dropped_parts()
             return self.out
-        tmp = self.out.with_name(f".{self.out.name}.tmp-{os.getpid()}")
         # a finished report is carried over only when resuming; a fresh run replaces it
         sources = ([self.out] if self.resume and self.out.is_file() else []) + self.parts()
-        try:
+
+        def merge(tmp: Path) -> None:
             with pq.ParquetWriter(tmp, self.schema, compression="zstd") as writer:
                 for src in sources:
                     pf = pq.ParquetFile(src)
                     for i in range(pf.num_row_groups):  # row group by row group: constant memory
                         writer.write_table(self._kept(pf.read_row_group(i), src)
                                            .cast(self.schema))
-            os.replace(tmp, self.out)
+
+        try:
+            atomic_write(self.out, merge)
         except OSError as e:  # a full disk: the parts stay for --resume, the temp file goes
-            tmp.unlink(missing_ok=True)
             raise EcgMoeError(f"cannot write the report ({e.strerror or e})", self.out) from None
         shutil.rmtree(self.parts_dir, ignore_errors=True)
         return self.out

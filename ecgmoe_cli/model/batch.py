@@ -1,24 +1,32 @@
-"""Model batches: converting dataset arrays to tensors, and synthetic batches for tests and timing."""
+"""Model batches: the one list of their fields, dataset arrays to tensors, and synthetic batches
+for tests and timing."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
 
-from ecgmoe_cli.model.config import EcgMoeConfig
+if TYPE_CHECKING:  # torch loads with the model: predict's readers start without it
+    import torch
+    from torch import Tensor
 
-_DTYPES = {"signal": torch.float32, "lead_mask": torch.bool, "n_valid": torch.int64,
-           "rpeaks": torch.int64, "rr": torch.float32}
+    from ecgmoe_cli.model.config import EcgMoeConfig
+
+# The model batch: the fields of a window the model reads, and their torch dtypes
+BATCH_KEYS = ("signal", "lead_mask", "n_valid", "rpeaks", "rr")
+_DTYPES = ("float32", "bool", "int64", "int64", "float32")
 
 
 def to_torch(arrays: Mapping[str, np.ndarray], device: str | torch.device = "cpu"
              ) -> dict[str, Tensor]:
-    """A numpy batch (Dataset.batch / Prepared fields) -> the model batch, dtypes as the model wants."""
-    return {k: torch.as_tensor(np.asarray(arrays[k])).to(device=device, dtype=dt)
-            for k, dt in _DTYPES.items()}
+    """A numpy batch (Dataset.batch / Prepared fields) -> the model batch, dtypes as the model
+    wants."""
+    import torch
+
+    return {k: torch.as_tensor(np.asarray(arrays[k])).to(device=device, dtype=getattr(torch, dt))
+            for k, dt in zip(BATCH_KEYS, _DTYPES)}
 
 
 def example_batch(config: EcgMoeConfig, batch_size: int, n_beats: int = 12, n_leads: int = 12,
@@ -27,6 +35,8 @@ def example_batch(config: EcgMoeConfig, batch_size: int, n_beats: int = 12, n_le
 
     12 beats per 10 s (72 bpm) is the typical record that FLOPs and throughput are quoted for.
     """
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     B, K, W = batch_size, config.max_beats, config.window_samples
     lead_mask = torch.zeros(B, config.n_leads, dtype=torch.bool)

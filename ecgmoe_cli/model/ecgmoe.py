@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.model.batch import BATCH_KEYS
 from ecgmoe_cli.model.blocks import N_TIME_FREQS, MorphBlock, RhythmBlock, time_features
 from ecgmoe_cli.model.config import EcgMoeConfig
 from ecgmoe_cli.model.encoders import AttnPool, BeatEncoder, TemporalEncoder, gather_beats
@@ -45,8 +46,6 @@ from ecgmoe_cli.model.heads import TaskHead, stacked_heads, task_loss
 from ecgmoe_cli.model.lora import lora_layers, mark_only_lora_as_trainable
 from ecgmoe_cli.model.moe import MoEStats
 from ecgmoe_cli.model.ssl import beat_cover, masked_beat_loss
-
-BATCH_KEYS = ("signal", "lead_mask", "n_valid", "rpeaks", "rr")
 
 
 @dataclass

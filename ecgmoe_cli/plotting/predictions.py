@@ -10,20 +10,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ecgmoe_cli.io.report import regression_column
+from ecgmoe_cli.pipeline.predict.schema import pred_labels, regression_column
 from ecgmoe_cli.tasks import TASKS, TRAIT_VALUES, is_finding
-
-
-def pred_labels(value: Any) -> list[str]:
-    """The labels of a `_pred` cell, whether stored as "a,b", a list/array, empty or null."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return []
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    try:
-        return [str(v).strip() for v in value if str(v).strip()]
-    except TypeError:
-        return []
 
 
 def _num(value: Any) -> float | None:

@@ -26,7 +26,7 @@ from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.labels.atr import AAMI_OF_SYMBOL, aami_labels, read_atr
 from ecgmoe_cli.io.records.discover import records_under
 from ecgmoe_cli.io.records.read import read_record
-from ecgmoe_cli.model.batch import to_torch
+from ecgmoe_cli.model.batch import BATCH_KEYS, to_torch
 from ecgmoe_cli.model.beat_head import (
     BeatHead,
     BeatHeadConfig,
@@ -35,8 +35,7 @@ from ecgmoe_cli.model.beat_head import (
 )
 from ecgmoe_cli.model.ecgmoe import EcgMoe
 from ecgmoe_cli.model.encoders import fold_batchnorm
-from ecgmoe_cli.prepare import prepare_from_record
-from ecgmoe_cli.report_rows import WINDOW_FIELDS
+from ecgmoe_cli.pipeline.prepare import prepare_from_record
 from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.tasks import AAMI_CLASSES
 from ecgmoe_cli.weights.meta import BACKBONE
@@ -86,7 +85,7 @@ def encode_records(paths: Sequence[Path], model: EcgMoe, spec: PreprocessSpec,
                 counts[AAMI_OF_SYMBOL[s]] += 1
         annotated[prep.record] = counts
         for lo in range(0, len(prep.n_valid), batch_size):
-            chunk = {k: getattr(prep, k)[lo:lo + batch_size] for k in WINDOW_FIELDS}
+            chunk = {k: getattr(prep, k)[lo:lo + batch_size] for k in BATCH_KEYS}
             batch = to_torch(chunk, device)
             feats = model.encode(batch)
             mask = batch["rpeaks"] >= 0

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.model.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -25,18 +25,6 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world > 1
-
-
-def resolve_device(device: str) -> str:
-    """'cpu', 'cuda' or 'cuda:N'; a CUDA request on a machine without CUDA is a user error."""
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        why = (f"the installed torch {torch.__version__} is a CPU build" if torch.version.cuda
-               is None else f"torch {torch.__version__} (CUDA {torch.version.cuda}) finds no GPU")
-        raise EcgMoeError(f"--device {device} requested but CUDA is not available here ({why}); "
-                          "use --device cpu")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise EcgMoeError(f"unknown device {device!r} (use cpu or cuda)")
-    return device
 
 
 def init_distributed(device: str) -> DistInfo:

@@ -8,8 +8,8 @@ from typing import Any
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.dataset import Dataset, open_dataset
+from ecgmoe_cli.model.device import resolve_device
 from ecgmoe_cli.model.encoders import fold_batchnorm
-from ecgmoe_cli.training.ddp import resolve_device
 from ecgmoe_cli.training.folds import TEST_FOLD, check_spec
 from ecgmoe_cli.training.outputs import predictions
 from ecgmoe_cli.training.scoring import score_task

@@ -19,9 +19,10 @@ import torch
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.dataset import Dataset, open_datasets
 from ecgmoe_cli.io.outputs import new_run_dir
+from ecgmoe_cli.model.device import resolve_device
 from ecgmoe_cli.tasks import TASKS, user_task
 from ecgmoe_cli.training.calibrate import calibrate_heads
-from ecgmoe_cli.training.ddp import DistInfo, resolve_device
+from ecgmoe_cli.training.ddp import DistInfo
 from ecgmoe_cli.training.encoded import DecodeObjective, EncodedDataset, features_to_torch
 from ecgmoe_cli.training.folds import check_spec, train_val_rows
 from ecgmoe_cli.training.loop import FitConfig, fit, progress_bar

@@ -9,7 +9,9 @@ import pytest
 from fakes import TASK_NAMES, TINY_SPEC, fake_record, make_fake_dataset
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.dataset import DatasetWriter, open_dataset
+from ecgmoe_cli.io.dataset import open_dataset
+from ecgmoe_cli.io.dataset_writer import DatasetWriter
+from ecgmoe_cli.pipeline.preprocess import add_record
 from ecgmoe_cli.tasks import get_task
 
 
@@ -19,7 +21,7 @@ def test_round_trip(tmp_path):
     tasks = [get_task(t) for t in TASK_NAMES]
     with DatasetWriter(tmp_path / "ds", TINY_SPEC, tasks) as w:
         for i, (prep, labels) in enumerate(recs):
-            w.add(prep, labels, fold=i + 1)
+            add_record(w, prep, labels, fold=i + 1)
         w.add_error("/x/bad.edf", "bad", "truncated file", fs_in=250.0)
     ds = open_dataset(tmp_path / "ds")
     assert len(ds) == 6 and ds.spec == TINY_SPEC
@@ -46,7 +48,7 @@ def test_exception_inside_with_leaves_nothing(tmp_path):
     rng = np.random.default_rng(0)
     tasks = [get_task(t) for t in TASK_NAMES]
     with pytest.raises(RuntimeError), DatasetWriter(tmp_path / "ds", TINY_SPEC, tasks) as w:
-        w.add(*fake_record(0, rng), fold=1)
+        add_record(w, *fake_record(0, rng), fold=1)
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
 
@@ -57,7 +59,7 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path):
         DatasetWriter(tmp_path / "ds", TINY_SPEC, [])
     tasks = [get_task(t) for t in TASK_NAMES]
     with DatasetWriter(tmp_path / "ds", TINY_SPEC, tasks, overwrite=True) as w:
-        w.add(*fake_record(0, np.random.default_rng(0)), fold=1)
+        add_record(w, *fake_record(0, np.random.default_rng(0)), fold=1)
     assert len(open_dataset(tmp_path / "ds")) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
 
@@ -81,7 +83,7 @@ def test_damaged_dataset_is_a_clear_error(tmp_path, damage):
 def test_index_is_streamed_in_row_groups_and_unknown_columns_refused(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    from ecgmoe_cli.io import dataset as dsmod
+    from ecgmoe_cli.io import dataset_writer as dsmod
 
     monkeypatch.setattr(dsmod, "_INDEX_ROWS_PER_GROUP", 3)
     ds = make_fake_dataset(tmp_path / "ds", n_records=10)
@@ -91,7 +93,7 @@ def test_index_is_streamed_in_row_groups_and_unknown_columns_refused(tmp_path, m
     with pytest.raises(EcgMoeError, match="y_potassium__abnormal"), \
             DatasetWriter(tmp_path / "ds2", TINY_SPEC, [get_task("sex")]) as w:
         prep, _ = fake_record(0, np.random.default_rng(0))
-        w.add(prep, [{"y_sex__female": 1.0, "y_potassium__abnormal": 0.0}], fold=1)
+        add_record(w, prep, [{"y_sex__female": 1.0, "y_potassium__abnormal": 0.0}], fold=1)
     assert not (tmp_path / "ds2").exists()
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.arrow_table import rows_to_table
-from ecgmoe_cli.io.report import ReportWriter, parse_shard, report_schema, shard_of
+from ecgmoe_cli.io.report import ReportWriter, parse_shard, shard_of
+from ecgmoe_cli.pipeline.predict.schema import report_schema
 from ecgmoe_cli.tasks import TASKS
 
 
@@ -110,7 +111,8 @@ def test_rows_to_table_equals_pyarrows_own_conversion() -> None:
 def test_writing_a_report_does_not_import_pandas(tmp_path: Path) -> None:
     """pyarrow's Python-value conversion imports pandas (~0.4 CPU-s) on first use; we avoid it."""
     code = ("import sys\n"
-            "from ecgmoe_cli.io.report import ReportWriter, report_schema\n"
+            "from ecgmoe_cli.io.report import ReportWriter\n"
+            "from ecgmoe_cli.pipeline.predict.schema import report_schema\n"
             "from ecgmoe_cli.tasks import TASKS\n"
             f"w = ReportWriter({str(tmp_path / 'r.parquet')!r}, report_schema(TASKS.values()),"
             " rows_per_group=2)\n"

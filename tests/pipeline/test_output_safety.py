@@ -186,7 +186,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(
         records: Path, tiny_weights: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """R13: ENOSPC while rows are written (predict) or arrays appended (preprocess)."""
-    from ecgmoe_cli.io import dataset
+    from ecgmoe_cli.io import dataset_writer
 
     def full(*_: object, **__: object) -> None:
         raise OSError(28, "No space left on device")
@@ -196,7 +196,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(
     one_line_error(*_predict(records, tmp_path / "r.parquet", tiny_weights)[::2],
                    "cannot write the report (No space left on device)")
     monkeypatch.undo()
-    monkeypatch.setattr(dataset._NpyAppender, "append", full)
+    monkeypatch.setattr(dataset_writer._NpyAppender, "append", full)
     one_line_error(*invoke("preprocess", records, "-o", tmp_path / "ds", "--workers", 1,
                            "--labels", "none", *FS_ARGS)[::2],
                    "cannot write the dataset (No space left on device)")

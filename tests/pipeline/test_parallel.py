@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from ecgmoe_cli.parallel import Prefetch, ordered_map, worker_state
+from ecgmoe_cli.pipeline.parallel import Prefetch, ordered_map, worker_state
 
 
 def _pid_and_value(x: int) -> tuple[int, int]:
@@ -65,3 +65,22 @@ def test_closing_a_prefetch_ends_its_worker_at_once() -> None:
     early.close()
     assert time.monotonic() - t0 < 2.0
     assert not early._proc.is_alive()
+
+
+def test_a_long_record_keeps_its_samples_within_a_process_but_not_through_a_pipe() -> None:
+    """Long carries the Record read to find it long, so its consumer in the same process does
+    not read the file again; pickled (a worker's result), it carries only the path: pending
+    results must not hold whole Holter recordings."""
+    import pickle
+    from pathlib import Path
+
+    import numpy as np
+
+    from ecgmoe_cli.io.records.record import Record
+    from ecgmoe_cli.pipeline.outcomes import Long
+
+    record = Record("h.hea", "h", np.zeros((2, 10), np.float32), 1.0, ["II", "V1"])
+    long = Long(Path("h.hea"), record)
+    assert long.record is record
+    back = pickle.loads(pickle.dumps(long))
+    assert back == Long(Path("h.hea")) and back.record is None

@@ -18,10 +18,10 @@ import torch
 from typer.testing import CliRunner
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.report import report_schema
 from ecgmoe_cli.model.config import EcgMoeConfig
 from ecgmoe_cli.model.ecgmoe import EcgMoe
-from ecgmoe_cli.report_rows import aggregate
+from ecgmoe_cli.pipeline.predict.rows import aggregate
+from ecgmoe_cli.pipeline.predict.schema import report_schema
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS
 from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.tasks import TASKS
@@ -150,7 +150,12 @@ def test_shards_together_equal_the_unsharded_report(records: Path, weights_dir: 
 
 
 def test_default_batch_size_follows_the_device() -> None:
-    from ecgmoe_cli.predict_folder import CPU_BATCH, GPU_BATCH, PredictOptions, batch_size_for
+    from ecgmoe_cli.pipeline.predict.options import (
+        CPU_BATCH,
+        GPU_BATCH,
+        PredictOptions,
+        batch_size_for,
+    )
 
     assert batch_size_for(PredictOptions()) == CPU_BATCH
     assert batch_size_for(PredictOptions(device="cuda:1")) == GPU_BATCH > CPU_BATCH
@@ -159,7 +164,7 @@ def test_default_batch_size_follows_the_device() -> None:
 
 def test_gpu_inference_convolves_in_full_fp32() -> None:
     """TF32 convolutions made an H200's report depend on --batch-size (an expert choice flipped)."""
-    from ecgmoe_cli.inference import Predictor
+    from ecgmoe_cli.model.inference import Predictor
 
     model = EcgMoe(EcgMoeConfig.from_spec("tiny", SPEC), [TASKS["sex"]])
     before = torch.backends.cudnn.allow_tf32
@@ -238,7 +243,8 @@ def test_aggregation_rules() -> None:
 def test_low_quality_windows_are_left_out_of_the_record_and_said() -> None:
     from types import SimpleNamespace
 
-    from ecgmoe_cli.report_rows import RowContext, WindowOutputs, record_row
+    from ecgmoe_cli.model.inference import WindowOutputs
+    from ecgmoe_cli.pipeline.predict.rows import RowContext, record_row
 
     task = TASKS["conduction"]
     ctx = RowContext((task,), {task.name: (0.5,) * len(task.labels)}, 250.0, "w", "s")
@@ -268,7 +274,8 @@ def test_window_rows_count_every_beat_in_their_heart_rate() -> None:
     not 60 / the median (120)."""
     from types import SimpleNamespace
 
-    from ecgmoe_cli.report_rows import RowContext, WindowOutputs, window_rows
+    from ecgmoe_cli.model.inference import WindowOutputs
+    from ecgmoe_cli.pipeline.predict.rows import RowContext, window_rows
 
     task = TASKS["sex"]
     ctx = RowContext((task,), {task.name: (0.5,)}, 250.0, "w", "s")
@@ -375,19 +382,25 @@ def test_killed_run_leaves_no_report_and_resume_completes(sig: int, weights_dir:
 
 
 def test_long_record_streams_through_the_model_with_whole_record_figures(
-        weights_dir: Path, tmp_path: Path) -> None:
-    """A record longer than one block goes through the model block by block; its row holds every
-    window and the whole record's heart rate and beats, as prepare_from_record gives."""
+        weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record longer than one block goes through the model block by block, its file read
+    once; its row holds every window and the whole record's heart rate and beats, as
+    prepare_from_record gives."""
     from broken_inputs import holter_24h
 
     from ecgmoe_cli.io.records.read import read_record
-    from ecgmoe_cli.prepare import CHUNK_S, prepare_from_record
+    from ecgmoe_cli.pipeline.predict import schedule
+    from ecgmoe_cli.pipeline.prepare import CHUNK_S, prepare_from_record
 
     case = holter_24h(tmp_path, hours=1.2 * CHUNK_S / 3600)  # two blocks
     out = tmp_path / "r.parquet"
+    reads: list[object] = []
+    monkeypatch.setattr(schedule, "read_record",
+                        lambda *a, **k: reads.append(a[0]) or read_record(*a, **k))
     code, output = _predict(tmp_path, "-o", out, "--weights", weights_dir, "--workers", 1,
                             "--windows", "--quiet")
     assert code == 0, output
+    assert len(reads) == 1
     row = pq.read_table(out).to_pylist()[0]
     whole = prepare_from_record(read_record(case.record), SPEC)
     assert row["status"] == "ok" and row["n_windows"] == len(whole.n_valid)
@@ -395,6 +408,24 @@ def test_long_record_streams_through_the_model_with_whole_record_figures(
         whole.heart_rate_bpm)
     windows = pq.read_table(tmp_path / "r.windows.parquet").column("window").to_pylist()
     assert windows == list(range(len(whole.n_valid)))
+
+
+def test_one_record_in_memory_is_its_report_row(records: Path, weights_dir: Path,
+                                                tmp_path: Path) -> None:
+    """`plot --weights` predicts its record in memory (predict_record): value for value, typed
+    as the report's columns, the row `predict` writes for that record alone; a broken file
+    gives its error row."""
+    from ecgmoe_cli.pipeline.predict.options import PredictOptions
+    from ecgmoe_cli.pipeline.predict.run import predict_record
+
+    for i, path in enumerate([records / REAL[0].split("/")[0] / (Path(REAL[0]).name + ".hea"),
+                              records / "broken" / "bad.hea"]):
+        out = tmp_path / f"{i}.parquet"
+        code, output = _predict(path, "-o", out, "--weights", weights_dir, "-q")
+        assert code == (1 if i else 0), output  # one file that failed: the run failed
+        want = pq.read_table(out).to_pylist()
+        assert len(want) == 1 and want[0]["status"] == ("error" if i else "ok")
+        assert predict_record(path, PredictOptions(weights=weights_dir)) == want[0]
 
 
 def test_models_in_the_workers_give_the_same_report(records: Path, weights_dir: Path,
@@ -417,9 +448,9 @@ def test_records_prepared_while_the_model_loads_give_the_same_report(
     """While the model loads, one process prepares the first records into a buffer shared
     with the workers: a slow load lets it prepare all of them (broken file included), and the
     rows must be those of the single-process run."""
-    from ecgmoe_cli import predict_folder
+    from ecgmoe_cli.pipeline.predict import run
 
-    start, with_samples, taken = predict_folder._start_model, predict_folder._with_samples, []
+    start, with_samples, taken = run._start_model, run.with_samples, []
 
     def slow_start(*args, **kwargs):  # type: ignore[no-untyped-def]
         time.sleep(3)
@@ -429,8 +460,8 @@ def test_records_prepared_while_the_model_loads_give_the_same_report(
         taken.extend(path for path, _, _ in got)
         return with_samples(got, signals)
 
-    monkeypatch.setattr(predict_folder, "_start_model", slow_start)
-    monkeypatch.setattr(predict_folder, "_with_samples", counted)
+    monkeypatch.setattr(run, "_start_model", slow_start)
+    monkeypatch.setattr(run, "with_samples", counted)
     out = tmp_path / "p.parquet"
     code, output = _predict(records, "-o", out, "--weights", weights_dir, "--workers", 2,
                             "--batch-size", 2, "--quiet")
@@ -443,17 +474,18 @@ def test_the_record_that_overflows_the_early_buffer_is_kept(real_dir: Path, monk
     """The first records are prepared while the model loads, into a buffer of fixed size; the
     one that does not fit comes back with its own samples (not prepared a second time) and
     nothing after it is prepared early."""
-    from ecgmoe_cli import predict_folder as pf
-    from ecgmoe_cli.prepare import prepare_record
+    from ecgmoe_cli.pipeline.predict import schedule
+    from ecgmoe_cli.pipeline.predict.options import PredictOptions
+    from ecgmoe_cli.pipeline.prepare import prepare_record
 
     paths = [str(real_dir / name) + ".hea" for name in
              ("ptbxl/00001_lr", "cpsc2021/data_101_6", "ludb/1")]
     direct = [prepare_record(p, SPEC) for p in paths]
     assert [len(d.n_valid) for d in direct][:2] == [1, 11]
-    monkeypatch.setattr(pf, "_EARLY_BYTES", 4 * 5 * len(SPEC.leads) * SPEC.window_samples)
-    early, signals = pf._early_head(paths, SPEC, pf.PredictOptions())
+    monkeypatch.setattr(schedule, "_EARLY_BYTES", 4 * 5 * len(SPEC.leads) * SPEC.window_samples)
+    early, signals = schedule.early_head(paths, SPEC, PredictOptions())
     assert early._results.poll(60)  # the worker sends once it has stopped by itself
-    got = pf._with_samples(early.take(), signals)
+    got = schedule.with_samples(early.take(), signals)
     assert list(got) == paths[:2]
     for path, want in zip(paths, direct):
         if path in got:

@@ -13,9 +13,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ecgmoe_cli.beat_rows import record_beats
 from ecgmoe_cli.model.beat_head import BeatHead, BeatHeadConfig
-from ecgmoe_cli.report_rows import WindowOutputs
+from ecgmoe_cli.model.inference import WindowOutputs
+from ecgmoe_cli.pipeline.predict.beats import record_beats
 from ecgmoe_cli.weights.meta import read_backbone_meta
 from ecgmoe_cli.weights.store import save_beat_head
 
@@ -170,7 +170,7 @@ def test_finetune_beat_class_writes_a_head_predict_uses(records: Path, tiny_weig
 
 
 def test_holter_columns_are_in_record_rows_only() -> None:
-    from ecgmoe_cli.io.report import HOLTER_FIELDS, report_schema
+    from ecgmoe_cli.pipeline.predict.schema import HOLTER_FIELDS, report_schema
     from ecgmoe_cli.tasks import TASKS
 
     holter = {name for name, _ in HOLTER_FIELDS}
@@ -184,6 +184,6 @@ def test_predict_folder_imports_no_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys, ecgmoe_cli.predict_folder; print('torch' in sys.modules)"
+    code = "import sys, ecgmoe_cli.pipeline.predict.run; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

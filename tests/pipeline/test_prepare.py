@@ -7,11 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecgmoe_cli import prepare as prep
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.records.read import read_record
 from ecgmoe_cli.io.records.record import Record
-from ecgmoe_cli.prepare import prepare_chunks, prepare_from_record, prepare_record, window_starts
+from ecgmoe_cli.pipeline import prepare as prep
+from ecgmoe_cli.pipeline.prepare import (
+    prepare_chunks,
+    prepare_from_record,
+    prepare_record,
+    window_starts,
+)
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS
 from ecgmoe_cli.signal.spec import PreprocessSpec
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from ecgmoe_cli.cli import app
@@ -100,20 +101,29 @@ def test_all_48_real_records_are_ok(real_dir: Path, tmp_path: Path) -> None:
     assert (idx["status"] == "ok").all() and idx["record"].nunique() == 48
 
 
-def test_long_record_rows_carry_the_whole_record_rate(tmp_path: Path) -> None:
-    """A record longer than one block is written block by block, yet every index row holds the
-    whole record's heart rate and beat count (INTERFACES.md), as prepare_from_record gives."""
+def test_long_record_rows_carry_the_whole_record_rate(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record longer than one block is written block by block, read and prepared once, yet
+    every index row holds the whole record's heart rate and beat count (INTERFACES.md), as
+    prepare_from_record gives."""
     from broken_inputs import holter_24h
 
     from ecgmoe_cli.io.records.read import read_record
-    from ecgmoe_cli.prepare import CHUNK_S, prepare_from_record
+    from ecgmoe_cli.pipeline import preprocess
+    from ecgmoe_cli.pipeline.prepare import CHUNK_S, prepare_chunks, prepare_from_record
     from ecgmoe_cli.signal.spec import PreprocessSpec
 
     case = holter_24h(tmp_path, hours=1.2 * CHUNK_S / 3600)  # two blocks
     out = tmp_path / "ds"
+    calls: list[str] = []
+    monkeypatch.setattr(preprocess, "read_record",
+                        lambda *a, **k: calls.append("read") or read_record(*a, **k))
+    monkeypatch.setattr(preprocess, "prepare_chunks",
+                        lambda *a, **k: calls.append("prepare") or prepare_chunks(*a, **k))
     r = runner.invoke(app, ["preprocess", str(tmp_path), "-o", str(out), "--workers", "1",
                             "--quiet", "--labels", "none"])
     assert r.exit_code == 0, r.output
+    assert calls == ["read", "prepare"]
     idx = open_dataset(out).index
     whole = prepare_from_record(read_record(case.record), PreprocessSpec())
     assert len(idx) == len(whole.n_valid) and whole.n_beats > 2000

@@ -159,7 +159,7 @@ def test_prepare_chunks_holds_a_24_hour_holter_in_bounded_memory(tmp_path: Path)
     code = """
 import resource, sys
 from ecgmoe_cli.io.records.read import read_record
-from ecgmoe_cli.prepare import prepare_chunks
+from ecgmoe_cli.pipeline.prepare import prepare_chunks
 from ecgmoe_cli.signal.spec import PreprocessSpec
 rec = read_record(sys.argv[1])
 n = sum(len(c.n_valid) for c in prepare_chunks(rec, PreprocessSpec()))

@@ -421,7 +421,7 @@ def test_noise_and_corrupted_copies_of_real_records_are_all_flagged(real_dir: Pa
     from ecgmoe_cli.errors import EcgMoeError
     from ecgmoe_cli.io.records.read import read_record
     from ecgmoe_cli.io.records.record import Record
-    from ecgmoe_cli.prepare import prepare_from_record
+    from ecgmoe_cli.pipeline.prepare import prepare_from_record
     from ecgmoe_cli.signal.quality import LOW_QUALITY
     from ecgmoe_cli.signal.spec import PreprocessSpec
 

@@ -10,8 +10,9 @@ import pytest
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.records.record import Record
+from ecgmoe_cli.pipeline.predict.schema import pred_labels
 from ecgmoe_cli.plotting.page import build_page, display_filter, n_windows
-from ecgmoe_cli.plotting.predictions import is_flagged, match_row, pred_labels, prediction_lines
+from ecgmoe_cli.plotting.predictions import is_flagged, match_row, prediction_lines
 from ecgmoe_cli.plotting.render import draw_page
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS
 

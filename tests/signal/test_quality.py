@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ecgmoe_cli.io.records.read import read_record
 from ecgmoe_cli.io.records.record import Record
-from ecgmoe_cli.prepare import prepare_from_record, prepare_record
+from ecgmoe_cli.pipeline.prepare import prepare_from_record, prepare_record
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS
 from ecgmoe_cli.signal.quality import (
     LOW_QUALITY,

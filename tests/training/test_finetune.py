@@ -11,9 +11,10 @@ from fakes import TASK_NAMES, TINY_SPEC, fake_record, make_fake_dataset, my_cli
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from ecgmoe_cli.io.dataset import DatasetWriter
+from ecgmoe_cli.io.dataset_writer import DatasetWriter
 from ecgmoe_cli.model.config import EcgMoeConfig
 from ecgmoe_cli.model.ecgmoe import EcgMoe
+from ecgmoe_cli.pipeline.preprocess import add_record
 from ecgmoe_cli.tasks import get_task, user_task
 from ecgmoe_cli.weights import store
 
@@ -62,7 +63,8 @@ def test_user_task_from_a_labels_csv_column(tmp_path, backbone):
     with DatasetWriter(tmp_path / "ds", TINY_SPEC, [*map(get_task, TASK_NAMES), k]) as w:
         for i in range(40):
             prep, labels = fake_record(i, rng)
-            w.add(prep, [labels[0] | {"y_k_high__positive": float(i % 2)}], fold=(i // 4) % 10 + 1)
+            add_record(w, prep, [labels[0] | {"y_k_high__positive": float(i % 2)}],
+                       fold=(i // 4) % 10 + 1)
     r = _finetune(["--task", "k_high", "--kind", "binary", "--data", str(tmp_path / "ds"),
                    "--backbone", str(backbone), "-o", str(tmp_path / "out")])
     assert r.exit_code == 0, r.output

@@ -17,36 +17,20 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from ecgmoe_cli.io.report import regression_column
-from ecgmoe_cli.preprocess_folder import one_line, safe_text
+from ecgmoe_cli.io.files import one_line, safe_text
+from ecgmoe_cli.model.inference import WindowOutputs
+from ecgmoe_cli.pipeline.predict.schema import pred_labels, regression_column
+from ecgmoe_cli.pipeline.prepare import Prepared
 from ecgmoe_cli.signal.beats import heart_rate_bpm
 from ecgmoe_cli.signal.quality import LOW_QUALITY
 from ecgmoe_cli.tasks import Task
 
-WINDOW_FIELDS = ("signal", "lead_mask", "n_valid", "rpeaks", "rr")
 SUSTAINED_S = 30.0  # a finding of a long record must hold this long (the AF-episode convention)
 KEEP_ERRORS = 20  # failed records kept for the summary and --json (all are in the report)
-
-
-@dataclass
-class WindowOutputs:
-    """Per-window results of a stack of windows (N rows, in input order)."""
-
-    probs: dict[str, np.ndarray]  # task -> (N, n_outputs): probabilities, class probs or values
-    routing: dict[str, np.ndarray] = field(default_factory=dict)  # MoE layer -> (N, E) counts
-    beat_weights: np.ndarray | None = None  # (N, K) morphology attention over beats
-    beat_probs: np.ndarray | None = None  # (N, K, 5) AAMI class probabilities (beat head)
-
-    def rows(self, start: int, stop: int) -> WindowOutputs:
-        """The windows start:stop (one record's share of a batch)."""
-        return WindowOutputs({k: v[start:stop] for k, v in self.probs.items()},
-                             {k: v[start:stop] for k, v in self.routing.items()},
-                             None if self.beat_weights is None else self.beat_weights[start:stop],
-                             None if self.beat_probs is None else self.beat_probs[start:stop])
 
 
 def weights_id(meta: dict[str, Any], tasks: Sequence[str]) -> str:
@@ -57,26 +41,9 @@ def weights_id(meta: dict[str, Any], tasks: Sequence[str]) -> str:
         h.update(f"{t}:{adapters.get(t, {}).get('tensors_hash', '')};".encode())
     return f"{str(meta['backbone_hash'])[:12]}-{h.hexdigest()[:8]}"
 
+
 EXPLAIN_TOP_EXPERTS = 3  # experts listed per MoE layer
 EXPLAIN_TOP_BEATS = 3  # beats listed per positive call
-
-
-class PreparedLike(Protocol):
-    """The fields of prepare.Prepared that rows are made of."""
-
-    path: str
-    record: str
-    fs_in: float
-    duration_s: float
-    leads_used: list[str]
-    lead_warnings: list[str]
-    n_valid: np.ndarray
-    rpeaks: np.ndarray
-    window_start_s: np.ndarray
-    heart_rate_bpm: float
-    n_beats: int
-    quality: float
-    window_quality: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -130,7 +97,7 @@ def aggregate(task: Task, per_window: np.ndarray, sustained: int = 1) -> np.ndar
     return np.median(per_window, 0)
 
 
-def _common(prep: PreparedLike, ctx: RowContext) -> dict[str, Any]:
+def _common(prep: Prepared, ctx: RowContext) -> dict[str, Any]:
     return {"path": safe_text(str(prep.path)), "record": safe_text(str(prep.record)),
             "status": "ok", "error": "",
             "fs_in": float(prep.fs_in), "duration_s": float(prep.duration_s),
@@ -143,7 +110,7 @@ def _low_quality_note(q: float) -> str:
     return f"low signal quality {q:.2f} (< {LOW_QUALITY:g}): predictions not reliable"
 
 
-def trusted_windows(prep: PreparedLike) -> tuple[np.ndarray, str]:
+def trusted_windows(prep: Prepared) -> tuple[np.ndarray, str]:
     """The windows a record's predictions are aggregated over, and the warning to give.
 
     Windows under LOW_QUALITY are left out when the record has better ones (an artefact burst
@@ -163,7 +130,7 @@ def _with_note(row: dict[str, Any], note: str) -> None:
         row["lead_warnings"] = "; ".join(filter(None, [row["lead_warnings"], note]))
 
 
-def record_row(prep: PreparedLike, out: WindowOutputs, ctx: RowContext,
+def record_row(prep: Prepared, out: WindowOutputs, ctx: RowContext,
                explain: bool = False) -> dict[str, Any]:
     """The one row of an ok record: its trusted windows' outputs aggregated."""
     row = _common(prep, ctx)
@@ -179,7 +146,7 @@ def record_row(prep: PreparedLike, out: WindowOutputs, ctx: RowContext,
     return row
 
 
-def window_rows(prep: PreparedLike, out: WindowOutputs, ctx: RowContext) -> list[dict[str, Any]]:
+def window_rows(prep: Prepared, out: WindowOutputs, ctx: RowContext) -> list[dict[str, Any]]:
     """One row per window (`--windows`): that window's outputs, beats and rate."""
     rows = []
     for w in range(len(prep.n_valid)):
@@ -204,7 +171,7 @@ def error_row(path: str, record: str, error: str, ctx: RowContext) -> dict[str, 
             "weights_id": ctx.weights_id, "spec_hash": ctx.spec_hash}
 
 
-def explanation(prep: PreparedLike, out: WindowOutputs, ctx: RowContext,
+def explanation(prep: Prepared, out: WindowOutputs, ctx: RowContext,
                 row: dict[str, Any]) -> dict[str, Any]:
     """Which experts the record's tokens went to, and the beats behind each positive call.
 
@@ -223,7 +190,7 @@ def explanation(prep: PreparedLike, out: WindowOutputs, ctx: RowContext,
     for task in ctx.tasks:
         if task.kind not in ("binary", "multilabel") or out.beat_weights is None:
             continue
-        for label in filter(None, str(row[f"{task.name}_pred"]).split(",")):
+        for label in pred_labels(row[f"{task.name}_pred"]):
             w = int(out.probs[task.name][:, task.labels.index(label)].argmax())
             valid = prep.rpeaks[w] >= 0
             order = [k for k in np.argsort(-out.beat_weights[w], kind="stable") if valid[k]]
@@ -251,7 +218,7 @@ class Tally:
         for task in tasks:
             c = self.positives.setdefault(task.name, Counter())
             if task.kind in ("binary", "multilabel"):
-                labels = [lab for lab in str(row[f"{task.name}_pred"]).split(",") if lab]
+                labels = pred_labels(row[f"{task.name}_pred"])
                 if task.kind == "multilabel":
                     c["(any)"] += bool(labels)
                 c.update(labels)

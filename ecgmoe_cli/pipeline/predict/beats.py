@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ecgmoe_cli.io.report import beat_schema
-from ecgmoe_cli.preprocess_folder import safe_text
-from ecgmoe_cli.report_rows import PreparedLike, RowContext, WindowOutputs
+from ecgmoe_cli.io.files import safe_text
+from ecgmoe_cli.model.inference import WindowOutputs
+from ecgmoe_cli.pipeline.predict.rows import RowContext
+from ecgmoe_cli.pipeline.predict.schema import beat_schema
+from ecgmoe_cli.pipeline.prepare import Prepared
 from ecgmoe_cli.tasks import AAMI_CLASSES
 
 _V, _S = AAMI_CLASSES.index("V"), AAMI_CLASSES.index("S")
@@ -35,7 +37,7 @@ class RecordBeats:
         return self.probs.argmax(1)
 
 
-def record_beats(prep: PreparedLike, out: WindowOutputs, fs: float) -> RecordBeats | None:
+def record_beats(prep: Prepared, out: WindowOutputs, fs: float) -> RecordBeats | None:
     """Every window's beats with their class probabilities, each beat once; None without a
     beat head."""
     if out.beat_probs is None:
@@ -51,7 +53,7 @@ def record_beats(prep: PreparedLike, out: WindowOutputs, fs: float) -> RecordBea
     return RecordBeats(sample[first], probs[first])
 
 
-def af_burden(prep: PreparedLike, out: WindowOutputs, ctx: RowContext) -> float | None:
+def af_burden(prep: Prepared, out: WindowOutputs, ctx: RowContext) -> float | None:
     """Fraction of the record's time in windows called AF by the rhythm task; None without it.
     Overlapping windows count each stretch once per window (stride < window: an estimate)."""
     task = next((t for t in ctx.tasks if t.name == "rhythm"), None)
@@ -63,7 +65,7 @@ def af_burden(prep: PreparedLike, out: WindowOutputs, ctx: RowContext) -> float 
     return float((seconds * af).sum() / seconds.sum()) if seconds.sum() > 0 else None
 
 
-def holter_columns(prep: PreparedLike, out: WindowOutputs, ctx: RowContext,
+def holter_columns(prep: Prepared, out: WindowOutputs, ctx: RowContext,
                    beats: RecordBeats | None) -> dict[str, Any]:
     """The record row's Holter summary (null where the model gives no answer)."""
     cols: dict[str, Any] = {"af_burden": af_burden(prep, out, ctx)}
@@ -75,7 +77,7 @@ def holter_columns(prep: PreparedLike, out: WindowOutputs, ctx: RowContext,
     return cols
 
 
-def beat_table(prep: PreparedLike, beats: RecordBeats, fs: float, stamp: str) -> pa.Table:
+def beat_table(prep: Prepared, beats: RecordBeats, fs: float, stamp: str) -> pa.Table:
     """One row per beat (`--beats`): time, sample at the file's own rate, RR before and after
     (null at the record's ends), class and its probability, and the record row's
     `source_stamp` (for --resume)."""

@@ -88,9 +88,9 @@ def ordered_map(fn: Callable[[Any], Any], items: Sequence[T], *, workers: int = 
     chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
     if (workers <= 1 and not pool) or len(items) <= chunk:
         _init(state or {})
-        try:
+        try:  # item by item: a result is used before the next is made (a Long's Record)
             for c in chunks:
-                yield from _run_chunk(fn, c, whole_chunks)
+                yield from fn(c) if whole_chunks else map(fn, c)
         finally:
             _STATE.clear()
         return

@@ -17,6 +17,7 @@ import numpy as np
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.records.record import Record
+from ecgmoe_cli.model.batch import BATCH_KEYS
 from ecgmoe_cli.signal.beats import detect_rpeaks, heart_rate_bpm, rr_features
 from ecgmoe_cli.signal.clean import clean, resample_ratio
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS, LeadMapping, canonicalize
@@ -50,15 +51,16 @@ class Prepared:
     quality: float  # the record's (or block's) signal quality, signal/quality.py
     window_quality: np.ndarray  # (nw,) float32, each window's
     flags: list[str] = field(default_factory=list)
-    first_window: int = 0  # index of signal[0] among the record's windows (blocks of prepare_chunks)
+    first_window: int = 0  # index of signal[0] among the record's windows (prepare_chunks)
     record_rpeaks: np.ndarray = field(  # this block's R-peaks, samples at spec.fs from the start
         default_factory=lambda: np.zeros(0, np.int64))
     leads_present: list[str] = field(default_factory=list)  # in the file, flat or not
     mapping_warnings: list[str] = field(default_factory=list)  # canonicalize's alone
 
 
-def prepare_record(path: str | Path, spec: PreprocessSpec, *, lead_map: dict[str, str] | None = None,
-                   fs: float | None = None, lead_names: list[str] | None = None) -> Prepared:
+def prepare_record(path: str | Path, spec: PreprocessSpec, *,
+                   lead_map: dict[str, str] | None = None, fs: float | None = None,
+                   lead_names: list[str] | None = None) -> Prepared:
     """Read `path` and prepare it; EcgMoeError for an unreadable or unusable record."""
     from ecgmoe_cli.io.records.read import read_record
 
@@ -91,8 +93,8 @@ def join_blocks(blocks: list[Prepared], spec: PreprocessSpec) -> Prepared:
         return blocks[0]
     first = blocks[0]
     peaks = np.concatenate([c.record_rpeaks for c in blocks])
-    cat = {k: np.concatenate([getattr(c, k) for c in blocks]) for k in
-           ("signal", "lead_mask", "n_valid", "rpeaks", "rr", "window_start_s", "window_quality")}
+    cat = {k: np.concatenate([getattr(c, k) for c in blocks])
+           for k in (*BATCH_KEYS, "window_start_s", "window_quality")}
     flags = sorted({f for c in blocks for f in c.flags})
     if peaks.size:
         flags = [f for f in flags if f != "no_beats"]
