@@ -44,8 +44,10 @@ install: $(BIN)/ecgmoe
 demo: install
 	$(BIN)/ecgmoe predict examples/records -o out.parquet
 
+# ruff (style), lint-imports (the layers in pyproject.toml), then the suite
 test: install
-	$(BIN)/ruff check tests benchmarks
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest
 
 examples: install

@@ -29,7 +29,8 @@ class Task:
 
     name: str  # lower-case identifier, used in column names
     kind: str  # binary | multilabel | multiclass | regression
-    labels: tuple[str, ...] = ()  # one for binary, >= 1 for multilabel, >= 2 classes; none for regression
+    # one for binary, >= 1 for multilabel, >= 2 classes; none for regression
+    labels: tuple[str, ...] = ()
     unit: str = ""  # regression unit (years, ms)
     metric: str = ""  # headline metric; empty picks the kind's default
     description: str = ""

@@ -106,8 +106,8 @@ def build_page(record: Record, mapping: LeadMapping, *, window: int = 0,
          f" (window {window} of {nw}, counted from 0)"),
         (f"heart rate {hr:.0f} bpm ({peaks.size} R-peaks marked on the rhythm strip)"
          if math.isfinite(hr) else f"heart rate: not measurable ({peaks.size} R-peak(s) found)"),
-        *([f"leads: {' '.join(leads)}" + (f"   not recorded: {' '.join(missing)}" if missing else "")]
-          if leads else []),
+        *([f"leads: {' '.join(leads)}"
+           + (f"   not recorded: {' '.join(missing)}" if missing else "")] if leads else []),
         *notes,
         *mapping.warnings,
     ]

@@ -84,7 +84,7 @@ def draw_calibration(ax: Axes, x: float, baseline: float, paper: Paper) -> float
 
 
 def _ticks(length: float, step: float, skip: float | None) -> np.ndarray:
-    """Line offsets 0, step, ... <= length; without multiples of `skip` (drawn by the major pass)."""
+    """Line offsets 0, step, ... <= length, less the multiples of `skip` (the major pass's)."""
     n = int(np.floor(length / step + 1e-9))
     t = np.arange(n + 1) * step
     if skip is not None:
