@@ -3,8 +3,10 @@
 A record's beats are the R-peaks of its windows, each classified once by the beat head (with
 overlapping windows, by the window where it lies most central). The summary counts them:
 `pvc_count` (V), `pac_count` (S), `pvc_burden` = V / classified beats, and `af_burden` = the
-fraction of the record's time in windows the rhythm task calls AF (afib at or over its
-calibrated threshold). Beats past the last window (a tail under min_tail_s) are not classified.
+fraction of the record's time in AF episodes: windows the rhythm task calls AF (afib at or over
+its calibrated threshold), each grown through its neighbours while they stay at or over
+EPISODE_FRACTION of it. Beats past the last window (a tail under min_tail_s) are not
+classified.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ from ecgmoe_cli.report_rows import PreparedLike, RowContext, WindowOutputs
 from ecgmoe_cli.tasks import AAMI_CLASSES
 
 _V, _S = AAMI_CLASSES.index("V"), AAMI_CLASSES.index("S")
+# Hysteresis, as episode detectors use: the threshold is calibrated to call AF in a window
+# seen alone; the windows around one called AF are far likelier AF (episodes last minutes),
+# so the episode goes on while they keep half of it. A record with no window at the threshold
+# has no episode.
+EPISODE_FRACTION = 0.5
 
 
 @dataclass
@@ -58,9 +65,19 @@ def af_burden(prep: PreparedLike, out: WindowOutputs, ctx: RowContext) -> float 
     if task is None or "afib" not in task.labels:
         return None
     i = task.labels.index("afib")
-    af = out.probs["rhythm"][:, i] >= ctx.thresholds["rhythm"][i]
+    af = af_episodes(out.probs["rhythm"][:, i], ctx.thresholds["rhythm"][i])
     seconds = np.asarray(prep.n_valid, np.float64)
     return float((seconds * af).sum() / seconds.sum()) if seconds.sum() > 0 else None
+
+
+def af_episodes(p: np.ndarray, threshold: float) -> np.ndarray:
+    """(nw,) bool: windows in a run at or over EPISODE_FRACTION x threshold that holds one at
+    or over the threshold (p: the windows' AF probability in time order)."""
+    low = p >= EPISODE_FRACTION * threshold
+    run = np.cumsum(~low)  # windows of one run under `low` share a number
+    called = np.zeros(run[-1] + 1 if run.size else 0, bool)
+    called[run[low & (p >= threshold)]] = True
+    return low & called[run]
 
 
 def holter_columns(prep: PreparedLike, out: WindowOutputs, ctx: RowContext,

@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ecgmoe_cli.beat_rows import record_beats
+from ecgmoe_cli.beat_rows import af_episodes, record_beats
 from ecgmoe_cli.model.beat_head import BeatHead, BeatHeadConfig
 from ecgmoe_cli.report_rows import WindowOutputs
 from ecgmoe_cli.weights import save_beat_head
@@ -149,6 +149,14 @@ def test_overlapping_windows_classify_each_beat_once() -> None:
     assert beats.sample.tolist() == [50, 150, 350]
     # sample 150 is in both: window 0 has it 50 off centre, window 1 150 off; 350 only in 1
     assert beats.classes.tolist() == [0, 0, 2]
+
+
+def test_af_episodes_grow_a_called_window_through_its_likely_neighbours() -> None:
+    p = np.array([0.1, 0.3, 0.6, 0.3, 0.1, 0.3, 0.3, 0.0, 0.5])
+    assert af_episodes(p, 0.5).tolist() == [False, True, True, True, False, False, False,
+                                            False, True]  # 0.3 alone (no 0.5 in its run): not
+    assert not af_episodes(np.full(4, 0.49), 0.5).any()
+    assert af_episodes(np.zeros(0), 0.5).size == 0
 
 
 def test_finetune_beat_class_writes_a_head_predict_uses(records: Path, tiny_weights: Path,
