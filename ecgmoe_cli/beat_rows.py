@@ -1,7 +1,9 @@
 """Per-beat results of `predict`: the beat table (`--beats`) and the Holter summary of each record.
 
 A record's beats are the R-peaks of its windows, each classified once by the beat head (with
-overlapping windows, by the window where it lies most central). The summary counts them:
+overlapping windows, by the window where it lies most central). In an AF episode no beat is
+called S: prematurity means an early beat against a regular rhythm, which AF does not have
+(MIT-BIH and AAMI label the beats of AF N). The summary counts them:
 `pvc_count` (V), `pac_count` (S), `pvc_burden` = V / classified beats, and `af_burden` = the
 fraction of the record's time in AF episodes: windows the rhythm task calls AF (afib at or over
 its calibrated threshold), each grown through its neighbours while they stay at or over
@@ -42,15 +44,21 @@ class RecordBeats:
         return self.probs.argmax(1)
 
 
-def record_beats(prep: PreparedLike, out: WindowOutputs, fs: float) -> RecordBeats | None:
-    """Every window's beats with their class probabilities, each beat once; None without a
-    beat head."""
+def record_beats(prep: PreparedLike, out: WindowOutputs, ctx: RowContext) -> RecordBeats | None:
+    """Every window's beats with their class probabilities, each beat once (S ruled out in AF
+    episodes, the other classes renormalised); None without a beat head."""
     if out.beat_probs is None:
         return None
     valid = prep.rpeaks >= 0  # (nw, K)
-    starts = np.round(np.asarray(prep.window_start_s, np.float64) * fs).astype(np.int64)
+    starts = np.round(np.asarray(prep.window_start_s, np.float64) * ctx.fs).astype(np.int64)
     sample = (starts[:, None] + prep.rpeaks)[valid]
     probs = out.beat_probs[valid]
+    af = af_windows(out, ctx)
+    if af is not None and af.any():
+        in_af = np.broadcast_to(af[:, None], valid.shape)[valid]
+        probs = probs.copy()
+        probs[in_af, _S] = 0.0
+        probs[in_af] /= np.maximum(probs[in_af].sum(1, keepdims=True), 1e-12)
     off_centre = np.abs(prep.rpeaks - np.asarray(prep.n_valid)[:, None] / 2)[valid]
     order = np.lexsort((off_centre, sample))  # by time; a repeated beat's most central first
     sample, probs = sample[order], probs[order]
@@ -58,14 +66,21 @@ def record_beats(prep: PreparedLike, out: WindowOutputs, fs: float) -> RecordBea
     return RecordBeats(sample[first], probs[first])
 
 
-def af_burden(prep: PreparedLike, out: WindowOutputs, ctx: RowContext) -> float | None:
-    """Fraction of the record's time in windows called AF by the rhythm task; None without it.
-    Overlapping windows count each stretch once per window (stride < window: an estimate)."""
+def af_windows(out: WindowOutputs, ctx: RowContext) -> np.ndarray | None:
+    """(nw,) bool: the windows in AF episodes (`af_episodes`); None without the rhythm task."""
     task = next((t for t in ctx.tasks if t.name == "rhythm"), None)
     if task is None or "afib" not in task.labels:
         return None
     i = task.labels.index("afib")
-    af = af_episodes(out.probs["rhythm"][:, i], ctx.thresholds["rhythm"][i])
+    return af_episodes(out.probs["rhythm"][:, i], ctx.thresholds["rhythm"][i])
+
+
+def af_burden(prep: PreparedLike, out: WindowOutputs, ctx: RowContext) -> float | None:
+    """Fraction of the record's time in AF episodes; None without the rhythm task.
+    Overlapping windows count each stretch once per window (stride < window: an estimate)."""
+    af = af_windows(out, ctx)
+    if af is None:
+        return None
     seconds = np.asarray(prep.n_valid, np.float64)
     return float((seconds * af).sum() / seconds.sum()) if seconds.sum() > 0 else None
 

@@ -324,7 +324,7 @@ class _Sink:
 
     def _emit(self, item: Any, out: WindowOutputs) -> None:
         wrows = window_rows(item, out, self.ctx) if self.win_writer is not None else []
-        beats = record_beats(item, out, self.ctx.fs)
+        beats = record_beats(item, out, self.ctx)
         row = record_row(item, out, self.ctx, self.explain)
         row.update(holter_columns(item, out, self.ctx, beats))
         self._write(row, wrows, None if beats is None else

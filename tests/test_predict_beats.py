@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from ecgmoe_cli.beat_rows import af_episodes, record_beats
 from ecgmoe_cli.model.beat_head import BeatHead, BeatHeadConfig
-from ecgmoe_cli.report_rows import WindowOutputs
+from ecgmoe_cli.report_rows import RowContext, WindowOutputs
+from ecgmoe_cli.tasks import TASKS
 from ecgmoe_cli.weights import save_beat_head
 from ecgmoe_cli.weights_meta import read_backbone_meta
 
@@ -144,11 +145,31 @@ def test_overlapping_windows_classify_each_beat_once() -> None:
     probs = np.zeros((2, 3, 5), np.float32)
     probs[0, :, 0] = 1.0  # window 0 says N
     probs[1, :, 2] = 1.0  # window 1 says V
-    beats = record_beats(Prep(), WindowOutputs({}, beat_probs=probs), fs=100.0)  # type: ignore
+    ctx = RowContext((), {}, 100.0, "w", "s")
+    beats = record_beats(Prep(), WindowOutputs({}, beat_probs=probs), ctx)  # type: ignore
     assert beats is not None
     assert beats.sample.tolist() == [50, 150, 350]
     # sample 150 is in both: window 0 has it 50 off centre, window 1 150 off; 350 only in 1
     assert beats.classes.tolist() == [0, 0, 2]
+
+
+def test_no_beat_is_called_s_in_an_af_episode() -> None:
+    class Prep:
+        rpeaks = np.array([[50, 150], [50, 150]])
+        window_start_s = np.array([0.0, 2.0])
+        n_valid = np.array([200, 200])
+
+    rhythm = TASKS["rhythm"]
+    probs = np.tile(np.array([0.3, 0.6, 0.1, 0.0, 0.0], np.float32), (2, 2, 1))  # S, N next
+    afib = np.zeros((2, len(rhythm.labels)), np.float32)
+    afib[1, rhythm.labels.index("afib")] = 0.9  # window 1 is AF
+    ctx = RowContext((rhythm,), {"rhythm": (0.5,) * len(rhythm.labels)}, 100.0, "w", "s")
+    beats = record_beats(Prep(), WindowOutputs({"rhythm": afib}, beat_probs=probs),  # type: ignore
+                         ctx)
+    assert beats is not None
+    assert beats.classes.tolist() == [1, 1, 0, 0]
+    np.testing.assert_allclose(beats.probs[2:].sum(1), 1.0, rtol=1e-6)
+    assert beats.probs[2, 0] == pytest.approx(0.75)
 
 
 def test_af_episodes_grow_a_called_window_through_its_likely_neighbours() -> None:
