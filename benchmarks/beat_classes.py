@@ -33,15 +33,15 @@ SHARED = Path(os.environ.get("ECGMOE_TRAIN_DATA",
 
 
 def save_set(data: BeatSet, path: Path) -> None:
-    np.savez(path, tokens=data.tokens, relative=data.relative, context=data.context,
-             label=data.label, record=data.record.astype(str),
-             annotated=np.array(json.dumps(data.annotated)))
+    np.savez(path, relative=data.relative, features=data.features, label=data.label,
+             record=data.record.astype(str), annotated=np.array(json.dumps(data.annotated)),
+             fs=np.array(data.fs))
 
 
 def load_set(path: Path) -> BeatSet:
     z = np.load(path, allow_pickle=False)
-    return BeatSet(z["tokens"], z["relative"], z["context"], z["label"], z["record"],
-                   json.loads(str(z["annotated"])))
+    return BeatSet(z["relative"], z["features"], z["label"], z["record"],
+                   json.loads(str(z["annotated"])), float(z["fs"]))
 
 
 def table(m: dict) -> str:

@@ -29,7 +29,7 @@ import wfdb  # noqa: E402
 from wfdb.processing import compare_annotations  # noqa: E402
 
 from ecgmoe_cli.io.labels.atr import BEAT_SYMBOLS  # noqa: E402
-from ecgmoe_cli.signal.beats import detect_rpeaks  # noqa: E402
+from ecgmoe_cli.signal.rpeaks import detect_rpeaks  # noqa: E402
 
 REAL = Path(os.environ.get("ECGMOE_REAL_DATA",
                           Path(__file__).resolve().parents[2] / "shared" / "ecg-real"))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import butter, sosfiltfilt, welch
 
-from ecgmoe_cli.signal.beats import detect_rpeaks
+from ecgmoe_cli.signal.rpeaks import detect_rpeaks
 from ecgmoe_cli.simulate.diagnosis import Diagnosis, draw_diagnosis
 from ecgmoe_cli.simulate.dipole import LEADS
 from ecgmoe_cli.simulate.synthetic import synthesize

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecgmoe_cli.signal.beats import detect_rpeaks
+from ecgmoe_cli.signal.rpeaks import detect_rpeaks
 
 THRESH = 0.02  # mV
 VEL_FRAC = 0.05  # QRS: spatial velocity above this share of the beat's peak

@@ -92,8 +92,7 @@ class Predictor:
                 out = self.model.predict(batch, self.tasks)
                 if self.beat_head is not None:
                     classes.append(self.beat_head.predict(
-                        self.model.aux["beat_tokens"], batch["rr"],
-                        batch["rpeaks"] >= 0).float().cpu().numpy())
+                        self.model.aux["beat_tokens"], chunk).float().cpu().numpy())
             for t in self.tasks:
                 probs[t].append(out[t].float().cpu().numpy())
             if self.explain:

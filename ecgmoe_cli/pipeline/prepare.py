@@ -18,10 +18,11 @@ import numpy as np
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.records.record import Record
 from ecgmoe_cli.model.batch import BATCH_KEYS
-from ecgmoe_cli.signal.beats import detect_rpeaks, heart_rate_bpm, rr_features
+from ecgmoe_cli.signal.beats import heart_rate_bpm, rr_features
 from ecgmoe_cli.signal.clean import clean, resample_ratio
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS, LeadMapping, canonicalize
 from ecgmoe_cli.signal.quality import record_quality, window_quality
+from ecgmoe_cli.signal.rpeaks import detect_rpeaks
 from ecgmoe_cli.signal.spec import PreprocessSpec
 
 CHUNK_S = 1800.0  # long records are processed in chunks of this many seconds

@@ -12,8 +12,9 @@ from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.records.record import Record
 from ecgmoe_cli.plotting.layout import WINDOW_S
 from ecgmoe_cli.plotting.render import Page, Strip
-from ecgmoe_cli.signal.beats import detect_rpeaks, heart_rate_bpm
+from ecgmoe_cli.signal.beats import heart_rate_bpm
 from ecgmoe_cli.signal.leads import CANONICAL_LEADS
+from ecgmoe_cli.signal.rpeaks import detect_rpeaks
 
 if TYPE_CHECKING:
     from ecgmoe_cli.signal.leads import LeadMapping

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecgmoe_cli.signal.beats import _median
+from ecgmoe_cli.signal.arrays import median
 
 LOW_QUALITY = 0.5  # windows and records under this are flagged `low_quality`
 MIN_BEATS = 3  # whole beats a window needs for a template
@@ -49,7 +49,7 @@ def slope_beats(x: np.ndarray, fs: float) -> np.ndarray:
     nseg = env.size // seg
     seg_max = env[:nseg * seg].reshape(nseg, seg).max(axis=1)
     pad = np.concatenate([seg_max[:1], seg_max[:1], seg_max, seg_max[-1:], seg_max[-1:]])
-    local = _median(np.stack([pad[i:i + nseg] for i in range(5)]), axis=0)  # over ~10 s
+    local = median(np.stack([pad[i:i + nseg] for i in range(5)]), axis=0)  # over ~10 s
     thr = np.repeat(_LEVEL * local, seg)
     thr = np.concatenate([thr, np.full(env.size - thr.size, thr[-1])])
     above = env > thr
@@ -143,7 +143,7 @@ def window_quality(y: np.ndarray, usable: np.ndarray, clipped: np.ndarray, start
     b = np.searchsorted(peaks, hi)
     rate = np.zeros(lo.size)
     for i in np.flatnonzero(b - a >= 2):  # median RR per window: a few windows per record
-        rate[i] = 60.0 * fs / _median(np.diff(peaks[a[i]:b[i]]).astype(np.float64))
+        rate[i] = 60.0 * fs / median(np.diff(peaks[a[i]:b[i]]).astype(np.float64))
     plausible = (count > 0) & (rate >= _RATE_BPM[0]) & (rate <= _RATE_BPM[1])
     q = leads * np.sqrt(_ramp(agree, _AGREE) * _ramp(template, _TEMPLATE)) * plausible
     return np.minimum(q, 1.0)
@@ -152,7 +152,7 @@ def window_quality(y: np.ndarray, usable: np.ndarray, clipped: np.ndarray, start
 def _median_over_leads(c: np.ndarray) -> np.ndarray:
     """(L, nw) with NaN for unusable leads -> (nw,) median over the usable ones."""
     if not np.isnan(c).any():
-        return _median(c, axis=0)
+        return median(c, axis=0)
     return np.nanmedian(c, axis=0)
 
 

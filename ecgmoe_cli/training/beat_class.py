@@ -1,7 +1,8 @@
 """The per-beat head (model/beat_head.py) trained on annotated records with a frozen backbone.
 
 ```
-records with .atr ─prepare─▶ windows ─backbone (no grad)─▶ beat tokens + rr_context, per beat
+records with .atr ─prepare─▶ windows ─backbone (no grad)─▶ beat tokens ─┐
+    window signal, rpeaks, rr ─beat_features────────────────────────────────────┴─ per beat
   ─match to the annotated beats (150 ms)─▶ AAMI class ─▶ BeatSet ─fit─▶ BeatHead ─▶ heads/
 ```
 `cross_validate` scores it leave-records-out (grouped folds: no record's beats in both the
@@ -23,19 +24,16 @@ import torch
 import torch.nn.functional as F
 
 from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.io.files import atomic_write
 from ecgmoe_cli.io.labels.atr import AAMI_OF_SYMBOL, aami_labels, read_atr
 from ecgmoe_cli.io.records.discover import records_under
 from ecgmoe_cli.io.records.read import read_record
 from ecgmoe_cli.model.batch import BATCH_KEYS, to_torch
-from ecgmoe_cli.model.beat_head import (
-    BeatHead,
-    BeatHeadConfig,
-    rr_context,
-    window_relative,
-)
+from ecgmoe_cli.model.beat_head import BeatHead, BeatHeadConfig, window_relative
 from ecgmoe_cli.model.ecgmoe import EcgMoe
 from ecgmoe_cli.model.encoders import fold_batchnorm
 from ecgmoe_cli.pipeline.prepare import prepare_from_record
+from ecgmoe_cli.signal.beat_features import beat_features
 from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.tasks import AAMI_CLASSES
 from ecgmoe_cli.weights.meta import BACKBONE
@@ -45,12 +43,12 @@ from ecgmoe_cli.weights.meta import BACKBONE
 class BeatSet:
     """The detected beats of some records with their backbone features and reference class."""
 
-    tokens: np.ndarray  # (n, d) float32 morphology tokens
-    relative: np.ndarray  # (n, d) float32 the same less their window's median (window_relative)
-    context: np.ndarray  # (n, N_RR) float32 rr_context
+    relative: np.ndarray  # (n, d) float32 beat tokens less their window's median one
+    features: np.ndarray  # (n, N_BEAT_FEATURES) float32 signal/beat_features
     label: np.ndarray  # (n,) int64 index into AAMI_CLASSES; -1: no annotated beat near
     record: np.ndarray  # (n,) str, the record each beat is from
     annotated: dict[str, dict[str, int]]  # record -> AAMI class -> annotated beats
+    fs: float  # the rate of the windows the features were computed on
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,7 @@ def encode_records(paths: Sequence[Path], model: EcgMoe, spec: PreprocessSpec,
                    batch_size: int = 64, device: str = "cpu") -> BeatSet:
     """Every detected beat of the annotated records among `paths` through the frozen backbone."""
     model = fold_batchnorm(model.eval())
-    tokens, relative, ctx, labels, records = [], [], [], [], []
+    relative, features, labels, records = [], [], [], []
     annotated: dict[str, dict[str, int]] = {}
     for path in paths:
         record = read_record(path)
@@ -89,19 +87,19 @@ def encode_records(paths: Sequence[Path], model: EcgMoe, spec: PreprocessSpec,
             batch = to_torch(chunk, device)
             feats = model.encode(batch)
             mask = batch["rpeaks"] >= 0
+            valid = chunk["rpeaks"] >= 0
             assert feats.beat_tokens is not None
-            tokens.append(feats.beat_tokens[mask].float().cpu().numpy())
             relative.append(window_relative(feats.beat_tokens, mask)[mask].float().cpu().numpy())
-            ctx.append(rr_context(batch["rr"], mask)[mask].float().cpu().numpy())
+            features.append(beat_features(chunk["signal"], chunk["rpeaks"], chunk["rr"],
+                                          spec.fs)[valid])
             times = prep.window_start_s[lo:lo + batch_size, None] + chunk["rpeaks"] / spec.fs
-            cls = aami_labels(ann, times[chunk["rpeaks"] >= 0])
+            cls = aami_labels(ann, times[valid])
             labels.append(np.array([AAMI_CLASSES.index(c) if c else -1 for c in cls], np.int64))
             records.append(np.full(len(cls), prep.record))
     if not annotated:
         raise EcgMoeError("no record with beat annotations (.atr) among the data")
-    return BeatSet(np.concatenate(tokens), np.concatenate(relative), np.concatenate(ctx),
-                   np.concatenate(labels),
-                   np.concatenate(records), annotated)
+    return BeatSet(np.concatenate(relative), np.concatenate(features), np.concatenate(labels),
+                   np.concatenate(records), annotated, spec.fs)
 
 
 @contextmanager
@@ -127,13 +125,12 @@ def _fit_head(data: BeatSet, rows: np.ndarray, fit: BeatFit, device: str) -> Bea
     if rows.size == 0:
         raise EcgMoeError("no annotated beat to train the beat head on")
     torch.manual_seed(fit.seed)
-    head = BeatHead(BeatHeadConfig(d_model=data.tokens.shape[1])).to(device)
-    x = torch.as_tensor(data.tokens[rows], device=device)
+    head = BeatHead(BeatHeadConfig(d_model=data.relative.shape[1], fs=data.fs)).to(device)
     r = torch.as_tensor(data.relative[rows], device=device)
-    c = torch.as_tensor(data.context[rows], device=device)
+    f = torch.as_tensor(data.features[rows], device=device)
     y = torch.as_tensor(data.label[rows], device=device)
-    head.context_mean.copy_(c.mean(0))
-    head.context_std.copy_(c.std(0).clamp_min(1e-3))
+    head.feature_mean.copy_(f.mean(0))
+    head.feature_std.copy_(f.std(0).clamp_min(1e-3))
     n_c = torch.bincount(y, minlength=len(AAMI_CLASSES)).float()
     weight = torch.where(n_c > 0, (len(y) / n_c.clamp_min(1.0)) ** fit.class_power, 0.0)
     opt = torch.optim.AdamW(head.parameters(), lr=fit.lr, weight_decay=fit.weight_decay)
@@ -144,7 +141,7 @@ def _fit_head(data: BeatSet, rows: np.ndarray, fit: BeatFit, device: str) -> Bea
     for _ in range(fit.epochs):
         for idx in torch.randperm(len(y), generator=g).split(fit.batch_size):
             idx = idx.to(device)
-            loss = F.cross_entropy(head(x[idx], r[idx], c[idx]), y[idx], weight=weight)
+            loss = F.cross_entropy(head(r[idx], f[idx]), y[idx], weight=weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -155,10 +152,9 @@ def _fit_head(data: BeatSet, rows: np.ndarray, fit: BeatFit, device: str) -> Bea
 @torch.no_grad()
 def classify(head: BeatHead, data: BeatSet, rows: np.ndarray, device: str = "cpu") -> np.ndarray:
     """The predicted class index of each beat in `rows`."""
-    x = torch.as_tensor(data.tokens[rows], device=device)
     r = torch.as_tensor(data.relative[rows], device=device)
-    c = torch.as_tensor(data.context[rows], device=device)
-    return head(x, r, c).argmax(-1).cpu().numpy()
+    f = torch.as_tensor(data.features[rows], device=device)
+    return head(r, f).argmax(-1).cpu().numpy()
 
 
 def record_folds(records: np.ndarray, k: int) -> list[np.ndarray]:
@@ -227,9 +223,9 @@ def train_beat_head(data_dirs: Sequence[Path], backbone: Path, output: Path, fit
                                                        data.record)}
     head = fit_head(data, np.arange(len(data.label)), fit, device)
     if Path(output).resolve() != Path(backbone).resolve():  # the head needs its backbone beside
-        for name in (f"{BACKBONE}.json", f"{BACKBONE}.safetensors"):
-            Path(output).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(Path(backbone) / name, Path(output) / name)
+        for name in (f"{BACKBONE}.json", f"{BACKBONE}.safetensors"):  # copied, not re-saved:
+            src = Path(backbone) / name  # the loaded model's BatchNorm is folded for encoding
+            atomic_write(Path(output) / name, lambda tmp, src=src: shutil.copyfile(src, tmp))
     path = store.save_beat_head(head, output, meta["backbone_hash"], metrics)
     return {"head": str(path), "beats": int((data.label >= 0).sum()),
             "records": len(data.annotated), "seconds": round(time.perf_counter() - t0, 1),

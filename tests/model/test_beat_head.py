@@ -12,13 +12,9 @@ import torch
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.labels.atr import Annotations, aami_labels, af_seconds
-from ecgmoe_cli.model.beat_head import (
-    N_RR,
-    BeatHead,
-    BeatHeadConfig,
-    rr_context,
-    window_relative,
-)
+from ecgmoe_cli.model.beat_head import BeatHead, BeatHeadConfig, window_relative
+from ecgmoe_cli.signal.beat_features import BEAT_FEATURES, N_BEAT_FEATURES, beat_features
+from ecgmoe_cli.signal.beats import rr_features
 from ecgmoe_cli.tasks import AAMI_CLASSES
 from ecgmoe_cli.training.beat_class import (
     BeatFit,
@@ -32,15 +28,54 @@ from ecgmoe_cli.training.beat_class import (
 from ecgmoe_cli.weights.store import load_beat_head, save_beat_head
 
 
-def test_rr_context_marks_a_premature_beat_and_zeroes_padding() -> None:
-    rr = torch.zeros(1, 4, 4)
-    rr[0, :3] = torch.tensor([[0.8, 0.8, 0.8, 1.0], [0.5, 1.1, 0.8, 0.62], [1.1, 0.8, 0.8, 1.4]])
-    mask = torch.tensor([[True, True, True, False]])
-    ctx = rr_context(rr, mask)
-    assert ctx.shape == (1, 4, N_RR)
-    assert ctx[0, 1, 3] < 0 < ctx[0, 2, 3]  # pre / local: short before the premature beat
-    assert ctx[0, 1, 6] < 0  # shorter than the window's median pre-RR
-    assert torch.all(ctx[0, 3] == 0)
+def _window(wide_all: bool, fs: float = 250.0, k: int = 16) -> tuple[np.ndarray, ...]:
+    """One 10 s, 2-lead window: beats every 0.8 s, the 7th early (0.5 s) and the 10th a wide,
+    inverted PVC; with wide_all every beat is wide (a bundle-branch block)."""
+    at = np.r_[np.arange(7) * 0.8, 5.3, 6.1 + np.arange(5) * 0.8] + 0.3
+    t = np.arange(int(10 * fs)) / fs
+    x = np.zeros((2, t.size), np.float32)
+    for i, a in enumerate(at):
+        pvc = i == 9
+        width, amp = (0.03, -1.5) if pvc else ((0.025, 1.0) if wide_all else (0.01, 1.0))
+        x += (amp * np.exp(-((t - a) ** 2) / (2 * width ** 2)) * [[1.0], [0.5]]).astype(np.float32)
+    r = np.round(at * fs).astype(np.int64)
+    rpeaks = np.full((1, k), -1, np.int32)
+    rr = np.zeros((1, k, 4), np.float32)
+    rpeaks[0, :r.size], rr[0, :r.size] = r, rr_features(r, fs)
+    return x[None], rpeaks, rr
+
+
+def test_beat_features_mark_the_premature_and_the_wide_beat_against_the_window() -> None:
+    col = {name: i for i, name in enumerate(BEAT_FEATURES)}
+    for wide_all in (False, True):
+        x, rpeaks, rr = _window(wide_all)
+        f = beat_features(x, rpeaks, rr, 250.0)
+        assert f.shape == (1, 16, N_BEAT_FEATURES) and f.dtype == np.float32
+        assert np.all(f[0, 13:] == 0)  # padding
+        normal = [2, 3, 4, 11]
+        assert f[0, 7, col["log_pre_local"]] < -0.2 and f[0, 7, col["log_pre_post"]] < -0.3
+        assert f[0, 7, col["log_pre_median"]] < -0.3
+        assert np.all(np.abs(f[0, normal, col["log_pre_median"]]) < 0.05)
+        # the PVC differs from the window's dominant beat, the others (wide or not) do not
+        assert f[0, 9, col["corr_qrs"]] < 0 < 0.95 < f[0, normal, col["corr_qrs"]].min()
+        assert f[0, 9, col["log_diff_qrs"]] > f[0, normal, col["log_diff_qrs"]].max() + 2
+        assert np.all(np.abs(f[0, normal, col["log_width"]]) < 0.1)
+    # absolute width tells a bundle-branch block from narrow beats
+    narrow = beat_features(*_window(False), 250.0)[0, 2, col["qrs_width_s"]]
+    wide = beat_features(*_window(True), 250.0)[0, 2, col["qrs_width_s"]]
+    assert wide > 1.5 * narrow
+
+
+def test_beat_features_see_af_as_irregular_and_a_lone_early_beat_as_regular() -> None:
+    col = BEAT_FEATURES.index("rr_irregularity")
+    rng = np.random.default_rng(0)
+    x, rpeaks, rr = _window(False)
+    sinus = beat_features(x, rpeaks, rr, 250.0)[0, 0, col]
+    r = np.cumsum(rng.uniform(0.4, 1.1, 12) * 250).astype(np.int64)
+    rpeaks[0, :12], rpeaks[0, 12:] = r, -1
+    rr[0, :12], rr[0, 12:] = rr_features(r, 250.0), 0
+    af = beat_features(x, rpeaks, rr, 250.0)[0, 0, col]
+    assert sinus < 0.05 < 0.15 < af
 
 
 def test_window_relative_is_the_difference_from_the_window_median() -> None:
@@ -64,15 +99,15 @@ def test_af_seconds_sums_the_afib_segments() -> None:
 
 
 def _separable_set(n_records: int = 6, per: int = 200, d: int = 8, seed: int = 0) -> BeatSet:
-    """Beats whose class shows in one token dimension and in their RR context."""
+    """Beats whose class shows in one token dimension (V) and in one timing feature (S)."""
     rng = np.random.default_rng(seed)
     label = rng.choice(3, size=n_records * per, p=[0.7, 0.15, 0.15])
-    tokens = rng.normal(0, 0.3, (label.size, d)).astype(np.float32)
-    tokens[:, 0] += np.where(label == 2, 3.0, 0.0)  # V: another shape
-    ctx = np.zeros((label.size, N_RR), np.float32)
-    ctx[:, 3] = np.where(label == 1, -0.5, 0.0) + rng.normal(0, 0.05, label.size)  # S: early
+    relative = rng.normal(0, 0.3, (label.size, d)).astype(np.float32)
+    relative[:, 0] += np.where(label == 2, 3.0, 0.0)  # V: another shape
+    feats = np.zeros((label.size, N_BEAT_FEATURES), np.float32)
+    feats[:, 0] = np.where(label == 1, -0.5, 0.0) + rng.normal(0, 0.05, label.size)  # S: early
     record = np.repeat([f"r{i}" for i in range(n_records)], per)
-    return BeatSet(tokens, tokens - np.median(tokens, 0), ctx, label.astype(np.int64), record, {})
+    return BeatSet(relative, feats, label.astype(np.int64), record, {}, 250.0)
 
 
 def test_fit_head_learns_and_cross_validation_scores_held_out_records() -> None:
@@ -108,8 +143,8 @@ def test_saved_head_loads_and_another_backbone_is_refused(tmp_path: Path) -> Non
     head = BeatHead(BeatHeadConfig(d_model=8, hidden=4))
     save_beat_head(head, tmp_path, "a" * 64, {"note": 1})
     loaded, meta = load_beat_head(tmp_path, "a" * 64)
-    x, r, c = torch.randn(3, 8), torch.randn(3, 8), torch.randn(3, N_RR)
-    assert torch.allclose(loaded(x, r, c), head(x, r, c))
+    r, f = torch.randn(3, 8), torch.randn(3, N_BEAT_FEATURES)
+    assert torch.allclose(loaded(r, f), head(r, f))
     assert meta["classes"] == list(AAMI_CLASSES)
     with pytest.raises(EcgMoeError, match="trained on backbone aaaaaaaaaaaa, not on this one"):
         load_beat_head(tmp_path, "b" * 64)

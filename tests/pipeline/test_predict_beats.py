@@ -15,7 +15,9 @@ from typer.testing import CliRunner
 
 from ecgmoe_cli.model.beat_head import BeatHead, BeatHeadConfig
 from ecgmoe_cli.model.inference import WindowOutputs
-from ecgmoe_cli.pipeline.predict.beats import record_beats
+from ecgmoe_cli.pipeline.predict.beats import af_episodes, record_beats
+from ecgmoe_cli.pipeline.predict.rows import RowContext
+from ecgmoe_cli.tasks import TASKS
 from ecgmoe_cli.weights.meta import read_backbone_meta
 from ecgmoe_cli.weights.store import save_beat_head
 
@@ -144,11 +146,39 @@ def test_overlapping_windows_classify_each_beat_once() -> None:
     probs = np.zeros((2, 3, 5), np.float32)
     probs[0, :, 0] = 1.0  # window 0 says N
     probs[1, :, 2] = 1.0  # window 1 says V
-    beats = record_beats(Prep(), WindowOutputs({}, beat_probs=probs), fs=100.0)  # type: ignore
+    ctx = RowContext((), {}, 100.0, "w", "s")
+    beats = record_beats(Prep(), WindowOutputs({}, beat_probs=probs), ctx)  # type: ignore
     assert beats is not None
     assert beats.sample.tolist() == [50, 150, 350]
     # sample 150 is in both: window 0 has it 50 off centre, window 1 150 off; 350 only in 1
     assert beats.classes.tolist() == [0, 0, 2]
+
+
+def test_no_beat_is_called_s_in_an_af_episode() -> None:
+    class Prep:
+        rpeaks = np.array([[50, 150], [50, 150]])
+        window_start_s = np.array([0.0, 2.0])
+        n_valid = np.array([200, 200])
+
+    rhythm = TASKS["rhythm"]
+    probs = np.tile(np.array([0.3, 0.6, 0.1, 0.0, 0.0], np.float32), (2, 2, 1))  # S, N next
+    afib = np.zeros((2, len(rhythm.labels)), np.float32)
+    afib[1, rhythm.labels.index("afib")] = 0.9  # window 1 is AF
+    ctx = RowContext((rhythm,), {"rhythm": (0.5,) * len(rhythm.labels)}, 100.0, "w", "s")
+    beats = record_beats(Prep(), WindowOutputs({"rhythm": afib}, beat_probs=probs),  # type: ignore
+                         ctx)
+    assert beats is not None
+    assert beats.classes.tolist() == [1, 1, 0, 0]
+    np.testing.assert_allclose(beats.probs[2:].sum(1), 1.0, rtol=1e-6)
+    assert beats.probs[2, 0] == pytest.approx(0.75)
+
+
+def test_af_episodes_grow_a_called_window_through_its_likely_neighbours() -> None:
+    p = np.array([0.1, 0.3, 0.6, 0.3, 0.1, 0.3, 0.3, 0.0, 0.5])
+    assert af_episodes(p, 0.5).tolist() == [False, True, True, True, False, False, False,
+                                            False, True]  # 0.3 alone (no 0.5 in its run): not
+    assert not af_episodes(np.full(4, 0.49), 0.5).any()
+    assert af_episodes(np.zeros(0), 0.5).size == 0
 
 
 def test_finetune_beat_class_writes_a_head_predict_uses(records: Path, tiny_weights: Path,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ecgmoe_cli.io.labels.atr import BEAT_SYMBOLS
-from ecgmoe_cli.signal.beats import beat_windows, detect_rpeaks, heart_rate_bpm, rr_features
-from ecgmoe_cli.signal.spec import PreprocessSpec
+from ecgmoe_cli.signal.beats import heart_rate_bpm, rr_features
+from ecgmoe_cli.signal.rpeaks import detect_rpeaks
 
 # (offset s from R, amplitude mV, width s): P, Q, R, S, T of a lead II-like beat
 WAVES = [(-0.2, 0.15, 0.025), (-0.03, -0.12, 0.01), (0.0, 1.0, 0.012), (0.03, -0.3, 0.012),
@@ -223,27 +223,6 @@ def test_rr_features_on_a_spike_train() -> None:
     assert rr_features(np.zeros(0, dtype=np.int64), fs).shape == (0, 4)
 
 
-def test_beat_windows_gather_and_pad() -> None:
-    spec = PreprocessSpec(fs=100.0, max_beats=4, beat_pre_s=0.1, beat_post_s=0.2)
-    n_leads, n = 2, 300
-    x = (np.arange(n)[None, :] + 1000 * np.arange(n_leads)[:, None]).astype(np.float32)
-    r = np.array([5, 150, 295])  # the first and last windows run off the signal
-    beats, mask = beat_windows(x, r, spec)
-    assert beats.shape == (4, n_leads, spec.beat_samples) and beats.dtype == np.float32
-    assert mask.tolist() == [True, True, True, False]
-    for k, peak in enumerate(r):
-        idx = peak - spec.beat_pre + np.arange(spec.beat_samples)
-        inside = (idx >= 0) & (idx < n)
-        for lead in range(n_leads):
-            np.testing.assert_array_equal(beats[k, lead, inside], x[lead, idx[inside]])
-            assert np.all(beats[k, lead, ~inside] == 0)
-    assert np.all(beats[3] == 0)
-    many, many_mask = beat_windows(x, np.arange(20, 280, 20), spec)
-    assert many_mask.all() and many[0, 0, spec.beat_pre] == 20  # first K beats kept
-    empty, empty_mask = beat_windows(x, np.zeros(0, dtype=np.int64), spec)
-    assert not empty_mask.any() and not empty.any()
-
-
 def test_heart_rate_needs_two_beats() -> None:
     assert np.isnan(heart_rate_bpm(np.array([10]), 250.0))
     assert np.isnan(heart_rate_bpm(np.zeros(0, dtype=np.int64), 250.0))
@@ -320,7 +299,10 @@ def test_numpy_helpers_equal_the_scipy_functions_they_replace() -> None:
     from scipy.ndimage import median_filter, uniform_filter1d
     from scipy.signal import find_peaks
 
-    from ecgmoe_cli.signal.beats import _median, _moving_mean, _peaks, _running_median
+    from ecgmoe_cli.signal.arrays import find_peaks as _peaks
+    from ecgmoe_cli.signal.arrays import median as _median
+    from ecgmoe_cli.signal.arrays import moving_mean as _moving_mean
+    from ecgmoe_cli.signal.arrays import running_median as _running_median
 
     rng = np.random.default_rng(0)
     for trial in range(400):

@@ -1,10 +1,14 @@
 """Per-beat results of `predict`: the beat table (`--beats`) and the Holter summary of each record.
 
 A record's beats are the R-peaks of its windows, each classified once by the beat head (with
-overlapping windows, by the window where it lies most central). The summary counts them:
+overlapping windows, by the window where it lies most central). In an AF episode no beat is
+called S: prematurity means an early beat against a regular rhythm, which AF does not have
+(MIT-BIH and AAMI label the beats of AF N). The summary counts them:
 `pvc_count` (V), `pac_count` (S), `pvc_burden` = V / classified beats, and `af_burden` = the
-fraction of the record's time in windows the rhythm task calls AF (afib at or over its
-calibrated threshold). Beats past the last window (a tail under min_tail_s) are not classified.
+fraction of the record's time in AF episodes: windows the rhythm task calls AF (afib at or over
+its calibrated threshold), each grown through its neighbours while they stay at or over
+EPISODE_FRACTION of it. Beats past the last window (a tail under min_tail_s) are not
+classified.
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ from ecgmoe_cli.pipeline.prepare import Prepared
 from ecgmoe_cli.tasks import AAMI_CLASSES
 
 _V, _S = AAMI_CLASSES.index("V"), AAMI_CLASSES.index("S")
+# Hysteresis, as episode detectors use: the threshold is calibrated to call AF in a window
+# seen alone; the windows around one called AF are far likelier AF (episodes last minutes),
+# so the episode goes on while they keep half of it. A record with no window at the threshold
+# has no episode.
+EPISODE_FRACTION = 0.5
 
 
 @dataclass
@@ -37,15 +46,21 @@ class RecordBeats:
         return self.probs.argmax(1)
 
 
-def record_beats(prep: Prepared, out: WindowOutputs, fs: float) -> RecordBeats | None:
-    """Every window's beats with their class probabilities, each beat once; None without a
-    beat head."""
+def record_beats(prep: Prepared, out: WindowOutputs, ctx: RowContext) -> RecordBeats | None:
+    """Every window's beats with their class probabilities, each beat once (S ruled out in AF
+    episodes, the other classes renormalised); None without a beat head."""
     if out.beat_probs is None:
         return None
     valid = prep.rpeaks >= 0  # (nw, K)
-    starts = np.round(np.asarray(prep.window_start_s, np.float64) * fs).astype(np.int64)
+    starts = np.round(np.asarray(prep.window_start_s, np.float64) * ctx.fs).astype(np.int64)
     sample = (starts[:, None] + prep.rpeaks)[valid]
     probs = out.beat_probs[valid]
+    af = af_windows(out, ctx)
+    if af is not None and af.any():
+        in_af = np.broadcast_to(af[:, None], valid.shape)[valid]
+        probs = probs.copy()
+        probs[in_af, _S] = 0.0
+        probs[in_af] /= np.maximum(probs[in_af].sum(1, keepdims=True), 1e-12)
     off_centre = np.abs(prep.rpeaks - np.asarray(prep.n_valid)[:, None] / 2)[valid]
     order = np.lexsort((off_centre, sample))  # by time; a repeated beat's most central first
     sample, probs = sample[order], probs[order]
@@ -53,16 +68,33 @@ def record_beats(prep: Prepared, out: WindowOutputs, fs: float) -> RecordBeats |
     return RecordBeats(sample[first], probs[first])
 
 
-def af_burden(prep: Prepared, out: WindowOutputs, ctx: RowContext) -> float | None:
-    """Fraction of the record's time in windows called AF by the rhythm task; None without it.
-    Overlapping windows count each stretch once per window (stride < window: an estimate)."""
+def af_windows(out: WindowOutputs, ctx: RowContext) -> np.ndarray | None:
+    """(nw,) bool: the windows in AF episodes (`af_episodes`); None without the rhythm task."""
     task = next((t for t in ctx.tasks if t.name == "rhythm"), None)
     if task is None or "afib" not in task.labels:
         return None
     i = task.labels.index("afib")
-    af = out.probs["rhythm"][:, i] >= ctx.thresholds["rhythm"][i]
+    return af_episodes(out.probs["rhythm"][:, i], ctx.thresholds["rhythm"][i])
+
+
+def af_burden(prep: Prepared, out: WindowOutputs, ctx: RowContext) -> float | None:
+    """Fraction of the record's time in AF episodes; None without the rhythm task.
+    Overlapping windows count each stretch once per window (stride < window: an estimate)."""
+    af = af_windows(out, ctx)
+    if af is None:
+        return None
     seconds = np.asarray(prep.n_valid, np.float64)
     return float((seconds * af).sum() / seconds.sum()) if seconds.sum() > 0 else None
+
+
+def af_episodes(p: np.ndarray, threshold: float) -> np.ndarray:
+    """(nw,) bool: windows in a run at or over EPISODE_FRACTION x threshold that holds one at
+    or over the threshold (p: the windows' AF probability in time order)."""
+    low = p >= EPISODE_FRACTION * threshold
+    run = np.cumsum(~low)  # windows of one run under `low` share a number
+    called = np.zeros(run[-1] + 1 if run.size else 0, bool)
+    called[run[low & (p >= threshold)]] = True
+    return low & called[run]
 
 
 def holter_columns(prep: Prepared, out: WindowOutputs, ctx: RowContext,

@@ -72,7 +72,7 @@ def record_rows(item: Prepared, out: WindowOutputs, ctx: RowContext, explain: bo
     """A predicted record's report row, its --windows rows (when asked) and its --beats rows
     (built only when called with the row's source_stamp; None without a beat head)."""
     wrows = window_rows(item, out, ctx) if windows else []
-    beats = record_beats(item, out, ctx.fs)
+    beats = record_beats(item, out, ctx)
     row = record_row(item, out, ctx, explain)
     row.update(holter_columns(item, out, ctx, beats))
     return row, wrows, (None if beats is None else
