@@ -17,6 +17,9 @@ if TYPE_CHECKING:  # torch loads with the model: predict's readers start without
 # The model batch: the fields of a window the model reads, and their torch dtypes
 BATCH_KEYS = ("signal", "lead_mask", "n_valid", "rpeaks", "rr")
 _DTYPES = ("float32", "bool", "int64", "int64", "float32")
+# what the beat head reads beside them: signal/beat_features.record_context of each window's
+# record, computed per record (never over a batch that mixes records)
+BEAT_KEYS = ("beat_context",)
 
 
 def to_torch(arrays: Mapping[str, np.ndarray], device: str | torch.device = "cpu"

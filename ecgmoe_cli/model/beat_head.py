@@ -81,10 +81,11 @@ class BeatHead(nn.Module):
 
     @torch.no_grad()
     def predict(self, tokens: Tensor, windows: dict[str, np.ndarray]) -> Tensor:
-        """Class probabilities (B, K, 5) of whole windows (the model batch fields as NumPy,
-        tokens (B, K, d) from the backbone); rows of padded beats are meaningless."""
+        """Class probabilities (B, K, 5) of whole windows (the model batch fields as NumPy, with
+        `beat_context`, the `record_context` of each window's record; tokens (B, K, d) from the
+        backbone); rows of padded beats are meaningless."""
         mask = torch.as_tensor(windows["rpeaks"] >= 0, device=tokens.device)
         feats = beat_features(windows["signal"], windows["rpeaks"], windows["rr"],
-                              self.config.fs)
+                              self.config.fs, windows["beat_context"])
         return self(window_relative(tokens, mask),
                     torch.as_tensor(feats, device=tokens.device)).softmax(-1)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ecgmoe_cli.model.batch import BATCH_KEYS, to_torch
+from ecgmoe_cli.model.batch import BATCH_KEYS, BEAT_KEYS, to_torch
 
 if TYPE_CHECKING:  # torch is imported with the weights: predict's readers start without it
     from ecgmoe_cli.model.beat_head import BeatHead
@@ -86,7 +86,8 @@ class Predictor:
         beats: list[np.ndarray] = []
         classes: list[np.ndarray] = []
         for lo in range(0, n, self.batch_size):
-            chunk = {k: windows[k][lo:lo + self.batch_size] for k in BATCH_KEYS}
+            chunk = {k: windows[k][lo:lo + self.batch_size]
+                     for k in (*BATCH_KEYS, *BEAT_KEYS) if k in windows}
             with torch.inference_mode():
                 batch = to_torch(chunk, self.device)
                 out = self.model.predict(batch, self.tasks)

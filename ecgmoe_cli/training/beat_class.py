@@ -32,8 +32,8 @@ from ecgmoe_cli.model.batch import BATCH_KEYS, to_torch
 from ecgmoe_cli.model.beat_head import BeatHead, BeatHeadConfig, window_relative
 from ecgmoe_cli.model.ecgmoe import EcgMoe
 from ecgmoe_cli.model.encoders import fold_batchnorm
-from ecgmoe_cli.pipeline.prepare import prepare_from_record
-from ecgmoe_cli.signal.beat_features import beat_features
+from ecgmoe_cli.pipeline.prepare import prepare_chunks
+from ecgmoe_cli.signal.beat_features import beat_features, record_context
 from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.tasks import AAMI_CLASSES
 from ecgmoe_cli.weights.meta import BACKBONE
@@ -75,27 +75,32 @@ def encode_records(paths: Sequence[Path], model: EcgMoe, spec: PreprocessSpec,
         ann = read_atr(record)
         if ann is None:
             continue
-        prep = prepare_from_record(record, spec)
-        del record
         counts = {c: 0 for c in AAMI_CLASSES}
         for s in ann.beat_sym:
             if s in AAMI_OF_SYMBOL:
                 counts[AAMI_OF_SYMBOL[s]] += 1
-        annotated[prep.record] = counts
-        for lo in range(0, len(prep.n_valid), batch_size):
-            chunk = {k: getattr(prep, k)[lo:lo + batch_size] for k in BATCH_KEYS}
-            batch = to_torch(chunk, device)
-            feats = model.encode(batch)
-            mask = batch["rpeaks"] >= 0
-            valid = chunk["rpeaks"] >= 0
-            assert feats.beat_tokens is not None
-            relative.append(window_relative(feats.beat_tokens, mask)[mask].float().cpu().numpy())
-            features.append(beat_features(chunk["signal"], chunk["rpeaks"], chunk["rr"],
-                                          spec.fs)[valid])
-            times = prep.window_start_s[lo:lo + batch_size, None] + chunk["rpeaks"] / spec.fs
-            cls = aami_labels(ann, times[valid])
-            labels.append(np.array([AAMI_CLASSES.index(c) if c else -1 for c in cls], np.int64))
-            records.append(np.full(len(cls), prep.record))
+        # block by block, as `predict` sees a long record: the record context is a block's
+        for prep in prepare_chunks(record, spec):
+            annotated[prep.record] = counts
+            context = record_context(prep.signal, prep.rpeaks, prep.rr, prep.window_start_s,
+                                     spec.fs)
+            for lo in range(0, len(prep.n_valid), batch_size):
+                chunk = {k: getattr(prep, k)[lo:lo + batch_size] for k in BATCH_KEYS}
+                batch = to_torch(chunk, device)
+                feats = model.encode(batch)
+                mask = batch["rpeaks"] >= 0
+                valid = chunk["rpeaks"] >= 0
+                assert feats.beat_tokens is not None
+                relative.append(
+                    window_relative(feats.beat_tokens, mask)[mask].float().cpu().numpy())
+                features.append(beat_features(chunk["signal"], chunk["rpeaks"], chunk["rr"],
+                                              spec.fs, context[lo:lo + batch_size])[valid])
+                times = prep.window_start_s[lo:lo + batch_size, None] + chunk["rpeaks"] / spec.fs
+                cls = aami_labels(ann, times[valid])
+                labels.append(np.array([AAMI_CLASSES.index(c) if c else -1 for c in cls],
+                                       np.int64))
+                records.append(np.full(len(cls), prep.record))
+        del record
     if not annotated:
         raise EcgMoeError("no record with beat annotations (.atr) among the data")
     return BeatSet(np.concatenate(relative), np.concatenate(features), np.concatenate(labels),

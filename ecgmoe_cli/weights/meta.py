@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.signal.beat_features import BEAT_FEATURES
 from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.tasks import Task, task_from_dict
 
@@ -125,4 +126,7 @@ def beat_head_problem(directory: Path, backbone_hash: str) -> str | None:
         return (f"{json_path}: the beat head was trained on backbone {trained_on[:12]}, not on "
                 f"this one ({backbone_hash[:12]}); retrain it with `ecgmoe finetune --task "
                 f"{BEAT_HEAD}`")
+    if list(meta.get("features", [])) != list(BEAT_FEATURES):
+        return (f"{json_path}: the beat head was trained on other beat features than this "
+                f"version computes; retrain it with `ecgmoe finetune --task {BEAT_HEAD}`")
     return None

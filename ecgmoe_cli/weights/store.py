@@ -28,6 +28,7 @@ from ecgmoe_cli.model.beat_head import BeatHead, BeatHeadConfig
 from ecgmoe_cli.model.config import EcgMoeConfig
 from ecgmoe_cli.model.ecgmoe import EcgMoe
 from ecgmoe_cli.model.lora import lora_layers
+from ecgmoe_cli.signal.beat_features import BEAT_FEATURES
 from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.tasks import AAMI_CLASSES, task_to_dict
 from ecgmoe_cli.weights.meta import (
@@ -197,7 +198,7 @@ def save_beat_head(head: BeatHead, directory: Path, backbone_hash: str,
     write_tensors(out, tensors)
     atomic_write_json(out.with_suffix(".json"), {
         "format": "ecgmoe-beat-head", "version": FORMAT_VERSION, "classes": list(AAMI_CLASSES),
-        "config": head.config.to_dict(), "metrics": metrics or {},
+        "features": list(BEAT_FEATURES), "config": head.config.to_dict(), "metrics": metrics or {},
         "backbone_hash": backbone_hash, "tensors_hash": tensors_hash(tensors)})
     return out
 

@@ -13,7 +13,12 @@ import torch
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.labels.atr import Annotations, aami_labels, af_seconds
 from ecgmoe_cli.model.beat_head import BeatHead, BeatHeadConfig, window_relative
-from ecgmoe_cli.signal.beat_features import BEAT_FEATURES, N_BEAT_FEATURES, beat_features
+from ecgmoe_cli.signal.beat_features import (
+    BEAT_FEATURES,
+    N_BEAT_FEATURES,
+    beat_features,
+    record_context,
+)
 from ecgmoe_cli.signal.beats import rr_features
 from ecgmoe_cli.tasks import AAMI_CLASSES
 from ecgmoe_cli.training.beat_class import (
@@ -45,11 +50,18 @@ def _window(wide_all: bool, fs: float = 250.0, k: int = 16) -> tuple[np.ndarray,
     return x[None], rpeaks, rr
 
 
+def _features(x: np.ndarray, rpeaks: np.ndarray, rr: np.ndarray, fs: float = 250.0,
+              starts: np.ndarray | None = None) -> np.ndarray:
+    """beat_features with the windows taken as one record (consecutive 10 s windows)."""
+    starts = np.arange(len(x)) * 10.0 if starts is None else starts
+    return beat_features(x, rpeaks, rr, fs, record_context(x, rpeaks, rr, starts, fs))
+
+
 def test_beat_features_mark_the_premature_and_the_wide_beat_against_the_window() -> None:
     col = {name: i for i, name in enumerate(BEAT_FEATURES)}
     for wide_all in (False, True):
         x, rpeaks, rr = _window(wide_all)
-        f = beat_features(x, rpeaks, rr, 250.0)
+        f = _features(x, rpeaks, rr)
         assert f.shape == (1, 16, N_BEAT_FEATURES) and f.dtype == np.float32
         assert np.all(f[0, 13:] == 0)  # padding
         normal = [2, 3, 4, 11]
@@ -61,8 +73,8 @@ def test_beat_features_mark_the_premature_and_the_wide_beat_against_the_window()
         assert f[0, 9, col["log_diff_qrs"]] > f[0, normal, col["log_diff_qrs"]].max() + 2
         assert np.all(np.abs(f[0, normal, col["log_width"]]) < 0.1)
     # absolute width tells a bundle-branch block from narrow beats
-    narrow = beat_features(*_window(False), 250.0)[0, 2, col["qrs_width_s"]]
-    wide = beat_features(*_window(True), 250.0)[0, 2, col["qrs_width_s"]]
+    narrow = _features(*_window(False))[0, 2, col["qrs_width_s"]]
+    wide = _features(*_window(True))[0, 2, col["qrs_width_s"]]
     assert wide > 1.5 * narrow
 
 
@@ -70,12 +82,45 @@ def test_beat_features_see_af_as_irregular_and_a_lone_early_beat_as_regular() ->
     col = BEAT_FEATURES.index("rr_irregularity")
     rng = np.random.default_rng(0)
     x, rpeaks, rr = _window(False)
-    sinus = beat_features(x, rpeaks, rr, 250.0)[0, 0, col]
+    sinus = _features(x, rpeaks, rr)[0, 0, col]
     r = np.cumsum(rng.uniform(0.4, 1.1, 12) * 250).astype(np.int64)
     rpeaks[0, :12], rpeaks[0, 12:] = r, -1
     rr[0, :12], rr[0, 12:] = rr_features(r, 250.0), 0
-    af = beat_features(x, rpeaks, rr, 250.0)[0, 0, col]
+    af = _features(x, rpeaks, rr)[0, 0, col]
     assert sinus < 0.05 < 0.15 < af
+
+
+def test_record_context_sees_a_run_that_fills_its_window_as_premature() -> None:
+    """Five 10 s windows at 0.8 s RR, the third a run at 0.45 s: against its own window the
+    run's beats are on time, against the record they are early; a PVC in the run differs from
+    the record's dominant beat too."""
+    fs, k = 250.0, 32
+    times = np.r_[np.arange(0.3, 20, 0.8), np.arange(20.2, 30, 0.45), np.arange(30.3, 50, 0.8)]
+    peaks = np.round(times * fs).astype(np.int64)
+    feats = rr_features(peaks, fs)
+    t = np.arange(int(50 * fs)) / fs
+    pvc = int(np.searchsorted(times, 25.0))
+    x = np.zeros((2, t.size), np.float32)
+    for i, a in enumerate(times):
+        width, amp = (0.03, -1.5) if i == pvc else (0.01, 1.0)
+        x += (amp * np.exp(-((t - a) ** 2) / (2 * width ** 2)) * [[1.0], [0.5]]).astype(np.float32)
+    w = int(10 * fs)
+    windows = x.reshape(2, 5, w).transpose(1, 0, 2)
+    rpeaks = np.full((5, k), -1, np.int32)
+    rr = np.zeros((5, k, 4), np.float32)
+    for i in range(5):
+        mine = np.flatnonzero((peaks >= i * w) & (peaks < (i + 1) * w))
+        rpeaks[i, :mine.size], rr[i, :mine.size] = peaks[mine] - i * w, feats[mine]
+    f = _features(windows, rpeaks, rr)
+    col = {name: i for i, name in enumerate(BEAT_FEATURES)}
+    inner = slice(3, 15)  # beats of the run away from its edges
+    assert np.all(np.abs(f[2, inner, col["log_pre_median"]]) < 0.1)  # the window: on time
+    assert np.all(f[2, inner, col["log_pre_context"]] < -0.4)  # the record: early
+    assert np.allclose(f[0, rpeaks[0] >= 0, col["context_rr_s"]], 0.8, atol=0.02)
+    j = pvc - int(np.flatnonzero(peaks >= 2 * w)[0])
+    others = [i for i in range(3, 15) if i != j]
+    assert f[2, j, col["corr_qrs_context"]] < 0 < 0.95 < f[2, others, col["corr_qrs_context"]].min()
+    assert np.all(f[:, :, 0][rpeaks < 0] == 0)  # padding
 
 
 def test_window_relative_is_the_difference_from_the_window_median() -> None:
@@ -149,7 +194,13 @@ def test_saved_head_loads_and_another_backbone_is_refused(tmp_path: Path) -> Non
     with pytest.raises(EcgMoeError, match="trained on backbone aaaaaaaaaaaa, not on this one"):
         load_beat_head(tmp_path, "b" * 64)
     sidecar = tmp_path / "heads" / "beat_class.json"
+    older = json.loads(sidecar.read_text())
+    older["features"] = older["features"][:-1]  # a head from a version with other features
+    sidecar.write_text(json.dumps(older))
+    with pytest.raises(EcgMoeError, match="other beat features than this version"):
+        load_beat_head(tmp_path, "a" * 64)
     bad = json.loads(sidecar.read_text())
+    bad["features"] = list(BEAT_FEATURES)
     bad["tensors_hash"] = "0" * 64
     sidecar.write_text(json.dumps(bad))
     with pytest.raises(EcgMoeError, match="do not match the hash"):

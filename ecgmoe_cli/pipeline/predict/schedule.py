@@ -33,6 +33,7 @@ from ecgmoe_cli.pipeline.prepare import (  # imported before the fork: workers s
     prepare_chunks,
     prepare_from_record,
 )
+from ecgmoe_cli.signal.beat_features import record_context
 from ecgmoe_cli.signal.spec import PreprocessSpec
 
 if TYPE_CHECKING:
@@ -128,7 +129,7 @@ def through_model(predictor: Predictor, items: Sequence[Any]) -> list[Predicted 
     """Every prepared record among `items` through the model in one batch, as Predicted (its
     samples dropped); Failed and Predicted items pass as they are, in order."""
     ready = [x for x in items if not isinstance(x, (Failed, Predicted))]
-    out = predictor(_stack(ready)) if ready else None
+    out = predictor(_stack(ready, predictor)) if ready else None
     results: list[Predicted | Failed] = []
     start = 0
     for x in items:
@@ -155,7 +156,7 @@ def predict_long(long: Long, spec: PreprocessSpec, opts: PredictOptions,
         long.record = None  # the blocks hold what is needed of it
         blocks, outs = [], []
         for block in prepare_chunks(record, spec, lead_map=opts.lead_map):
-            outs.append(predictor(_stack([block])))
+            outs.append(predictor(_stack([block], predictor)))
             block.signal, block.rr = _emptied(block.signal), _emptied(block.rr)
             blocks.append(block)
         del record
@@ -171,8 +172,17 @@ def _emptied(a: np.ndarray) -> np.ndarray:
     return np.empty((0, *a.shape[1:]), a.dtype)
 
 
-def _stack(items: Sequence[Prepared]) -> dict[str, np.ndarray]:
-    return {k: np.concatenate([getattr(p, k) for p in items]) for k in BATCH_KEYS}
+def _stack(items: Sequence[Prepared], predictor: Predictor) -> dict[str, np.ndarray]:
+    """The model batch of `items`; with the beat head, the record context beside (each item its
+    own record: one record, or one block of a long one)."""
+    out = {k: np.concatenate([getattr(p, k) for p in items]) for k in BATCH_KEYS}
+    head = predictor.beat_head
+    if head is not None:
+        starts = np.concatenate([p.window_start_s for p in items])
+        record = np.repeat(np.arange(len(items)), [len(p.n_valid) for p in items])
+        out["beat_context"] = record_context(out["signal"], out["rpeaks"], out["rr"], starts,
+                                             head.config.fs, record)
+    return out
 
 
 def model_threads(opts: PredictOptions) -> int:
