@@ -29,7 +29,8 @@ def make_holter(folder: Path, hours: float) -> Path:
 
     from ecgmoe_cli.io.records.read import read_record
 
-    head = folder / "holter.hea"
+    name = f"holter-{hours:g}h"  # one file per length: a 2 h record is not reused for 24 h
+    head = folder / f"{name}.hea"
     if head.is_file():
         return head
     seed_dir = folder / "seed"
@@ -40,7 +41,7 @@ def make_holter(folder: Path, hours: float) -> Path:
     rows = [rec.lead_names.index(n) for n in ("II", "V5")]
     x = rec.signal[rows, ::2].T  # (n, 2) at 250 Hz
     x = np.tile(x, (int(np.ceil(hours * 3600 / 120)), 1))[: int(hours * 3600 * 250)]
-    wfdb.wrsamp("holter", fs=250, units=["mV", "mV"], sig_name=["II", "V5"],
+    wfdb.wrsamp(name, fs=250, units=["mV", "mV"], sig_name=["II", "V5"],
                 p_signal=x, fmt=["16", "16"], adc_gain=[200.0, 200.0], baseline=[0, 0],
                 write_dir=str(folder))
     return head

@@ -65,6 +65,14 @@ def _masked_median(x: np.ndarray, keep: np.ndarray, axis: int) -> np.ndarray:
     return np.nan_to_num(m, nan=0.0)
 
 
+def _used_leads(signal: np.ndarray) -> np.ndarray:
+    """(B, L', W) float32 the leads that hold a sample anywhere: masked leads are zero and add
+    nothing to any feature, and a 2-lead Holter would otherwise cost twelve leads' work."""
+    signal = np.asarray(signal, np.float32)
+    used = np.flatnonzero(np.abs(signal).max(axis=(0, 2)) > 0) if signal.size else []
+    return signal[:, used] if len(used) < signal.shape[1] else signal
+
+
 def _segments(signal: np.ndarray, rpeaks: np.ndarray, fs: float, span: tuple[float, float]
               ) -> np.ndarray:
     """(B, K, L, S) each beat's samples over `span` seconds around its R-peak, less their mean
@@ -160,7 +168,7 @@ def record_context(signal: np.ndarray, rpeaks: np.ndarray, rr: np.ndarray,
     record (or one long-record block); without it, all are one. Rows of padded beats are 0.
     Records of one block of beats are done together (a batch of short records costs about one).
     """
-    signal = np.asarray(signal, np.float32)
+    signal = _used_leads(signal)
     rpeaks = np.asarray(rpeaks)
     rr = np.asarray(rr, np.float32)
     out = np.zeros((*rpeaks.shape, N_CONTEXT_FEATURES), np.float32)
@@ -284,7 +292,7 @@ def beat_features(signal: np.ndarray, rpeaks: np.ndarray, rr: np.ndarray, fs: fl
     `rr_features` gives them, context (B, K, N_CONTEXT_FEATURES) `record_context` of the
     windows' records. Rows of padded beats are 0.
     """
-    signal = np.asarray(signal, np.float32)
+    signal = _used_leads(signal)
     rpeaks = np.asarray(rpeaks)
     rr = np.asarray(rr, np.float32)
     valid = rpeaks >= 0  # (B, K)

@@ -78,6 +78,15 @@ def test_beat_features_mark_the_premature_and_the_wide_beat_against_the_window()
     assert wide > 1.5 * narrow
 
 
+def test_masked_leads_change_no_feature() -> None:
+    """A 2-lead window among twelve canonical leads (ten masked, zero) gives the features of the
+    2-lead window alone: the zero leads are skipped, not computed."""
+    x, rpeaks, rr = _window(False)
+    twelve = np.zeros((1, 12, x.shape[-1]), np.float32)
+    twelve[:, [1, 10]] = x
+    assert np.array_equal(_features(twelve, rpeaks, rr), _features(x, rpeaks, rr))
+
+
 def test_beat_features_see_af_as_irregular_and_a_lone_early_beat_as_regular() -> None:
     col = BEAT_FEATURES.index("rr_irregularity")
     rng = np.random.default_rng(0)
