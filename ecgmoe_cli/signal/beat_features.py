@@ -14,7 +14,7 @@ record itself: each beat's RR against the median RR of its 150 neighbours on eit
 (about 4 min), and its QRS against the dominant template of those neighbours. It is computed
 over a whole record, or one `prepare_chunks` block of a long one (30 min), never over a batch
 that mixes records. Leave-one-record-out on MIT-BIH DS1 it lifted S from Se 26.5 / PPV 15.4 %
-to about 40 / 30 and V from 79.2 / 80.0 to about 81 / 83 (BENCHMARKS.md, *Beat classes*).
+to 42.7 / 31.6 and V from 79.2 / 80.0 to 81.8 / 82.5 (BENCHMARKS.md, *Beat classes*).
 
 The same functions serve training (training/beat_class.py) and `predict --beats`
 (inference.py), on the model's windows: what the head learns from is what it is given.
@@ -73,20 +73,33 @@ def _used_leads(signal: np.ndarray) -> np.ndarray:
     return signal[:, used] if len(used) < signal.shape[1] else signal
 
 
+def _gather(signal: np.ndarray, window: np.ndarray, peak: np.ndarray, fs: float,
+            span: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(n, L, S) the samples over `span` seconds around n beats (window index, R-peak sample),
+    0 off the window, and (n, 1, S) where they lie inside it."""
+    offsets = np.arange(int(round(span[0] * fs)), int(round(span[1] * fs)) + 1)
+    idx = peak[:, None].astype(np.int64) + offsets  # (n, S)
+    inside = ((idx >= 0) & (idx < signal.shape[-1]))[:, None, :]
+    seg = signal[window[:, None, None], np.arange(signal.shape[1])[None, :, None],
+                 np.clip(idx, 0, signal.shape[-1] - 1)[:, None, :]]
+    return np.where(inside, seg, 0.0), inside
+
+
+def _demeaned(seg: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """`seg` less its mean per lead over the samples inside the window (0 outside)."""
+    n_in = np.maximum(inside.sum(-1, keepdims=True), 1)
+    return np.where(inside, seg - seg.sum(-1, keepdims=True) / n_in, 0.0)
+
+
 def _segments(signal: np.ndarray, rpeaks: np.ndarray, fs: float, span: tuple[float, float]
               ) -> np.ndarray:
     """(B, K, L, S) each beat's samples over `span` seconds around its R-peak, less their mean
-    per lead (0 off the window)."""
-    b, n_leads, w = signal.shape
-    offsets = np.arange(int(round(span[0] * fs)), int(round(span[1] * fs)) + 1)
-    idx = rpeaks[..., None].astype(np.int64) + offsets  # (B, K, S)
-    inside = (idx >= 0) & (idx < w) & (rpeaks[..., None] >= 0)
-    flat = np.clip(idx, 0, w - 1).reshape(b, 1, -1)
-    seg = np.take_along_axis(signal, np.broadcast_to(flat, (b, n_leads, flat.shape[-1])), 2)
-    seg = seg.reshape(b, n_leads, *idx.shape[1:]).transpose(0, 2, 1, 3)  # (B, K, L, S)
-    seg = np.where(inside[:, :, None, :], seg, 0.0)
-    n_in = np.maximum(inside.sum(-1), 1)[:, :, None, None]
-    return np.where(inside[:, :, None, :], seg - seg.sum(-1, keepdims=True) / n_in, 0.0)
+    per lead (0 off the window and for padded beats)."""
+    b, k = rpeaks.shape
+    peak = rpeaks.reshape(-1)
+    seg, inside = _gather(signal, np.repeat(np.arange(b), k), peak, fs, span)
+    inside = inside & (peak >= 0)[:, None, None]
+    return _demeaned(seg, inside).reshape(b, k, *seg.shape[1:])
 
 
 def _cosine(a: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -138,24 +151,6 @@ def _rolling_median(x: np.ndarray, half: int) -> np.ndarray:
     head = [np.median(x[:i + half + 1]) for i in range(half)]
     tail = [np.median(x[i - half:]) for i in range(n - half, n)]
     return np.concatenate([head, mid, tail])
-
-
-def _gather(signal: np.ndarray, window: np.ndarray, peak: np.ndarray, fs: float,
-            span: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """(n, L, S) the samples over `span` seconds around n beats (window index, R-peak sample),
-    0 off the window, and (n, 1, S) where they lie inside it."""
-    offsets = np.arange(int(round(span[0] * fs)), int(round(span[1] * fs)) + 1)
-    idx = peak[:, None].astype(np.int64) + offsets  # (n, S)
-    inside = ((idx >= 0) & (idx < signal.shape[-1]))[:, None, :]
-    seg = signal[window[:, None, None], np.arange(signal.shape[1])[None, :, None],
-                 np.clip(idx, 0, signal.shape[-1] - 1)[:, None, :]]
-    return np.where(inside, seg, 0.0), inside
-
-
-def _demeaned(seg: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """`seg` less its mean per lead over the samples inside the window (0 outside)."""
-    n_in = np.maximum(inside.sum(-1, keepdims=True), 1)
-    return np.where(inside, seg - seg.sum(-1, keepdims=True) / n_in, 0.0)
 
 
 def record_context(signal: np.ndarray, rpeaks: np.ndarray, rr: np.ndarray,

@@ -79,9 +79,9 @@ def encode_records(paths: Sequence[Path], model: EcgMoe, spec: PreprocessSpec,
         for s in ann.beat_sym:
             if s in AAMI_OF_SYMBOL:
                 counts[AAMI_OF_SYMBOL[s]] += 1
+        annotated[record.name] = counts
         # block by block, as `predict` sees a long record: the record context is a block's
         for prep in prepare_chunks(record, spec):
-            annotated[prep.record] = counts
             context = record_context(prep.signal, prep.rpeaks, prep.rr, prep.window_start_s,
                                      spec.fs)
             for lo in range(0, len(prep.n_valid), batch_size):
