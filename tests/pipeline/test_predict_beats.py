@@ -179,6 +179,12 @@ def test_af_episodes_grow_a_called_window_through_its_likely_neighbours() -> Non
                                             False, True]  # 0.3 alone (no 0.5 in its run): not
     assert not af_episodes(np.full(4, 0.49), 0.5).any()
     assert af_episodes(np.zeros(0), 0.5).size == 0
+    assert af_episodes(np.ones(1), 0.5).tolist() == [True]
+
+
+def test_af_episodes_join_across_one_window_but_not_two() -> None:
+    p = np.array([0.6, 0.0, 0.6, 0.1, 0.0, 0.7, 0.0])
+    assert af_episodes(p, 0.5).tolist() == [True, True, True, False, False, True, False]
 
 
 def test_finetune_beat_class_writes_a_head_predict_uses(records: Path, tiny_weights: Path,

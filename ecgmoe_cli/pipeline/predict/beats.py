@@ -7,8 +7,8 @@ called S: prematurity means an early beat against a regular rhythm, which AF doe
 `pvc_count` (V), `pac_count` (S), `pvc_burden` = V / classified beats, and `af_burden` = the
 fraction of the record's time in AF episodes: windows the rhythm task calls AF (afib at or over
 its calibrated threshold), each grown through its neighbours while they stay at or over
-EPISODE_FRACTION of it. Beats past the last window (a tail under min_tail_s) are not
-classified.
+EPISODE_FRACTION of it, and a single window between two episodes joined to them. Beats
+past the last window (a tail under min_tail_s) are not classified.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ _V, _S = AAMI_CLASSES.index("V"), AAMI_CLASSES.index("S")
 # so the episode goes on while they keep half of it. A record with no window at the threshold
 # has no episode.
 EPISODE_FRACTION = 0.5
+# One window (10 s) that dips between two AF windows is taken as part of the episode: an
+# episode is not broken and restarted by 10 s of noise or a regular-looking stretch, as Holter
+# episode detectors merge episodes across short gaps. Two such windows stay a break.
 
 
 @dataclass
@@ -89,12 +92,15 @@ def af_burden(prep: Prepared, out: WindowOutputs, ctx: RowContext) -> float | No
 
 def af_episodes(p: np.ndarray, threshold: float) -> np.ndarray:
     """(nw,) bool: windows in a run at or over EPISODE_FRACTION x threshold that holds one at
-    or over the threshold (p: the windows' AF probability in time order)."""
+    or over the threshold, and single windows between two such (p: the windows' AF
+    probability in time order)."""
     low = p >= EPISODE_FRACTION * threshold
     run = np.cumsum(~low)  # windows of one run under `low` share a number
     called = np.zeros(run[-1] + 1 if run.size else 0, bool)
     called[run[low & (p >= threshold)]] = True
-    return low & called[run]
+    episodes = low & called[run]
+    episodes[1:-1] |= episodes[:-2] & episodes[2:]
+    return episodes
 
 
 def holter_columns(prep: Prepared, out: WindowOutputs, ctx: RowContext,
