@@ -32,9 +32,6 @@ _V, _S = AAMI_CLASSES.index("V"), AAMI_CLASSES.index("S")
 # so the episode goes on while they keep half of it. A record with no window at the threshold
 # has no episode.
 EPISODE_FRACTION = 0.5
-# One window (10 s) that dips between two AF windows is taken as part of the episode: an
-# episode is not broken and restarted by 10 s of noise or a regular-looking stretch, as Holter
-# episode detectors merge episodes across short gaps. Two such windows stay a break.
 
 
 @dataclass
@@ -99,6 +96,8 @@ def af_episodes(p: np.ndarray, threshold: float) -> np.ndarray:
     called = np.zeros(run[-1] + 1 if run.size else 0, bool)
     called[run[low & (p >= threshold)]] = True
     episodes = low & called[run]
+    # 10 s of noise or a regular-looking stretch does not end an episode (Holter episode
+    # detectors merge across short gaps); two such windows do
     episodes[1:-1] |= episodes[:-2] & episodes[2:]
     return episodes
 
