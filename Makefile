@@ -25,8 +25,7 @@ TASKS := infarction hypertrophy conduction st_t rhythm age sex arrhythmia superc
 REAL_DS := $(WORK)/ptbxl-ds $(WORK)/cinc2017-ds $(WORK)/mitdb-ds
 PRE := $(BIN)/ecgmoe preprocess --overwrite --quiet
 # the per-beat AAMI head on MIT-BIH DS1 (raw records + .atr), scored leave-one-record-out
-BEAT_HEAD := $(BIN)/ecgmoe finetune $(TRAIN_DATA)/mitdb --task beat_class --epochs 20 \
-  --lr 2e-3 --folds 22 --quiet
+BEAT_HEAD := $(BIN)/ecgmoe finetune $(TRAIN_DATA)/mitdb --task beat_class --folds 22 --quiet
 
 .PHONY: install demo test weights beat-head real-data baselines examples clean
 

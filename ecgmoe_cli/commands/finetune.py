@@ -1,8 +1,9 @@
 """`ecgmoe finetune`: one task's LoRA adapter and head on a frozen backbone.
 
 Early stopping, a temperature and per-label thresholds all use the validation fold (9).
-`--task beat_class` trains the per-beat head instead (heads/beat_class.*) on folders of
-records with beat annotations (.atr), scored leave-records-out with --folds.
+`--task beat_class` trains the per-beat head instead (boosted trees, heads/beat_class.*) on
+folders of records with beat annotations (.atr), scored leave-records-out with --folds; of the
+training options only --seed applies to it.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def _beat_head(data: list[Path], backbone: Path | None, output: Path, fit_cfg: A
 
     backbone = default_weights_dir() if backbone is None else backbone
     refuse_shipped_weights(output)
-    fit = BeatFit(epochs=fit_cfg.epochs, lr=fit_cfg.lr, seed=fit_cfg.seed)
+    fit = BeatFit(seed=fit_cfg.seed)  # trees: --epochs, --lr, --batch-size are the adapters'
     summary = train_beat_head(data, backbone, output, fit, folds, resolve_device(device))
     if as_json:
         console.print_json(json.dumps(summary))

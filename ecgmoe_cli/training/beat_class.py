@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.files import atomic_write
@@ -53,13 +51,16 @@ class BeatSet:
 
 @dataclass(frozen=True)
 class BeatFit:
-    """How the head is trained: a few passes of AdamW over a small MLP."""
+    """How the head is trained: LightGBM's multiclass boosting on the beats' features and
+    projected tokens (chosen leave-one-record-out on MIT-BIH DS1, BENCHMARKS.md)."""
 
-    epochs: int = 20
-    batch_size: int = 1024
-    lr: float = 2e-3
-    weight_decay: float = 1e-2
+    rounds: int = 100
+    learning_rate: float = 0.2
+    leaves: int = 31  # leaves per tree
+    max_depth: int = 6  # a beat walks this many steps per tree at inference
+    min_leaf: int = 20  # beats a leaf holds at least
     class_power: float = 0.5  # class weights (n / n_c) ** power: rare S and F beats count more
+    n_components: int = 16  # token axes the trees see beside the beat features
     seed: int = 0
 
 
@@ -107,59 +108,107 @@ def encode_records(paths: Sequence[Path], model: EcgMoe, spec: PreprocessSpec,
                    np.concatenate(records), annotated, spec.fs)
 
 
-@contextmanager
-def _one_thread(device: str) -> Iterator[None]:
-    """A small MLP trains several times faster on one CPU thread than on contended ones."""
-    saved = torch.get_num_threads()
-    if device == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
-
-
-def fit_head(data: BeatSet, rows: np.ndarray, fit: BeatFit, device: str = "cpu") -> BeatHead:
+def fit_head(data: BeatSet, rows: np.ndarray, fit: BeatFit) -> BeatHead:
     """A fresh head trained on the labelled beats among `rows`."""
-    with _one_thread(device):
-        return _fit_head(data, rows, fit, device)
-
-
-def _fit_head(data: BeatSet, rows: np.ndarray, fit: BeatFit, device: str) -> BeatHead:
     rows = rows[data.label[rows] >= 0]
     if rows.size == 0:
         raise EcgMoeError("no annotated beat to train the beat head on")
-    torch.manual_seed(fit.seed)
-    head = BeatHead(BeatHeadConfig(d_model=data.relative.shape[1], fs=data.fs)).to(device)
-    r = torch.as_tensor(data.relative[rows], device=device)
-    f = torch.as_tensor(data.features[rows], device=device)
-    y = torch.as_tensor(data.label[rows], device=device)
-    head.feature_mean.copy_(f.mean(0))
-    head.feature_std.copy_(f.std(0).clamp_min(1e-3))
-    n_c = torch.bincount(y, minlength=len(AAMI_CLASSES)).float()
-    weight = torch.where(n_c > 0, (len(y) / n_c.clamp_min(1.0)) ** fit.class_power, 0.0)
-    opt = torch.optim.AdamW(head.parameters(), lr=fit.lr, weight_decay=fit.weight_decay)
-    steps = fit.epochs * -(-len(y) // fit.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, fit.lr, total_steps=steps)
-    g = torch.Generator().manual_seed(fit.seed)
-    head.train()
-    for _ in range(fit.epochs):
-        for idx in torch.randperm(len(y), generator=g).split(fit.batch_size):
-            idx = idx.to(device)
-            loss = F.cross_entropy(head(r[idx], f[idx]), y[idx], weight=weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+    relative = torch.as_tensor(data.relative[rows])
+    mean = relative.mean(0)
+    # the token axes: principal directions of the training beats' relative tokens
+    axes = torch.linalg.svd(relative - mean, full_matrices=False).Vh[:fit.n_components]
+    shell = BeatHead(BeatHeadConfig(d_model=relative.shape[1], n_components=len(axes),
+                                    fs=data.fs))
+    shell.token_mean.copy_(mean)
+    shell.token_axes.copy_(axes)
+    with torch.no_grad():  # the trees learn from exactly what the head computes at inference
+        x = shell.inputs(relative, torch.as_tensor(data.features[rows])).numpy()
+    y = data.label[rows]
+    n_c = np.bincount(y, minlength=len(AAMI_CLASSES))
+    weight = np.where(n_c > 0, (len(y) / np.maximum(n_c, 1)) ** fit.class_power, 0.0)[y]
+    return head_from_booster(train_booster(x, y, weight, fit), shell)
+
+
+def train_booster(x: np.ndarray, y: np.ndarray, weight: np.ndarray, fit: BeatFit) -> Any:
+    """The LightGBM multiclass booster of inputs `x` (n, F + P) and classes `y`."""
+    import lightgbm as lgb
+
+    params = {"objective": "multiclass", "num_class": len(AAMI_CLASSES),
+              "learning_rate": fit.learning_rate, "num_leaves": fit.leaves,
+              "max_depth": fit.max_depth, "min_data_in_leaf": fit.min_leaf, "lambda_l2": 1.0,
+              "seed": fit.seed, "deterministic": True, "force_row_wise": True, "verbosity": -1}
+    return lgb.train(params, lgb.Dataset(x, y, weight=weight), num_boost_round=fit.rounds)
+
+
+def head_from_booster(booster: Any, shell: BeatHead) -> BeatHead:
+    """`shell` (its token axes set) with the trees of a LightGBM multiclass booster, whose
+    `dump_model` is the documented description of every split and leaf."""
+    dump = booster.dump_model()
+    k = int(dump["num_class"])
+    if k != len(AAMI_CLASSES):
+        raise EcgMoeError(f"beat booster has {k} classes, not {len(AAMI_CLASSES)}")
+    trees = [_flatten(t["tree_structure"]) for t in dump["tree_info"]]
+    n_nodes = max(len(nodes) for nodes, _ in trees)
+    config = BeatHeadConfig(**{**shell.config.to_dict(), "n_trees": len(trees),
+                               "n_nodes": n_nodes, "depth": max(d for _, d in trees)})
+    head = BeatHead(config)
+    head.token_mean.copy_(shell.token_mean)
+    head.token_axes.copy_(shell.token_axes)
+    arrays = {name: np.zeros((len(trees), n_nodes), dtype) for name, dtype in (
+        ("split_input", np.int64), ("threshold", np.float32), ("left", np.int64),
+        ("right", np.int64), ("leaf_value", np.float32))}
+    arrays["left"][:] = arrays["right"][:] = np.arange(n_nodes)  # padding: leaves of value 0
+    for i, (nodes, _) in enumerate(trees):
+        for j, node in enumerate(nodes):
+            for name, value in node.items():
+                arrays[name][i, j] = value
+    for name, value in arrays.items():
+        getattr(head, name).copy_(torch.from_numpy(value))
+    head.tree_class.copy_(torch.arange(len(trees)) % k)  # LightGBM: round by round, class order
     return head.eval()
 
 
+def _flatten(root: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    """One LightGBM tree as a node list (the root first; a leaf's children are itself) and its
+    depth."""
+    nodes: list[dict[str, Any]] = []
+    depth = 0
+
+    def visit(node: dict[str, Any], level: int) -> int:
+        nonlocal depth
+        j = len(nodes)
+        nodes.append({})
+        if "leaf_value" in node:
+            depth = max(depth, level)
+            nodes[j] = {"left": j, "right": j, "leaf_value": node["leaf_value"]}
+            return j
+        if node.get("decision_type", "<=") != "<=":
+            raise EcgMoeError(f"beat booster split {node.get('decision_type')!r} is not <=")
+        left = visit(node["left_child"], level + 1)
+        right = visit(node["right_child"], level + 1)
+        nodes[j] = {"split_input": node["split_feature"], "left": left, "right": right,
+                    "threshold": _float32_at_most(node["threshold"])}
+        return j
+
+    visit(root, 0)
+    return nodes, depth
+
+
+def _float32_at_most(t: float) -> np.float32:
+    """The largest float32 <= t: for float32 inputs x, x <= it exactly when x <= t, as LightGBM
+    compares them in double precision."""
+    f = np.float32(t)
+    # float(f), not f: NumPy 2 would compare the two in float32 and call them equal
+    return np.nextafter(f, np.float32(-np.inf)) if float(f) > t else f
+
+
 @torch.no_grad()
-def classify(head: BeatHead, data: BeatSet, rows: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """The predicted class index of each beat in `rows`."""
-    r = torch.as_tensor(data.relative[rows], device=device)
-    f = torch.as_tensor(data.features[rows], device=device)
-    return head(r, f).argmax(-1).cpu().numpy()
+def classify(head: BeatHead, data: BeatSet, rows: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """The predicted class index of each beat in `rows`, a chunk at a time: each beat walks
+    every tree, (chunk, trees) nodes at once."""
+    out = [head(torch.as_tensor(data.relative[part]), torch.as_tensor(data.features[part]))
+           .argmax(-1).numpy() for part in np.array_split(rows, max(1, -(-len(rows) // chunk)))]
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
 def record_folds(records: np.ndarray, k: int) -> list[np.ndarray]:
@@ -170,7 +219,7 @@ def record_folds(records: np.ndarray, k: int) -> list[np.ndarray]:
     return [names[i::k] for i in range(k)]
 
 
-def cross_validate(data: BeatSet, k: int, fit: BeatFit, device: str = "cpu",
+def cross_validate(data: BeatSet, k: int, fit: BeatFit,
                    progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Leave-records-out predictions: each fold's beats classified by a head trained on the
     other folds' records. Returns the predicted class index per beat (n,)."""
@@ -178,8 +227,8 @@ def cross_validate(data: BeatSet, k: int, fit: BeatFit, device: str = "cpu",
     folds = record_folds(data.record, k)
     for i, held in enumerate(folds):
         test = np.isin(data.record, held)
-        head = fit_head(data, np.flatnonzero(~test), fit, device)
-        pred[test] = classify(head, data, np.flatnonzero(test), device)
+        head = fit_head(data, np.flatnonzero(~test), fit)
+        pred[test] = classify(head, data, np.flatnonzero(test))
         if progress:
             progress(i + 1, len(folds))
     return pred
@@ -224,9 +273,9 @@ def train_beat_head(data_dirs: Sequence[Path], backbone: Path, output: Path, fit
     if folds >= 2:
         metrics["leave_records_out"] = {"folds": folds,
                                         **beat_metrics(data.label,
-                                                       cross_validate(data, folds, fit, device),
+                                                       cross_validate(data, folds, fit),
                                                        data.record)}
-    head = fit_head(data, np.arange(len(data.label)), fit, device)
+    head = fit_head(data, np.arange(len(data.label)), fit)
     if Path(output).resolve() != Path(backbone).resolve():  # the head needs its backbone beside
         for name in (f"{BACKBONE}.json", f"{BACKBONE}.safetensors"):  # copied, not re-saved:
             src = Path(backbone) / name  # the loaded model's BatchNorm is folded for encoding

@@ -225,4 +225,7 @@ def load_beat_head(directory: Path, backbone_hash: str, device: str = "cpu"
     if shapes != expected:
         raise EcgMoeError("beat head tensors do not fit its config", st_path)
     head.load_state_dict(read_tensors(st_path, hashed))
+    problem = head.index_problem()
+    if problem:
+        raise EcgMoeError(problem, st_path)
     return head.to(device).eval(), meta

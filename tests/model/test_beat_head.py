@@ -28,7 +28,9 @@ from ecgmoe_cli.training.beat_class import (
     classify,
     cross_validate,
     fit_head,
+    head_from_booster,
     record_folds,
+    train_booster,
 )
 from ecgmoe_cli.weights.store import load_beat_head, save_beat_head
 
@@ -166,13 +168,36 @@ def _separable_set(n_records: int = 6, per: int = 200, d: int = 8, seed: int = 0
 
 def test_fit_head_learns_and_cross_validation_scores_held_out_records() -> None:
     data = _separable_set()
-    fit = BeatFit(epochs=15, batch_size=64, seed=0)
+    fit = BeatFit(rounds=40, n_components=4, seed=0)
     head = fit_head(data, np.arange(len(data.label)), fit)
-    assert (classify(head, data, np.arange(len(data.label))) == data.label).mean() > 0.95
+    assert head.config.n_trees == 40 * len(AAMI_CLASSES) and head.config.depth >= 1
+    assert (classify(head, data, np.arange(len(data.label)), chunk=100) == data.label).mean() > 0.95
     pred = cross_validate(data, 3, fit)
     m = beat_metrics(data.label, pred)
     assert m["per_class"]["V"]["se"] > 0.9 and m["per_class"]["S"]["se"] > 0.8
     assert np.array(m["confusion"]).sum() == len(data.label)
+
+
+def test_the_head_computes_what_lightgbm_predicts_even_on_its_thresholds() -> None:
+    """The trees as tensors give LightGBM's own probabilities, also for inputs that sit exactly
+    on a split threshold (float32 inputs against LightGBM's double thresholds)."""
+    rng = np.random.default_rng(1)
+    n, d = 600, 6
+    shell = BeatHead(BeatHeadConfig(d_model=d, n_components=2))
+    shell.token_axes.copy_(torch.eye(d)[:2])
+    x = shell.inputs(torch.as_tensor(rng.normal(size=(n, d)).astype(np.float32)),
+                     torch.as_tensor(rng.normal(size=(n, N_BEAT_FEATURES)).astype(np.float32)))
+    x = x.numpy()
+    y = (x[:, 0] > 0.3).astype(np.int64) + 2 * (x[:, -1] > 0.5)  # N, S, V and F beats
+    booster = train_booster(x, y, np.ones(n), BeatFit(rounds=15, min_leaf=5))
+    head = head_from_booster(booster, shell)
+    assert head.config.n_trees == 15 * len(AAMI_CLASSES)
+    on = x[:50].copy()  # every beat on the first tree's root threshold
+    root = booster.dump_model()["tree_info"][0]["tree_structure"]
+    on[:, root["split_feature"]] = np.float32(root["threshold"])
+    for probe in (x, on):
+        got = head.trees(torch.as_tensor(probe)).softmax(-1).numpy()
+        np.testing.assert_allclose(got, booster.predict(probe), rtol=1e-4, atol=1e-6)
 
 
 def test_record_folds_partition_the_records() -> None:
@@ -193,8 +218,7 @@ def test_beat_metrics_counts_se_and_ppv() -> None:
 
 
 def test_saved_head_loads_and_another_backbone_is_refused(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    head = BeatHead(BeatHeadConfig(d_model=8, hidden=4))
+    head = fit_head(_separable_set(), np.arange(1200), BeatFit(rounds=5, n_components=3))
     save_beat_head(head, tmp_path, "a" * 64, {"note": 1})
     loaded, meta = load_beat_head(tmp_path, "a" * 64)
     r, f = torch.randn(3, 8), torch.randn(3, N_BEAT_FEATURES)
@@ -213,6 +237,10 @@ def test_saved_head_loads_and_another_backbone_is_refused(tmp_path: Path) -> Non
     bad["tensors_hash"] = "0" * 64
     sidecar.write_text(json.dumps(bad))
     with pytest.raises(EcgMoeError, match="do not match the hash"):
+        load_beat_head(tmp_path, "a" * 64)
+    head.left[0, 0] = head.config.n_nodes  # a child past the tree's end, saved with its hash
+    save_beat_head(head, tmp_path, "a" * 64)
+    with pytest.raises(EcgMoeError, match="left holds an index outside"):
         load_beat_head(tmp_path, "a" * 64)
     shutil.rmtree(tmp_path / "heads")
     with pytest.raises(EcgMoeError, match="no beat head"):
