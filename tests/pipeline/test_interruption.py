@@ -23,25 +23,24 @@ from ecgmoe_cli.training.checkpoints import latest_checkpoint
 def test_train_interrupted_then_resumed_loses_no_epoch(tiny_dataset: Path, tmp_path: Path,
                                                         sig: int) -> None:
     run = tmp_path / "run"
-    total = 6  # epochs of a fraction of a second on a fast host: the signal lands well before
-    args = ["train", tiny_dataset, "-o", run, "--config", "tiny", "--epochs", str(total),
+    args = ["train", tiny_dataset, "-o", run, "--config", "tiny", "--epochs", "2",
             "--batch-size", "8", "--quiet"]
     first = run / "checkpoints" / "epoch-0001.json"
-    r = interrupt(args, first.is_file, sig, delay=0.05)  # early in epoch 2 (or a later one)
+    r = interrupt(args, first.is_file, sig, delay=0.05)  # early in epoch 2
     assert_interrupted_cleanly(r, sig)
 
     # nothing half-written under a final name: every committed checkpoint loads, no weights yet
     epoch, _, meta = latest_checkpoint(run / "checkpoints")
-    assert 1 <= epoch < total and meta["epoch"] == epoch
+    assert epoch == 1 and meta["epoch"] == 1
     assert not (run / "weights" / "backbone.json").exists()
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(ln)["epoch"] for ln in lines][: epoch] == list(range(1, epoch + 1))
 
     done = ecgmoe(*args, "--resume", "--json")
     assert done.returncode == 0, done.stderr[-800:]
-    assert json.loads(done.stdout)["epochs_run"] == total
+    assert json.loads(done.stdout)["epochs_run"] == 2
     epochs = [json.loads(ln)["epoch"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
-    assert epochs == list(range(1, total + 1))  # no duplicate, none lost
+    assert epochs == [1, 2]  # no duplicate, none lost
     from ecgmoe_cli.weights.store import load_model
 
     load_model(run / "weights")
@@ -60,19 +59,15 @@ def test_resume_tolerates_a_half_written_metrics_line(tmp_path: Path) -> None:
 
 # ---- preprocess: SIGINT / SIGKILL, then --overwrite -------------------------------------------
 
-N_MANY = 400
-
-
 @pytest.fixture(scope="module")
 def many_records(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Enough small good records that preprocess runs for a while after its first record, even
-    on a fast host."""
+    """Enough small good records that preprocess runs for a few seconds."""
     from broken_inputs import good_wfdb_12lead
 
     folder = tmp_path_factory.mktemp("many") / "in"
     folder.mkdir()
     first = good_wfdb_12lead(folder)
-    for i in range(N_MANY):
+    for i in range(150):
         for f in first.files:
             target = folder / f.name.replace("good_12lead", f"rec{i:03d}")
             text = f.read_bytes().replace(b"good_12lead", f"rec{i:03d}".encode())
@@ -113,7 +108,7 @@ def test_preprocess_interrupted_leaves_no_dataset_and_rerun_completes(
     assert not out.exists(), "a half dataset under the final name"
     done = ecgmoe("preprocess", many_records, "-o", out, "--quiet", "--overwrite")
     assert done.returncode == 0, done.stderr[-800:]
-    assert _dataset_records(out) == [f"rec{i:03d}" for i in range(N_MANY)]
+    assert _dataset_records(out) == [f"rec{i:03d}" for i in range(150)]
 
 
 def test_preprocess_overwrite_interrupted_keeps_the_old_dataset(many_records: Path,
