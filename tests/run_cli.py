@@ -40,11 +40,18 @@ def ecgmoe(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]
                           check=False)
 
 
+def default_sigint() -> None:
+    """In a child before exec: SIGINT as a terminal delivers it. A suite started in the
+    background (`make test &`, nohup) inherits SIGINT ignored, and so would the CLI under test."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(args: list[str], ready: Callable[[], bool], sig: int, delay: float = 0.3,
               timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Start `ecgmoe ARGS`, wait until `ready()`, then send `sig`; fail if it finished first."""
     cmd = [sys.executable, "-m", "ecgmoe_cli", *map(str, args)]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                         preexec_fn=default_sigint)
     end = time.monotonic() + timeout
     while not ready():
         if p.poll() is not None:

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from run_cli import default_sigint
 from typer.testing import CliRunner
 
 from ecgmoe_cli.errors import EcgMoeError
@@ -352,7 +353,8 @@ def test_killed_run_leaves_no_report_and_resume_completes(sig: int, weights_dir:
     out = tmp_path / "r.parquet"
     cmd = [sys.executable, "-m", "ecgmoe_cli", "predict", str(tmp_path / "recs"), "-o", str(out),
            "--weights", str(weights_dir), "--checkpoint-every", "8", "--workers", "2", "-q"]
-    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stderr=subprocess.PIPE,
+                            preexec_fn=default_sigint)
     partial = tmp_path / "r.parquet.partial"
     deadline = time.monotonic() + 60
     while len(list(partial.glob("part-*.parquet"))) < 2:  # killed mid-way, with parts sealed
