@@ -22,9 +22,9 @@ from ecgmoe_cli.io.records.discover import records_under
 from ecgmoe_cli.training.beat_class import (
     BeatFit,
     BeatSet,
-    beat_metrics,
     cross_validate,
     encode_records,
+    held_out_metrics,
 )
 from ecgmoe_cli.weights import store
 
@@ -34,13 +34,14 @@ SHARED = Path(os.environ.get("ECGMOE_TRAIN_DATA",
 
 def save_set(data: BeatSet, path: Path) -> None:
     np.savez(path, relative=data.relative, features=data.features, label=data.label,
-             record=data.record.astype(str), annotated=np.array(json.dumps(data.annotated)),
+             record=data.record.astype(str), in_af=data.in_af,
+             annotated=np.array(json.dumps(data.annotated)),
              fs=np.array(data.fs))
 
 
 def load_set(path: Path) -> BeatSet:
     z = np.load(path, allow_pickle=False)
-    return BeatSet(z["relative"], z["features"], z["label"], z["record"],
+    return BeatSet(z["relative"], z["features"], z["label"], z["record"], z["in_af"],
                    json.loads(str(z["annotated"])), float(z["fs"]))
 
 
@@ -80,13 +81,17 @@ def main() -> None:
     t1 = time.perf_counter()
     pred = cross_validate(data, args.folds, BeatFit(), progress=lambda i, n: print(
         f"fold {i}/{n} {time.perf_counter() - t1:.0f} s", file=sys.stderr, flush=True))
-    m = beat_metrics(data.label, pred, data.record)
+    m = held_out_metrics(data, pred, args.folds)
     m["seconds"] = {"encode": round(t1 - t0, 1), "folds": round(time.perf_counter() - t1, 1)}
     print(f"{len(data.annotated)} records, {m['n']} matched beats "
           f"({m['unmatched_detections']} detections without a reference beat), "
           f"{args.folds} record folds; encode {m['seconds']['encode']} s, "
           f"folds {m['seconds']['folds']} s\n")
     print(table(m))
+    o = m["outside_af"]
+    print(f"\nThe {o['n']} beats outside annotated AF episodes (inside them `predict` calls no "
+          "beat S):\n")
+    print(table(o))
     print("\nV beats per record (matched reference / predicted): " + ", ".join(
         f"{r} {v['V_ref']}/{v['V_pred']}" for r, v in m["per_record"].items()))
     if args.json:

@@ -23,7 +23,7 @@ import torch
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.io.files import atomic_write
-from ecgmoe_cli.io.labels.atr import AAMI_OF_SYMBOL, aami_labels, read_atr
+from ecgmoe_cli.io.labels.atr import AAMI_OF_SYMBOL, aami_labels, in_af, read_atr
 from ecgmoe_cli.io.records.discover import records_under
 from ecgmoe_cli.io.records.read import read_record
 from ecgmoe_cli.model.batch import BATCH_KEYS, to_torch
@@ -45,6 +45,7 @@ class BeatSet:
     features: np.ndarray  # (n, N_BEAT_FEATURES) float32 signal/beat_features
     label: np.ndarray  # (n,) int64 index into AAMI_CLASSES; -1: no annotated beat near
     record: np.ndarray  # (n,) str, the record each beat is from
+    in_af: np.ndarray  # (n,) bool: inside an annotated AF or flutter episode
     annotated: dict[str, dict[str, int]]  # record -> AAMI class -> annotated beats
     fs: float  # the rate of the windows the features were computed on
 
@@ -69,7 +70,7 @@ def encode_records(paths: Sequence[Path], model: EcgMoe, spec: PreprocessSpec,
                    batch_size: int = 64, device: str = "cpu") -> BeatSet:
     """Every detected beat of the annotated records among `paths` through the frozen backbone."""
     model = fold_batchnorm(model.eval())
-    relative, features, labels, records = [], [], [], []
+    relative, features, labels, records, af = [], [], [], [], []
     annotated: dict[str, dict[str, int]] = {}
     for path in paths:
         record = read_record(path)
@@ -101,11 +102,12 @@ def encode_records(paths: Sequence[Path], model: EcgMoe, spec: PreprocessSpec,
                 labels.append(np.array([AAMI_CLASSES.index(c) if c else -1 for c in cls],
                                        np.int64))
                 records.append(np.full(len(cls), prep.record))
+                af.append(in_af(ann, times[valid]))
         del record
     if not annotated:
         raise EcgMoeError("no record with beat annotations (.atr) among the data")
     return BeatSet(np.concatenate(relative), np.concatenate(features), np.concatenate(labels),
-                   np.concatenate(records), annotated, spec.fs)
+                   np.concatenate(records), np.concatenate(af), annotated, spec.fs)
 
 
 def fit_head(data: BeatSet, rows: np.ndarray, fit: BeatFit) -> BeatHead:
@@ -258,6 +260,15 @@ def beat_metrics(label: np.ndarray, pred: np.ndarray, records: np.ndarray | None
     return out
 
 
+def held_out_metrics(data: BeatSet, pred: np.ndarray, folds: int) -> dict[str, Any]:
+    """`beat_metrics` of leave-records-out predictions over every beat, with the same over the
+    beats outside annotated AF episodes beside (`outside_af`): inside them `predict` calls no
+    beat S, and AAMI labels their irregular beats N."""
+    out = data.in_af
+    return {"folds": folds, **beat_metrics(data.label, pred, data.record),
+            "outside_af": beat_metrics(data.label[~out], pred[~out])}
+
+
 def train_beat_head(data_dirs: Sequence[Path], backbone: Path, output: Path, fit: BeatFit,
                     folds: int = 0, device: str = "cpu") -> dict[str, Any]:
     """Encode the annotated records under `data_dirs` with the backbone of `backbone`, score the
@@ -271,10 +282,8 @@ def train_beat_head(data_dirs: Sequence[Path], backbone: Path, output: Path, fit
     data = encode_records(paths, model, spec, device=device)
     metrics: dict[str, Any] = {"records": sorted(data.annotated), "fit": fit.__dict__}
     if folds >= 2:
-        metrics["leave_records_out"] = {"folds": folds,
-                                        **beat_metrics(data.label,
-                                                       cross_validate(data, folds, fit),
-                                                       data.record)}
+        metrics["leave_records_out"] = held_out_metrics(data, cross_validate(data, folds, fit),
+                                                        folds)
     head = fit_head(data, np.arange(len(data.label)), fit)
     if Path(output).resolve() != Path(backbone).resolve():  # the head needs its backbone beside
         for name in (f"{BACKBONE}.json", f"{BACKBONE}.safetensors"):  # copied, not re-saved:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.io.labels.atr import Annotations, aami_labels, af_seconds
+from ecgmoe_cli.io.labels.atr import Annotations, aami_labels, af_seconds, in_af
 from ecgmoe_cli.model.beat_head import BeatHead, BeatHeadConfig, window_relative
 from ecgmoe_cli.signal.beat_features import (
     BEAT_FEATURES,
@@ -29,6 +29,7 @@ from ecgmoe_cli.training.beat_class import (
     cross_validate,
     fit_head,
     head_from_booster,
+    held_out_metrics,
     record_folds,
     train_booster,
 )
@@ -148,10 +149,12 @@ def test_aami_labels_match_within_tolerance_only() -> None:
     assert got.tolist() == ["N", "V", "", "S"]
 
 
-def test_af_seconds_sums_the_afib_segments() -> None:
-    ann = Annotations(np.zeros(0), np.zeros(0, str), np.array([0.0, 10.0, 25.0]),
-                      ["N", "AFIB", "N"])
-    assert af_seconds(ann, 60.0) == pytest.approx(15.0)
+def test_af_seconds_sums_the_afib_segments_and_in_af_marks_their_beats() -> None:
+    ann = Annotations(np.zeros(0), np.zeros(0, str), np.array([5.0, 10.0, 25.0, 40.0]),
+                      ["N", "AFIB", "N", "AFL"])
+    assert af_seconds(ann, 60.0) == pytest.approx(35.0)
+    assert in_af(ann, np.array([1.0, 6.0, 10.0, 24.9, 25.0, 50.0])).tolist() == [
+        False, False, True, True, False, True]  # before the first note: not AF
 
 
 def _separable_set(n_records: int = 6, per: int = 200, d: int = 8, seed: int = 0) -> BeatSet:
@@ -163,7 +166,8 @@ def _separable_set(n_records: int = 6, per: int = 200, d: int = 8, seed: int = 0
     feats = np.zeros((label.size, N_BEAT_FEATURES), np.float32)
     feats[:, 0] = np.where(label == 1, -0.5, 0.0) + rng.normal(0, 0.05, label.size)  # S: early
     record = np.repeat([f"r{i}" for i in range(n_records)], per)
-    return BeatSet(relative, feats, label.astype(np.int64), record, {}, 250.0)
+    return BeatSet(relative, feats, label.astype(np.int64), record, np.zeros(label.size, bool), {},
+                   250.0)
 
 
 def test_fit_head_learns_and_cross_validation_scores_held_out_records() -> None:
@@ -173,9 +177,11 @@ def test_fit_head_learns_and_cross_validation_scores_held_out_records() -> None:
     assert head.config.n_trees == 40 * len(AAMI_CLASSES) and head.config.depth >= 1
     assert (classify(head, data, np.arange(len(data.label)), chunk=100) == data.label).mean() > 0.95
     pred = cross_validate(data, 3, fit)
-    m = beat_metrics(data.label, pred)
+    data.in_af[:100] = True  # beats of an annotated AF episode: scored apart too
+    m = held_out_metrics(data, pred, 3)
     assert m["per_class"]["V"]["se"] > 0.9 and m["per_class"]["S"]["se"] > 0.8
-    assert np.array(m["confusion"]).sum() == len(data.label)
+    assert np.array(m["confusion"]).sum() == len(data.label) == m["outside_af"]["n"] + 100
+    assert m["outside_af"] == beat_metrics(data.label[100:], pred[100:])
 
 
 def test_the_head_computes_what_lightgbm_predicts_even_on_its_thresholds() -> None:

@@ -84,12 +84,23 @@ def aami_labels(ann: Annotations, times_s: np.ndarray, tol_s: float = BEAT_MATCH
     return out
 
 
+def in_af(ann: Annotations, times_s: np.ndarray) -> np.ndarray:
+    """(n,) bool: each time lies in a rhythm segment annotated atrial fibrillation or flutter."""
+    t = np.asarray(times_s, np.float64)
+    seg = np.searchsorted(ann.seg_start, t, side="right") - 1
+    af = np.array([_is_af(name) for name in ann.seg_rhythm] + [False], bool)
+    return af[np.where(seg >= 0, seg, -1)]  # before the first rhythm note: not AF
+
+
+def _is_af(rhythm: str) -> bool:
+    return RHYTHMS.get(rhythm, ((), ""))[1] == "afib"
+
+
 def af_seconds(ann: Annotations, duration_s: float) -> float:
     """Seconds of the record annotated as atrial fibrillation or flutter."""
     bounds = np.r_[ann.seg_start, duration_s]
     return float(sum(max(min(bounds[i + 1], duration_s) - bounds[i], 0.0)
-                     for i, name in enumerate(ann.seg_rhythm)
-                     if RHYTHMS.get(name, ((), ""))[1] == "afib"))
+                     for i, name in enumerate(ann.seg_rhythm) if _is_af(name)))
 
 
 def _dominant_rhythm(ann: Annotations, start: float, end: float) -> str | None:
