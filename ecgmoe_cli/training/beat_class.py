@@ -125,6 +125,7 @@ def fit_head(data: BeatSet, rows: np.ndarray, fit: BeatFit) -> BeatHead:
     shell.token_axes.copy_(axes)
     with torch.no_grad():  # the trees learn from exactly what the head computes at inference
         x = shell.inputs(relative, torch.as_tensor(data.features[rows])).numpy()
+    x = np.nan_to_num(x, nan=0.0)  # NaN as 0, as there: LightGBM learns no missing branch
     y = data.label[rows]
     n_c = np.bincount(y, minlength=len(AAMI_CLASSES))
     weight = np.where(n_c > 0, (len(y) / np.maximum(n_c, 1)) ** fit.class_power, 0.0)[y]
