@@ -111,7 +111,8 @@ def _beat_head(data: list[Path], backbone: Path | None, output: Path, fit_cfg: A
     backbone = default_weights_dir() if backbone is None else backbone
     refuse_shipped_weights(output)
     fit = BeatFit(seed=fit_cfg.seed)  # trees: --epochs, --lr, --batch-size are the adapters'
-    summary = train_beat_head(data, backbone, output, fit, folds, resolve_device(device))
+    summary = train_beat_head(data, backbone, output, fit, folds, resolve_device(device),
+                              progress=not (quiet or as_json))
     if as_json:
         console.print_json(json.dumps(summary))
     elif not quiet:

@@ -31,6 +31,7 @@ from ecgmoe_cli.model.beat_head import BeatHead, BeatHeadConfig, window_relative
 from ecgmoe_cli.model.ecgmoe import EcgMoe
 from ecgmoe_cli.model.encoders import fold_batchnorm
 from ecgmoe_cli.pipeline.prepare import prepare_chunks
+from ecgmoe_cli.progress import Progress
 from ecgmoe_cli.signal.beat_features import beat_features, record_context
 from ecgmoe_cli.signal.spec import PreprocessSpec
 from ecgmoe_cli.tasks import AAMI_CLASSES
@@ -67,12 +68,16 @@ class BeatFit:
 
 @torch.no_grad()
 def encode_records(paths: Sequence[Path], model: EcgMoe, spec: PreprocessSpec,
-                   batch_size: int = 64, device: str = "cpu") -> BeatSet:
-    """Every detected beat of the annotated records among `paths` through the frozen backbone."""
+                   batch_size: int = 64, device: str = "cpu",
+                   progress: Callable[[], None] | None = None) -> BeatSet:
+    """Every detected beat of the annotated records among `paths` through the frozen backbone;
+    `progress()` as each path starts."""
     model = fold_batchnorm(model.eval())
     relative, features, labels, records, af = [], [], [], [], []
     annotated: dict[str, dict[str, int]] = {}
     for path in paths:
+        if progress:
+            progress()
         record = read_record(path)
         ann = read_atr(record)
         if ann is None:
@@ -271,7 +276,8 @@ def held_out_metrics(data: BeatSet, pred: np.ndarray, folds: int) -> dict[str, A
 
 
 def train_beat_head(data_dirs: Sequence[Path], backbone: Path, output: Path, fit: BeatFit,
-                    folds: int = 0, device: str = "cpu") -> dict[str, Any]:
+                    folds: int = 0, device: str = "cpu", progress: bool = False
+                    ) -> dict[str, Any]:
     """Encode the annotated records under `data_dirs` with the backbone of `backbone`, score the
     head leave-records-out when folds >= 2, train it on every record and write it (and, when
     `output` is another folder, the backbone beside it) into `output`. Returns a summary."""
@@ -280,11 +286,15 @@ def train_beat_head(data_dirs: Sequence[Path], backbone: Path, output: Path, fit
     t0 = time.perf_counter()
     model, spec, meta = store.load_model(backbone, tasks=[], device=device)
     paths = [p for d in data_dirs for p in records_under(Path(d))]
-    data = encode_records(paths, model, spec, device=device)
+    with Progress("beat head: encoding records", len(paths), progress, unit="records") as bar:
+        data = encode_records(paths, model, spec, device=device,
+                              progress=lambda: bar.update(advance=1))
     metrics: dict[str, Any] = {"records": sorted(data.annotated), "fit": fit.__dict__}
     if folds >= 2:
-        metrics["leave_records_out"] = held_out_metrics(data, cross_validate(data, folds, fit),
-                                                        folds)
+        with Progress("beat head: record folds", folds, progress, unit="folds") as bar:
+            pred = cross_validate(data, folds, fit,
+                                  progress=lambda i, n: bar.update(completed=i, total=n))
+        metrics["leave_records_out"] = held_out_metrics(data, pred, folds)
     head = fit_head(data, np.arange(len(data.label)), fit)
     if Path(output).resolve() != Path(backbone).resolve():  # the head needs its backbone beside
         for name in (f"{BACKBONE}.json", f"{BACKBONE}.safetensors"):  # copied, not re-saved:

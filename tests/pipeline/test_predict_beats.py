@@ -223,3 +223,16 @@ def test_predict_folder_imports_no_torch() -> None:
     code = "import sys, ecgmoe_cli.pipeline.predict.run; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_encode_records_reports_each_record(records: Path, tiny_weights: Path) -> None:
+    """The beat head's encoding pass advances its progress bar once per record."""
+    from ecgmoe_cli.io.records.discover import records_under
+    from ecgmoe_cli.training.beat_class import encode_records
+    from ecgmoe_cli.weights.store import load_model
+
+    model, spec, _ = load_model(tiny_weights, tasks=[])
+    calls: list[int] = []
+    data = encode_records(records_under(records), model, spec, progress=lambda: calls.append(1))
+    assert len(calls) == len(data.annotated) == 3
+    assert data.in_af.shape == data.label.shape and not data.in_af.any()  # no rhythm notes
