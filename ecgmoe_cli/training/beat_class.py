@@ -214,9 +214,10 @@ def _float32_at_most(t: float) -> np.float32:
 def classify(head: BeatHead, data: BeatSet, rows: np.ndarray, chunk: int = 4096) -> np.ndarray:
     """The predicted class index of each beat in `rows`, a chunk at a time: each beat walks
     every tree, (chunk, trees) nodes at once."""
-    out = [head(torch.as_tensor(data.relative[part]), torch.as_tensor(data.features[part]))
-           .argmax(-1).numpy() for part in np.array_split(rows, max(1, -(-len(rows) // chunk)))]
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
+    parts = np.array_split(rows, max(1, -(-len(rows) // chunk)))  # never empty: [rows] at least
+    return np.concatenate([head(torch.as_tensor(data.relative[part]),
+                                torch.as_tensor(data.features[part])).argmax(-1).numpy()
+                           for part in parts])
 
 
 def record_folds(records: np.ndarray, k: int) -> list[np.ndarray]:

@@ -204,6 +204,7 @@ def test_the_head_computes_what_lightgbm_predicts_even_on_its_thresholds() -> No
     for probe in (x, on):
         got = head.trees(torch.as_tensor(probe)).softmax(-1).numpy()
         np.testing.assert_allclose(got, booster.predict(probe), rtol=1e-4, atol=1e-6)
+    assert head.trees(torch.zeros(2, 0, x.shape[1])).shape == (2, 0, len(AAMI_CLASSES))  # no beats
 
 
 def test_record_folds_partition_the_records() -> None:
