@@ -5,21 +5,23 @@ patient, and the frozen backbone's beat tokens, by boosted decision trees.
 window signal, rpeaks, rr ─signal/beat_features─▶ (B, K, F) ────────────────────────┐
 beat tokens (B, K, d) ─minus the window's median token─▶ onto P token axes ─▶ (B, K, P) ┴─
     concat (B, K, F + P) ─▶ T trees, each a walk of `depth` steps to a leaf ─▶ leaf values
-    summed per class ─▶ logits (B, K, 5)
+    summed per class ─▶ logits ─the supraventricular rule (N's share to S)─▶ (B, K, 5)
 ```
 Inter-patient, what carries is how a beat differs from the patient's dominant beat (V) and
 how early it comes for the patient's rate (S): `beat_features` measures both against the
 window's and the record's own beats. The tokens enter only as a difference from the window's
 median token: their absolute value says which patient, and a head that learns patients does not
-generalise to new ones. Trees, not an MLP: leave-one-record-out on MIT-BIH DS1 they call V at
-Se / PPV 90.3 / 88.0 % against the MLP's 81.8 / 82.5 on the same inputs (S 31.9 / 37.5 against
-42.7 / 31.6; BENCHMARKS.md, *Beat classes*).
+generalise to new ones. Trees, not an MLP: leave-one-record-out on MIT-BIH DS1 they called V at
+Se / PPV 90.3 / 88.0 % against the MLP's 81.8 / 82.5 on the same inputs; with the onset step
+and the rule the head reads V 91.0 / 91.0 and S 74.3 / 68.9 outside AF (BENCHMARKS.md, *Beat
+classes*).
 The trees are trained by LightGBM (training/beat_class.py) and held here as plain tensors: a
 node whose children are itself is a leaf, so every walk takes the same `depth` steps.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -27,7 +29,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ecgmoe_cli.signal.beat_features import N_BEAT_FEATURES, beat_features
+from ecgmoe_cli.signal.beat_features import (
+    BEAT_FEATURES,
+    N_BEAT_FEATURES,
+    PREMATURE,
+    beat_features,
+)
 from ecgmoe_cli.tasks import AAMI_CLASSES
 
 
@@ -47,6 +54,9 @@ class BeatHeadConfig:
     """Steps from the root to the deepest leaf."""
     fs: float = 250.0
     """Sampling rate (Hz) of the windows the features are computed on: the backbone's."""
+    sv_min_corr: float = 0.9
+    """The supraventricular rule (`BeatHead.supraventricular`): a premature beat whose QRS
+    correlates with its record's dominant QRS at least this much is not N. Over 1: off."""
 
     def __post_init__(self) -> None:
         if self.d_model < 1 or not 0 <= self.n_components <= self.d_model:
@@ -63,6 +73,9 @@ class BeatHeadConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_ONSET, _CORR = BEAT_FEATURES.index("log_onset_step"), BEAT_FEATURES.index("corr_qrs_context")
 
 
 def window_relative(tokens: Tensor, mask: Tensor) -> Tensor:
@@ -109,7 +122,22 @@ class BeatHead(nn.Module):
     def forward(self, relative: Tensor, features: Tensor) -> Tensor:
         """Logits (..., 5) from `window_relative` tokens (..., d) and `beat_features` (..., F):
         training takes the beats of many windows flattened, inference whole windows."""
-        return self.trees(self.inputs(relative, features))
+        return self.supraventricular(self.trees(self.inputs(relative, features)), features)
+
+    def supraventricular(self, logits: Tensor, features: Tensor) -> Tensor:
+        """The trees' logits with N's probability moved to S where a beat is premature
+        supraventricular by rule: it starts a fast stretch (a lone PAC, or any beat of a run
+        whose onset shortened the RR by over 1 - PREMATURE: `log_onset_step`) and its QRS is
+        the record's dominant one (`corr_qrs_context`). The trees learn S from lone PACs and
+        miss the beats of runs, which are on time against their neighbours (SVTA: 209's
+        were a fifth found, leave one record out); the rule is the textbook definition the
+        trees cannot extrapolate, and V, F and Q stay theirs to call (BENCHMARKS.md)."""
+        rule = ((features[..., _ONSET] < math.log(PREMATURE))
+                & (features[..., _CORR] >= self.config.sv_min_corr)).unsqueeze(-1)
+        n, s = logits[..., :1], logits[..., 1:2]  # AAMI_CLASSES begins N, S
+        moved = torch.cat([torch.full_like(n, -torch.inf), torch.logaddexp(n, s),
+                           logits[..., 2:]], -1)
+        return torch.where(rule, moved, logits)
 
     def trees(self, x: Tensor) -> Tensor:
         """Logits (..., 5) of inputs (..., F + P): every tree walked at once, a level a step."""

@@ -14,7 +14,13 @@ record itself: each beat's RR against the median RR of its 150 neighbours on eit
 (about 4 min), and its QRS against the dominant template of those neighbours. It is computed
 over a whole record, or one `prepare_chunks` block of a long one (30 min), never over a batch
 that mixes records. Leave-one-record-out on MIT-BIH DS1 it lifted S from Se 26.5 / PPV 15.4 %
-to 42.7 / 31.6 and V from 79.2 / 80.0 to 81.8 / 82.5 (BENCHMARKS.md, *Beat classes*).
+to 42.7 / 31.6 and V from 79.2 / 80.0 to 81.8 / 82.5 (BENCHMARKS.md, *Beat classes*). Inside a
+run the beats are on time against each other; `log_onset_step` carries the abrupt RR drop that
+opened the run to each of them, which a sinus rate rising beat by beat never has.
+
+No feature is an RR in seconds: a head that sees absolute RRs learns the rates of the training
+patients (MIT-BIH 209's SVTA runs near 120 bpm made every beat of a regular 120 bpm sinus
+tachycardia S).
 
 The same functions serve training (training/beat_class.py) and `predict --beats`
 (inference.py), on the model's windows: what the head learns from is what it is given.
@@ -31,7 +37,7 @@ import numpy as np
 _QRS_S = (-0.10, 0.12)
 _WIDE_S = (-0.20, 0.40)
 _P_S = (-0.25, -0.07)  # the P wave's span before the R-peak
-_PREMATURE = 0.9  # a beat with pre-RR under this fraction of the window median is left out
+PREMATURE = 0.9  # a beat with pre-RR under this fraction of the window median is left out
 _MIN_DOMINANT = 3  # with fewer dominant beats the template is the median of all beats
 _EPS = 1e-6
 
@@ -41,13 +47,12 @@ _LOCAL_BEATS = 21  # the record-context local mean RR (de Chazal's ~10 beats eac
 _LATE = 1.6  # a dominant beat's post-RR is under this many context RRs (not before a pause)
 
 WINDOW_FEATURES = ("log_pre_local", "log_post_local", "log_pre_post", "log_pre_median",
-                 "log_post_median", "log_local_median", "pre_s", "local_s",
-                 "rr_irregularity", "rr_spread",
+                 "log_post_median", "log_local_median", "rr_irregularity", "rr_spread",
                  "corr_qrs", "corr_wide", "corr_p", "log_diff_qrs", "log_diff_wide",
                  "log_amplitude", "qrs_width_s", "log_width", "log_slope")
 CONTEXT_FEATURES = ("log_pre_context", "log_post_context", "log_local_context",
                     "log_pre_local_context", "corr_qrs_context", "corr_wide_context",
-                    "log_diff_context", "log_amplitude_context", "context_rr_s")
+                    "log_diff_context", "log_amplitude_context", "log_onset_step")
 BEAT_FEATURES = WINDOW_FEATURES + CONTEXT_FEATURES
 N_CONTEXT_FEATURES = len(CONTEXT_FEATURES)
 N_BEAT_FEATURES = len(BEAT_FEATURES)
@@ -186,13 +191,13 @@ def record_context(signal: np.ndarray, rpeaks: np.ndarray, rr: np.ndarray,
     cut = slice(int(round((_QRS_S[0] - _WIDE_S[0]) * fs)),
                 int(round((_QRS_S[1] - _WIDE_S[0]) * fs)) + 1)
     qrs, wide = _demeaned(raw[..., cut], inside[..., cut]), _demeaned(raw, inside)
-    t_raw = beats.templates(raw, (pre >= _PREMATURE * ctx) & (post <= _LATE * ctx))
+    t_raw = beats.templates(raw, (pre >= PREMATURE * ctx) & (post <= _LATE * ctx))
     full = np.ones_like(inside)  # the template is whole even where a beat is cut off
     t_qrs, t_wide = _demeaned(t_raw[..., cut], full[..., cut]), _demeaned(t_raw, full)
     amp, t_amp = np.ptp(qrs, -1).sum(-1), np.ptp(t_qrs, -1).sum(-1)
     feats = [_log_ratio(pre, ctx), _log_ratio(post, ctx), _log_ratio(local, ctx),
              _log_ratio(pre, local), _cosine(qrs, t_qrs), _cosine(wide, t_wide),
-             _log_diff(qrs, t_qrs), _log_ratio(amp, t_amp), ctx]
+             _log_diff(qrs, t_qrs), _log_ratio(amp, t_amp), beats.onset_step(pre, ctx)]
     out[wi, ki] = np.stack(feats, -1)
     return out
 
@@ -249,6 +254,20 @@ class _Beats:
             out[span] = _rolling_median(x[span], _CONTEXT_BEATS)
         return out
 
+    def onset_step(self, pre: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+        """(n,) for a beat in a fast stretch (each pre-RR premature against the context RR), the
+        most abrupt log RR step of the stretch so far; 0 elsewhere. A lone PAC is a stretch of
+        one whose step is its prematurity; each beat of an SVTA run inherits the abrupt steps
+        of its onset, so the run reads like the PACs the head learns from, where a sinus rate
+        that rises gradually has only small steps."""
+        step = np.where(self.pos > 0, _log_ratio(pre, np.roll(pre, 1)), 0.0)
+        fast = pre < PREMATURE * ctx
+        stretch = np.cumsum(fast & ~np.where(self.pos > 0, np.roll(fast, 1), False))
+        # a running minimum that restarts with each stretch: steps lie in [-3, 3], so each
+        # stretch, lowered 10 below the one before, never sees an earlier stretch's minimum
+        low = 10.0 * stretch
+        return np.where(fast, np.minimum.accumulate(step - low) + low, 0.0)
+
     def neighbours(self, half: int) -> np.ndarray:
         """(n, 2 half + 1) indices of each beat's neighbours, the record's end beat repeated
         past its ends (a moving mean over them is an edge-padded convolution)."""
@@ -295,10 +314,10 @@ def beat_features(signal: np.ndarray, rpeaks: np.ndarray, rr: np.ndarray, fs: fl
     known = valid & (pre > 0)
     med = _masked_median(pre, known, axis=1)[:, None]  # (B, 1) the window's median RR
     timing = [_log_ratio(pre, local), _log_ratio(post, local), _log_ratio(pre, post),
-              _log_ratio(pre, med), _log_ratio(post, med), _log_ratio(local, med), pre, local,
+              _log_ratio(pre, med), _log_ratio(post, med), _log_ratio(local, med),
               *_irregularity(pre, known, med)]
 
-    dominant = known & (pre >= _PREMATURE * med)
+    dominant = known & (pre >= PREMATURE * med)
     few = dominant.sum(1, keepdims=True) < _MIN_DOMINANT
     dominant = np.where(few, valid, dominant)[:, :, None, None]  # (B, K, 1, 1)
     qrs = _segments(signal, rpeaks, fs, _QRS_S)

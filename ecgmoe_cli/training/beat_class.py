@@ -61,7 +61,7 @@ class BeatFit:
     leaves: int = 31  # leaves per tree
     max_depth: int = 6  # a beat walks this many steps per tree at inference
     min_leaf: int = 20  # beats a leaf holds at least
-    class_power: float = 0.5  # class weights (n / n_c) ** power: rare S and F beats count more
+    class_power: float = 1.0  # class weights (n / n_c) ** power: rare S and F beats count more
     n_components: int = 16  # token axes the trees see beside the beat features
     seed: int = 0
 

@@ -128,11 +128,56 @@ def test_record_context_sees_a_run_that_fills_its_window_as_premature() -> None:
     inner = slice(3, 15)  # beats of the run away from its edges
     assert np.all(np.abs(f[2, inner, col["log_pre_median"]]) < 0.1)  # the window: on time
     assert np.all(f[2, inner, col["log_pre_context"]] < -0.4)  # the record: early
-    assert np.allclose(f[0, rpeaks[0] >= 0, col["context_rr_s"]], 0.8, atol=0.02)
+    onset = f[2, inner, col["log_onset_step"]]  # every beat of the run carries its onset step
+    assert np.allclose(onset, np.log(0.45 / 0.7), atol=0.02)  # 0.8 s, 0.7 s (20.2), 0.45 s
+    assert np.all(f[0, rpeaks[0] >= 0, col["log_onset_step"]] == 0)  # sinus: no fast stretch
     j = pvc - int(np.flatnonzero(peaks >= 2 * w)[0])
     others = [i for i in range(3, 15) if i != j]
     assert f[2, j, col["corr_qrs_context"]] < 0 < 0.95 < f[2, others, col["corr_qrs_context"]].min()
     assert np.all(f[:, :, 0][rpeaks < 0] == 0)  # padding
+
+
+def test_a_rate_that_rises_gradually_has_no_onset_step() -> None:
+    """Sinus acceleration, 2 % shorter RR a beat from 0.9 s to 0.5 s: the beats end up fast
+    against the record, but no step between two beats is abrupt, so none reads as a PAC."""
+    fs, k = 250.0, 64
+    rr = np.r_[np.full(60, 0.9), 0.9 * 0.98 ** np.arange(1, 30), np.full(60, 0.5)]
+    times = 0.3 + np.cumsum(rr)
+    peaks = np.round(times * fs).astype(np.int64)
+    n = int(np.ceil(times[-1] / 10.0)) + 1
+    t = np.arange(int(n * 10 * fs)) / fs
+    x = np.zeros((1, t.size), np.float32)
+    for a in times:
+        x += np.exp(-((t - a) ** 2) / (2 * 0.01 ** 2)).astype(np.float32)
+    w = int(10 * fs)
+    windows = x.reshape(1, n, w).transpose(1, 0, 2)
+    rpeaks = np.full((n, k), -1, np.int32)
+    feats = np.zeros((n, k, 4), np.float32)
+    rrf = rr_features(peaks, fs)
+    for i in range(n):
+        mine = np.flatnonzero((peaks >= i * w) & (peaks < (i + 1) * w))
+        rpeaks[i, :mine.size], feats[i, :mine.size] = peaks[mine] - i * w, rrf[mine]
+    f = _features(windows, rpeaks, feats)[rpeaks >= 0]
+    col = {name: i for i, name in enumerate(BEAT_FEATURES)}
+    assert (f[:, col["log_pre_context"]] < -0.2).sum() > 30  # fast against the record
+    assert np.all(f[:, col["log_onset_step"]] > np.log(0.9))  # yet never an abrupt step
+
+
+def test_the_supraventricular_rule_moves_n_to_s_and_leaves_ventricular_beats() -> None:
+    """A beat that opens a fast stretch abruptly with the dominant QRS is S whatever the trees
+    say about N and S; the trees' V stays V, and a premature beat of another shape is theirs."""
+    head = BeatHead(BeatHeadConfig(d_model=4, n_components=2))
+    col = {name: i for i, name in enumerate(BEAT_FEATURES)}
+    feats = torch.zeros(4, N_BEAT_FEATURES)
+    feats[:3, col["log_onset_step"]] = -0.4
+    feats[:, col["corr_qrs_context"]] = torch.tensor([0.99, 0.99, 0.5, 0.99])
+    logits = torch.log(torch.tensor([[0.8, 0.1, 0.1, 0.0, 0.0], [0.1, 0.1, 0.8, 0.0, 0.0],
+                                     [0.8, 0.1, 0.1, 0.0, 0.0], [0.8, 0.1, 0.1, 0.0, 0.0]]))
+    p = head.supraventricular(logits, feats).softmax(-1)
+    assert p.argmax(-1).tolist() == [1, 2, 0, 0]  # S; V kept; other shape; not premature
+    assert p[0, 1].item() == pytest.approx(0.9) and p[0, 0].item() == 0
+    off = BeatHead(BeatHeadConfig(d_model=4, n_components=2, sv_min_corr=1.1))
+    assert torch.equal(off.supraventricular(logits, feats), logits)
 
 
 def test_window_relative_is_the_difference_from_the_window_median() -> None:

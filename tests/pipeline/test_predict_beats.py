@@ -152,14 +152,17 @@ def test_overlapping_windows_classify_each_beat_once() -> None:
     assert beats.classes.tolist() == [0, 0, 2]
 
 
-def test_no_beat_is_called_s_in_an_af_episode() -> None:
+def test_no_beat_is_called_s_in_an_af_episode_and_its_s_is_n_there() -> None:
+    """In AF an S beat is an N beat (AAMI): S's probability goes to N, not to V, even for a beat
+    the head's supraventricular rule left with no N probability of its own."""
+
     class Prep:
         rpeaks = np.array([[50, 150], [50, 150]])
         window_start_s = np.array([0.0, 2.0])
         n_valid = np.array([200, 200])
 
     rhythm = TASKS["rhythm"]
-    probs = np.tile(np.array([0.3, 0.6, 0.1, 0.0, 0.0], np.float32), (2, 2, 1))  # S, N next
+    probs = np.tile(np.array([0.0, 0.7, 0.3, 0.0, 0.0], np.float32), (2, 2, 1))  # S, then V
     afib = np.zeros((2, len(rhythm.labels)), np.float32)
     afib[1, rhythm.labels.index("afib")] = 0.9  # window 1 is AF
     ctx = RowContext((rhythm,), {"rhythm": (0.5,) * len(rhythm.labels)}, 100.0, "w", "s")
@@ -168,7 +171,7 @@ def test_no_beat_is_called_s_in_an_af_episode() -> None:
     assert beats is not None
     assert beats.classes.tolist() == [1, 1, 0, 0]
     np.testing.assert_allclose(beats.probs[2:].sum(1), 1.0, rtol=1e-6)
-    assert beats.probs[2, 0] == pytest.approx(0.75)
+    assert beats.probs[2, 0] == pytest.approx(0.7) and beats.probs[2, 1] == 0
 
 
 def test_af_episodes_grow_a_called_window_through_its_likely_neighbours() -> None:

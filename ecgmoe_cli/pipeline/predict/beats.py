@@ -3,12 +3,12 @@
 A record's beats are the R-peaks of its windows, each classified once by the beat head (with
 overlapping windows, by the window where it lies most central). In an AF episode no beat is
 called S: prematurity means an early beat against a regular rhythm, which AF does not have
-(MIT-BIH and AAMI label the beats of AF N). The summary counts them:
-`pvc_count` (V), `pac_count` (S), `pvc_burden` = V / classified beats, and `af_burden` = the
-fraction of the record's time in AF episodes: windows the rhythm task calls AF (afib at or over
-its calibrated threshold), each grown through its neighbours while they stay at or over
-EPISODE_FRACTION of it, and a single window between two episodes joined to them. Beats
-past the last window (a tail under min_tail_s) are not classified.
+(MIT-BIH and AAMI label the beats of AF N), so there S's probability is N's. The summary
+counts them: `pvc_count` (V), `pac_count` (S), `pvc_burden` = V / classified beats, and
+`af_burden` = the fraction of the record's time in AF episodes: windows the rhythm task calls
+AF (afib at or over its calibrated threshold), each grown through its neighbours while they
+stay at or over EPISODE_FRACTION of it, and a single window between two episodes joined to
+them. Beats past the last window (a tail under min_tail_s) are not classified.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ecgmoe_cli.pipeline.predict.schema import beat_schema
 from ecgmoe_cli.pipeline.prepare import Prepared
 from ecgmoe_cli.tasks import AAMI_CLASSES
 
-_V, _S = AAMI_CLASSES.index("V"), AAMI_CLASSES.index("S")
+_N, _S, _V = (AAMI_CLASSES.index(c) for c in "NSV")
 # Hysteresis, as episode detectors use: the threshold is calibrated to call AF in a window
 # seen alone; the windows around one called AF are far likelier AF (episodes last minutes),
 # so the episode goes on while they keep half of it. A record with no window at the threshold
@@ -47,8 +47,8 @@ class RecordBeats:
 
 
 def record_beats(prep: Prepared, out: WindowOutputs, ctx: RowContext) -> RecordBeats | None:
-    """Every window's beats with their class probabilities, each beat once (S ruled out in AF
-    episodes, the other classes renormalised); None without a beat head."""
+    """Every window's beats with their class probabilities, each beat once (in AF episodes S's
+    probability moved to N); None without a beat head."""
     if out.beat_probs is None:
         return None
     valid = prep.rpeaks >= 0  # (nw, K)
@@ -59,8 +59,8 @@ def record_beats(prep: Prepared, out: WindowOutputs, ctx: RowContext) -> RecordB
     if af is not None and af.any():
         in_af = np.broadcast_to(af[:, None], valid.shape)[valid]
         probs = probs.copy()
+        probs[in_af, _N] += probs[in_af, _S]
         probs[in_af, _S] = 0.0
-        probs[in_af] /= np.maximum(probs[in_af].sum(1, keepdims=True), 1e-12)
     off_centre = np.abs(prep.rpeaks - np.asarray(prep.n_valid)[:, None] / 2)[valid]
     order = np.lexsort((off_centre, sample))  # by time; a repeated beat's most central first
     sample, probs = sample[order], probs[order]
