@@ -13,7 +13,7 @@ window's and the record's own beats. The tokens enter only as a difference from 
 median token: their absolute value says which patient, and a head that learns patients does not
 generalise to new ones. Trees, not an MLP: leave-one-record-out on MIT-BIH DS1 they called V at
 Se / PPV 90.3 / 88.0 % against the MLP's 81.8 / 82.5 on the same inputs; with the onset step
-and the rule the head reads V 91.0 / 91.0 and S 74.3 / 68.9 outside AF (BENCHMARKS.md, *Beat
+and the rule the head reads V 91.0 / 91.0 and S 73.4 / 71.6 outside AF (BENCHMARKS.md, *Beat
 classes*).
 The trees are trained by LightGBM (training/beat_class.py) and held here as plain tensors: a
 node whose children are itself is a leaf, so every walk takes the same `depth` steps.
@@ -29,12 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ecgmoe_cli.signal.beat_features import (
-    BEAT_FEATURES,
-    N_BEAT_FEATURES,
-    PREMATURE,
-    beat_features,
-)
+from ecgmoe_cli.signal.beat_features import BEAT_FEATURES, N_BEAT_FEATURES, beat_features
 from ecgmoe_cli.tasks import AAMI_CLASSES
 
 
@@ -54,9 +49,13 @@ class BeatHeadConfig:
     """Steps from the root to the deepest leaf."""
     fs: float = 250.0
     """Sampling rate (Hz) of the windows the features are computed on: the backbone's."""
+    sv_max_step: float = 0.85
+    """The supraventricular rule (`BeatHead.supraventricular`): a beat whose fast stretch
+    opened with an RR under this fraction of the one before it (a 15 % drop: 10 % is within
+    a marked sinus arrhythmia) ..."""
     sv_min_corr: float = 0.9
-    """The supraventricular rule (`BeatHead.supraventricular`): a premature beat whose QRS
-    correlates with its record's dominant QRS at least this much is not N. Over 1: off."""
+    """... and whose QRS correlates with its record's dominant QRS at least this much is not
+    N. Over 1: the rule is off."""
 
     def __post_init__(self) -> None:
         if self.d_model < 1 or not 0 <= self.n_components <= self.d_model:
@@ -66,6 +65,8 @@ class BeatHeadConfig:
             raise ValueError(f"beat head tree sizes out of range: {self}")
         if not self.fs > 0:
             raise ValueError(f"beat head fs must be > 0, got {self.fs}")
+        if not 0 < self.sv_max_step <= 1:
+            raise ValueError(f"beat head sv_max_step must be in (0, 1], got {self.sv_max_step}")
 
     @property
     def n_inputs(self) -> int:
@@ -126,13 +127,13 @@ class BeatHead(nn.Module):
 
     def supraventricular(self, logits: Tensor, features: Tensor) -> Tensor:
         """The trees' logits with N's probability moved to S where a beat is premature
-        supraventricular by rule: it starts a fast stretch (a lone PAC, or any beat of a run
-        whose onset shortened the RR by over 1 - PREMATURE: `log_onset_step`) and its QRS is
-        the record's dominant one (`corr_qrs_context`). The trees learn S from lone PACs and
+        supraventricular by rule: it belongs to a fast stretch (a lone PAC, or any beat of a
+        run) that opened with an abrupt RR drop (`log_onset_step` under `sv_max_step`) and its
+        QRS is the record's dominant one (`corr_qrs_context`). The trees learn S from lone PACs and
         miss the beats of runs, which are on time against their neighbours (SVTA: 209's
         were a fifth found, leave one record out); the rule is the textbook definition the
         trees cannot extrapolate, and V, F and Q stay theirs to call (BENCHMARKS.md)."""
-        rule = ((features[..., _ONSET] < math.log(PREMATURE))
+        rule = ((features[..., _ONSET] < math.log(self.config.sv_max_step))
                 & (features[..., _CORR] >= self.config.sv_min_corr)).unsqueeze(-1)
         n, s = logits[..., :1], logits[..., 1:2]  # AAMI_CLASSES begins N, S
         moved = torch.cat([torch.full_like(n, -torch.inf), torch.logaddexp(n, s),

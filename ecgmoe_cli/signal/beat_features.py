@@ -37,7 +37,7 @@ import numpy as np
 _QRS_S = (-0.10, 0.12)
 _WIDE_S = (-0.20, 0.40)
 _P_S = (-0.25, -0.07)  # the P wave's span before the R-peak
-PREMATURE = 0.9  # a beat with pre-RR under this fraction of the window median is left out
+_PREMATURE = 0.9  # a beat with pre-RR under this fraction of the window median is left out
 _MIN_DOMINANT = 3  # with fewer dominant beats the template is the median of all beats
 _EPS = 1e-6
 
@@ -191,7 +191,7 @@ def record_context(signal: np.ndarray, rpeaks: np.ndarray, rr: np.ndarray,
     cut = slice(int(round((_QRS_S[0] - _WIDE_S[0]) * fs)),
                 int(round((_QRS_S[1] - _WIDE_S[0]) * fs)) + 1)
     qrs, wide = _demeaned(raw[..., cut], inside[..., cut]), _demeaned(raw, inside)
-    t_raw = beats.templates(raw, (pre >= PREMATURE * ctx) & (post <= _LATE * ctx))
+    t_raw = beats.templates(raw, (pre >= _PREMATURE * ctx) & (post <= _LATE * ctx))
     full = np.ones_like(inside)  # the template is whole even where a beat is cut off
     t_qrs, t_wide = _demeaned(t_raw[..., cut], full[..., cut]), _demeaned(t_raw, full)
     amp, t_amp = np.ptp(qrs, -1).sum(-1), np.ptp(t_qrs, -1).sum(-1)
@@ -261,7 +261,7 @@ class _Beats:
         of its onset, so the run reads like the PACs the head learns from, where a sinus rate
         that rises gradually has only small steps."""
         step = np.where(self.pos > 0, _log_ratio(pre, np.roll(pre, 1)), 0.0)
-        fast = pre < PREMATURE * ctx
+        fast = pre < _PREMATURE * ctx
         stretch = np.cumsum(fast & ~np.where(self.pos > 0, np.roll(fast, 1), False))
         # a running minimum that restarts with each stretch: steps lie in [-3, 3], so each
         # stretch, lowered 10 below the one before, never sees an earlier stretch's minimum
@@ -317,7 +317,7 @@ def beat_features(signal: np.ndarray, rpeaks: np.ndarray, rr: np.ndarray, fs: fl
               _log_ratio(pre, med), _log_ratio(post, med), _log_ratio(local, med),
               *_irregularity(pre, known, med)]
 
-    dominant = known & (pre >= PREMATURE * med)
+    dominant = known & (pre >= _PREMATURE * med)
     few = dominant.sum(1, keepdims=True) < _MIN_DOMINANT
     dominant = np.where(few, valid, dominant)[:, :, None, None]  # (B, K, 1, 1)
     qrs = _segments(signal, rpeaks, fs, _QRS_S)

@@ -165,19 +165,22 @@ def test_a_rate_that_rises_gradually_has_no_onset_step() -> None:
 
 def test_the_supraventricular_rule_moves_n_to_s_and_leaves_ventricular_beats() -> None:
     """A beat that opens a fast stretch abruptly with the dominant QRS is S whatever the trees
-    say about N and S; the trees' V stays V, and a premature beat of another shape is theirs."""
+    say about N and S; the trees' V stays V, a premature beat of another shape is theirs, and
+    a 12 % drop (within a sinus arrhythmia) is not abrupt enough."""
     head = BeatHead(BeatHeadConfig(d_model=4, n_components=2))
     col = {name: i for i, name in enumerate(BEAT_FEATURES)}
-    feats = torch.zeros(4, N_BEAT_FEATURES)
-    feats[:3, col["log_onset_step"]] = -0.4
-    feats[:, col["corr_qrs_context"]] = torch.tensor([0.99, 0.99, 0.5, 0.99])
-    logits = torch.log(torch.tensor([[0.8, 0.1, 0.1, 0.0, 0.0], [0.1, 0.1, 0.8, 0.0, 0.0],
-                                     [0.8, 0.1, 0.1, 0.0, 0.0], [0.8, 0.1, 0.1, 0.0, 0.0]]))
+    feats = torch.zeros(5, N_BEAT_FEATURES)
+    feats[:, col["log_onset_step"]] = torch.log(torch.tensor([0.67, 0.67, 0.67, 1.0, 0.88]))
+    feats[:, col["corr_qrs_context"]] = torch.tensor([0.99, 0.99, 0.5, 0.99, 0.99])
+    trees = torch.tensor([[0.8, 0.1, 0.1, 0.0, 0.0], [0.1, 0.1, 0.8, 0.0, 0.0]])
+    logits = torch.log(trees[[0, 1, 0, 0, 0]])
     p = head.supraventricular(logits, feats).softmax(-1)
-    assert p.argmax(-1).tolist() == [1, 2, 0, 0]  # S; V kept; other shape; not premature
+    assert p.argmax(-1).tolist() == [1, 2, 0, 0, 0]  # S; V kept; other shape; on time; 12 %
     assert p[0, 1].item() == pytest.approx(0.9) and p[0, 0].item() == 0
     off = BeatHead(BeatHeadConfig(d_model=4, n_components=2, sv_min_corr=1.1))
     assert torch.equal(off.supraventricular(logits, feats), logits)
+    with pytest.raises(ValueError, match="sv_max_step"):
+        BeatHeadConfig(d_model=4, n_components=2, sv_max_step=1.5)
 
 
 def test_window_relative_is_the_difference_from_the_window_median() -> None:
