@@ -129,10 +129,11 @@ class BeatHead(nn.Module):
         """The trees' logits with N's probability moved to S where a beat is premature
         supraventricular by rule: it belongs to a fast stretch (a lone PAC, or any beat of a
         run) that opened with an abrupt RR drop (`log_onset_step` under `sv_max_step`) and its
-        QRS is the record's dominant one (`corr_qrs_context`). The trees learn S from lone PACs and
-        miss the beats of runs, which are on time against their neighbours (SVTA: 209's
-        were a fifth found, leave one record out); the rule is the textbook definition the
-        trees cannot extrapolate, and V, F and Q stay theirs to call (BENCHMARKS.md)."""
+        QRS is the record's dominant one (`corr_qrs_context`). The trees learn S mostly from
+        lone PACs and miss many beats of runs, which are on time against their neighbours
+        (leave one record out, outside AF: S Se 55 % by the trees alone, 73 % with it); the rule
+        is the textbook definition they cannot extrapolate, and V, F and Q stay theirs to call
+        (BENCHMARKS.md, *Beat classes*)."""
         rule = ((features[..., _ONSET] < math.log(self.config.sv_max_step))
                 & (features[..., _CORR] >= self.config.sv_min_corr)).unsqueeze(-1)
         n, s = logits[..., :1], logits[..., 1:2]  # AAMI_CLASSES begins N, S
