@@ -38,6 +38,21 @@ def reference(path: Path) -> dict[str, float]:
             "beats": int(ann.beat_t.size)}
 
 
+def predict_paths(paths: list[Path], out: Path, weights: Path | None, beats: bool = False
+                  ) -> float:
+    """`predict` the records `paths` name, as a user would, from a folder of symlinks beside
+    `out` (the data stay where they are) into `out` (and `out`'s `.beats.parquet` with
+    `beats`); the seconds it took."""
+    folder = out.parent / "records"
+    folder.mkdir()
+    for p in paths:
+        for f in p.parent.glob(p.stem + ".*"):
+            (folder / f.name).symlink_to(f.resolve())
+    t0 = time.perf_counter()
+    predict_folder(folder, out, PredictOptions(weights=weights, beats=beats))
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("records", nargs="*", type=Path)
@@ -47,14 +62,7 @@ def main() -> None:
     paths = args.records or (sorted((TRAIN / "mitdb").glob("*.hea"))
                              + sorted((REAL / "cpsc2021").glob("*.hea")))
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "records"
-        folder.mkdir()
-        for p in paths:
-            for f in p.parent.glob(p.stem + ".*"):
-                (folder / f.name).symlink_to(f.resolve())
-        t0 = time.perf_counter()
-        predict_folder(folder, Path(tmp) / "out.parquet", PredictOptions(weights=args.weights))
-        seconds = time.perf_counter() - t0
+        seconds = predict_paths(paths, Path(tmp) / "out.parquet", args.weights)
         rows = {r["record"]: r for r in pq.read_table(Path(tmp) / "out.parquet").to_pylist()}
     out = {}
     print(f"{len(paths)} records predicted in {seconds:.0f} s\n")
