@@ -219,9 +219,9 @@ def _prepare_span(record: Record, spec: PreprocessSpec, mapping: LeadMapping, ro
     signal[:, cols] = win.transpose(1, 0, 2)
     signal[~lead_mask] = 0.0
 
-    good, best = _detector_leads(y, ok.any(axis=1))
+    good = _detector_leads(y, ok.any(axis=1))
     peaks = detect_rpeaks(y[good], spec.fs) + offset if good.size else np.zeros(0, np.int64)
-    wq = window_quality(y, ok, stuck_frac, s0, n_valid, peaks - offset, best, spec.fs)
+    wq = window_quality(y, ok, stuck_frac, s0, n_valid, peaks - offset, good, spec.fs)
     feats = rr_features(peaks, spec.fs)
     rpeaks = np.full((nw, k), -1, np.int32)
     rr = np.zeros((nw, k, 4), np.float32)
@@ -260,20 +260,18 @@ def _prepare_span(record: Record, spec: PreprocessSpec, mapping: LeadMapping, ro
     return prepared
 
 
-def _detector_leads(y: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, int]:
-    """Rows of the DETECT_LEADS usable leads where QRS complexes stand out most, and the row
-    where they stand out the most (the quality index's second detector reads it).
+def _detector_leads(y: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Rows of the DETECT_LEADS usable leads where QRS complexes stand out most.
 
     Spikiness (largest slope over mean slope) favours leads with tall, sharp QRS and little
     noise; three such leads find the beats as well as twelve at a quarter of the cost.
     """
     rows = np.flatnonzero(usable)
     if rows.size == 0:
-        return rows, 0
+        return rows
     d = np.abs(np.diff(y[rows], axis=1))
     score = d.max(axis=1) / (d.mean(axis=1) + 1e-9)
-    order = rows[np.argsort(-score)]
-    return np.sort(order[:DETECT_LEADS]), int(order[0])
+    return np.sort(rows[np.argsort(-score)][:DETECT_LEADS])
 
 
 def _windows(y: np.ndarray, starts: np.ndarray, w: int, stride: float) -> np.ndarray:

@@ -5,7 +5,10 @@
 - usable leads: the share of the record's ECG leads not masked in the window (flat, saturated,
   NaN) and not clipped: a lead with some samples stuck at its extreme counts for less;
 - agreement: F1 of the project's detector (beats.py) against a cheap second one (a slope
-  threshold on one lead): on an ECG both find the same beats, on noise they pick their own;
+  threshold on one lead), on the best of the leads the detector read: on an ECG both find the
+  same beats, on noise they pick their own (one clean lead of a Holter is enough; a noisy
+  second lead or an artefact spike that made it look the spikiest lead read half of MIT-BIH
+  101's windows as low quality);
 - template: how much each beat looks like the window's other beats (leave-one-out mean beat,
   correlation per beat and lead, median over leads): noise and artefact do not repeat.
 Both scores are mapped linearly onto [0, 1] between 0.5 and 0.95 (`_AGREE`, `_TEMPLATE`):
@@ -122,12 +125,13 @@ def template_correlation(y: np.ndarray, peaks: np.ndarray, lo: np.ndarray, hi: n
 
 
 def window_quality(y: np.ndarray, usable: np.ndarray, clipped: np.ndarray, starts: np.ndarray,
-                   n_valid: np.ndarray, peaks: np.ndarray, best: int, fs: float) -> np.ndarray:
+                   n_valid: np.ndarray, peaks: np.ndarray, detect: np.ndarray, fs: float
+                   ) -> np.ndarray:
     """(nw,) quality in [0, 1] of the windows [starts, starts + n_valid) of y.
 
     y: (L, m) filtered ECG leads of the record at fs; usable, clipped: (L, nw) leads not masked
     and their share of samples stuck at an extreme; peaks: sorted R-peaks in y's samples (the
-    project's detector); best: the lead of y the second detector reads.
+    project's detector); detect: the rows of y it read, each checked by the second detector.
     """
     lo = starts.astype(np.int64)
     hi = np.minimum(lo + n_valid, y.shape[1])  # a window's real samples, all inside y
@@ -138,7 +142,9 @@ def window_quality(y: np.ndarray, usable: np.ndarray, clipped: np.ndarray, start
     template = np.zeros(lo.size)
     if has_lead.any():
         template[has_lead] = _median_over_leads(beat_corr[:, has_lead])
-    agree = agreement(peaks, slope_beats(y[best], fs), lo, hi, fs)
+    agree = np.zeros(lo.size)
+    for row in np.atleast_1d(detect):
+        agree = np.maximum(agree, agreement(peaks, slope_beats(y[row], fs), lo, hi, fs))
     a = np.searchsorted(peaks, lo)
     b = np.searchsorted(peaks, hi)
     rate = np.zeros(lo.size)
