@@ -220,7 +220,8 @@ def _prepare_span(record: Record, spec: PreprocessSpec, mapping: LeadMapping, ro
     signal[~lead_mask] = 0.0
 
     good = _detector_leads(y, ok.any(axis=1))
-    peaks = detect_rpeaks(y[good], spec.fs) + offset if good.size else np.zeros(0, np.int64)
+    peaks = (detect_rpeaks(y[np.sort(good)], spec.fs) + offset if good.size
+             else np.zeros(0, np.int64))
     wq = window_quality(y, ok, stuck_frac, s0, n_valid, peaks - offset, good, spec.fs)
     feats = rr_features(peaks, spec.fs)
     rpeaks = np.full((nw, k), -1, np.int32)
@@ -261,7 +262,8 @@ def _prepare_span(record: Record, spec: PreprocessSpec, mapping: LeadMapping, ro
 
 
 def _detector_leads(y: np.ndarray, usable: np.ndarray) -> np.ndarray:
-    """Rows of the DETECT_LEADS usable leads where QRS complexes stand out most.
+    """Rows of the DETECT_LEADS usable leads where QRS complexes stand out most, the most
+    first.
 
     Spikiness (largest slope over mean slope) favours leads with tall, sharp QRS and little
     noise; three such leads find the beats as well as twelve at a quarter of the cost.
@@ -271,7 +273,7 @@ def _detector_leads(y: np.ndarray, usable: np.ndarray) -> np.ndarray:
         return rows
     d = np.abs(np.diff(y[rows], axis=1))
     score = d.max(axis=1) / (d.mean(axis=1) + 1e-9)
-    return np.sort(rows[np.argsort(-score)][:DETECT_LEADS])
+    return rows[np.argsort(-score, kind="stable")][:DETECT_LEADS]
 
 
 def _windows(y: np.ndarray, starts: np.ndarray, w: int, stride: float) -> np.ndarray:

@@ -131,7 +131,8 @@ def window_quality(y: np.ndarray, usable: np.ndarray, clipped: np.ndarray, start
 
     y: (L, m) filtered ECG leads of the record at fs; usable, clipped: (L, nw) leads not masked
     and their share of samples stuck at an extreme; peaks: sorted R-peaks in y's samples (the
-    project's detector); detect: the rows of y it read, each checked by the second detector.
+    project's detector); detect: the rows of y it read, the spikiest first: the second
+    detector reads the next one only while a window's agreement is short of clean.
     """
     lo = starts.astype(np.int64)
     hi = np.minimum(lo + n_valid, y.shape[1])  # a window's real samples, all inside y
@@ -145,6 +146,8 @@ def window_quality(y: np.ndarray, usable: np.ndarray, clipped: np.ndarray, start
     agree = np.zeros(lo.size)
     for row in np.atleast_1d(detect):
         agree = np.maximum(agree, agreement(peaks, slope_beats(y[row], fs), lo, hi, fs))
+        if (agree >= _AGREE[1]).all():  # clean on this lead already: the others add nothing
+            break
     a = np.searchsorted(peaks, lo)
     b = np.searchsorted(peaks, hi)
     rate = np.zeros(lo.size)
