@@ -1,21 +1,24 @@
 """`predict --beats` on patients the beat head never saw: S and V per record against .atr beat
-annotations, and PAC / PVC per record against PTB-XL's statements.
+annotations, PAC / PVC per record against PTB-XL's statements, and the ectopy calls of CinC
+2017's single-lead records by their rhythm label.
 
 Run: .venv/bin/python benchmarks/beats_external.py [--weights weights]
      [--atr RECORD.hea ...] [--ptbxl ../shared/ecg-train/ptbxl]
-     (default --atr: MIT-BIH 100, SVDB 800 and the CPSC 2021 excerpts of ../shared/ecg-real)
+     [--cinc2017 ../shared/ecg-train/cinc2017]
+     (default --atr: MIT-BIH 100, SVDB 800 and the CPSC 2021 excerpts of ../shared/ecg-real;
+     --atr alone, --ptbxl '' or --cinc2017 '' leaves that part out; 75 s in all)
 Beat level: an annotated beat is found when the beat `predict` reports within 150 ms of it has
 its class (`aami_labels`). Record level (PTB-XL, records without AF or flutter): a record is
 called when it has a PAC (PVC) and labelled when its scp_codes hold PAC, PSVT, SVTAC or SVARR
 (PVC); PTB-XL does not name every ectopic beat, so PPV there is a floor. Also counted: records
 whose only rhythm statement beyond sinus is sinus arrhythmia (SARRH) or that are NORM alone,
-called PAC.
+called PAC. CinC 2017 (AliveCor lead I, read with the lead map ECG=I) has no beat reference:
+per REFERENCE.csv class, the share of records with at least one V (S) call.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import tempfile
 from pathlib import Path
@@ -25,7 +28,11 @@ import pandas as pd
 from holter_checks import REAL, TRAIN, predict_paths
 
 from ecgmoe_cli.io.labels.atr import aami_labels, read_atr
+from ecgmoe_cli.io.labels.cinc2017 import Cinc2017Source
+from ecgmoe_cli.io.labels.ptbxl import parse_scp_codes
 from ecgmoe_cli.io.records.read import read_record
+from ecgmoe_cli.pipeline.predict.options import PredictOptions
+from ecgmoe_cli.pipeline.predict.run import predict_folder
 
 _PAC = {"PAC", "PSVT", "SVTAC", "SVARR"}
 _ECTOPY = _PAC | {"PRC(S)", "PVC", "BIGU", "TRIGU"}
@@ -54,10 +61,11 @@ def ptbxl_level(root: Path, weights: Path | None) -> dict[str, float | int]:
         out = Path(tmp) / "out.parquet"
         predict_paths(sorted(root.glob("records100/*/*.hea")), out, weights)
         rows = pd.read_parquet(out)
-    db = pd.read_csv(root / "ptbxl_database.csv")
+    db_path = root / "ptbxl_database.csv"
+    db = pd.read_csv(db_path)
     db["record"] = db.filename_lr.str.split("/").str[-1]
     m = rows.merge(db, on="record")
-    codes = m.scp_codes.map(lambda s: set(ast.literal_eval(s)))
+    codes = m.scp_codes.map(lambda text: set(parse_scp_codes(text, db_path)))
     keep = ~codes.map(lambda c: bool(c & {"AFIB", "AFLT"}))
     res: dict[str, float | int] = {"records": int(keep.sum())}
     for name, labels, col in (("pac", _PAC, "pac_count"), ("pvc", {"PVC"}, "pvc_count")):
@@ -76,11 +84,25 @@ def ptbxl_level(root: Path, weights: Path | None) -> dict[str, float | int]:
     return res
 
 
+def cinc2017_level(root: Path, weights: Path | None) -> dict[str, dict[str, float | int]]:
+    """Per CinC 2017 class: records, and the share with at least one V and one S call."""
+    labels = Cinc2017Source(root).labels
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.parquet"
+        predict_folder(root, out, PredictOptions(weights=weights, lead_map={"ECG": "I"}))
+        rows = pd.read_parquet(out)
+    rows["label"] = rows.record.map(labels)
+    return {label: {"records": len(g), "any_v": round(float((g.pvc_count > 0).mean()), 3),
+                    "any_s": round(float((g.pac_count > 0).mean()), 3)}
+            for label, g in rows.dropna(subset=["label"]).groupby("label")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", type=Path, default=None)
     ap.add_argument("--atr", nargs="*", type=Path)
     ap.add_argument("--ptbxl", type=Path, default=TRAIN / "ptbxl")
+    ap.add_argument("--cinc2017", type=Path, default=TRAIN / "cinc2017")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     paths = args.atr if args.atr is not None else (
@@ -102,6 +124,12 @@ def main() -> None:
               f"{r['pvc_called']}); sinus arrhythmia only, called PAC: "
               f"{r['sarrh_only_called_pac']} of {r['sarrh_only']}; NORM only: "
               f"{r['norm_only_called_pac']} of {r['norm_only']}")
+    if args.cinc2017 and (args.cinc2017 / "REFERENCE.csv").is_file():
+        out["cinc2017"] = c = cinc2017_level(args.cinc2017, args.weights)
+        print("\nCinC 2017 (single lead), records with at least one V / S call, by rhythm label:")
+        for label, r in c.items():
+            print(f"  {label}: {r['records']} records, any V {100 * r['any_v']:.1f} %, "
+                  f"any S {100 * r['any_s']:.1f} %")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
 
