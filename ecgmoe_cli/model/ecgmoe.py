@@ -45,6 +45,7 @@ from ecgmoe_cli.model.fusion import FusionNet
 from ecgmoe_cli.model.heads import TaskHead, stacked_heads, task_loss
 from ecgmoe_cli.model.lora import lora_layers, mark_only_lora_as_trainable
 from ecgmoe_cli.model.moe import MoEStats
+from ecgmoe_cli.model.rhythm_evidence import rr_irregularity
 from ecgmoe_cli.model.ssl import beat_cover, masked_beat_loss
 
 
@@ -60,6 +61,7 @@ class Features:
     beat_weights: Tensor | None = None  # (B, K) morphology attention pooling
     median_rr_ms: Tensor | None = None  # (B,) detected median RR; NaN with < 2 beats
     beat_tokens: Tensor | None = None  # (B, K, d) morphology path tokens, for the beat head
+    rr_irregularity: Tensor | None = None  # (B, F) RR statistics for a head's rhythm evidence
 
 
 class EcgMoe(nn.Module):
@@ -205,7 +207,8 @@ class EcgMoe(nn.Module):
             t.sum() * 0.0
         feats = Features(m, r, t, balance, {k: s.counts.detach() for k, s in stats.items()},
                          None if beat_w is None else beat_w.detach(),
-                         median_rr_ms(batch["rr"], beat_mask), m_tokens)
+                         median_rr_ms(batch["rr"], beat_mask), m_tokens,
+                         rr_irregularity(batch["rr"][..., 0].float(), beat_mask))
         return feats, seq_out
 
     # ---- heads --------------------------------------------------------------------------
@@ -227,6 +230,7 @@ class EcgMoe(nn.Module):
             offset = head.anchor_offset(feats)  # type: ignore[operator]
             if offset is not None:
                 outs[i] = outs[i] + offset.to(outs[i].dtype).unsqueeze(-1)
+            outs[i] = head.with_evidence(outs[i], feats.rr_irregularity)  # type: ignore[operator]
         return dict(zip(names, outs))
 
     def forward(self, batch: Mapping[str, Tensor], targets: Mapping[str, Tensor] | None = None,

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ecgmoe_cli.errors import EcgMoeError
+from ecgmoe_cli.model.rhythm_evidence import RhythmEvidence
 
 KINDS = ("binary", "multilabel", "multiclass", "regression")
 # Priors for the regression target scaling before training measures the data (by unit).
@@ -54,11 +55,13 @@ class TaskHead(nn.Module):
         self.target_mean, self.target_scale = _UNIT_PRIORS.get(getattr(task, "unit", None) or "",
                                                                (0.0, 1.0))
         self.anchor = _ANCHORS.get(task.name, "") if anchored and task.kind == "regression" else ""
+        self.evidence: RhythmEvidence | None = None  # RR evidence on one label (calibrate.py)
 
     def metadata(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "thresholds": list(self.thresholds),
                 "target_mean": self.target_mean, "target_scale": self.target_scale,
-                "anchor": self.anchor}
+                "anchor": self.anchor,
+                "evidence": None if self.evidence is None else self.evidence.to_dict()}
 
     def set_metadata(self, meta: dict[str, Any]) -> None:
         """Restore calibration from an adapter JSON (missing keys keep their defaults).
@@ -70,7 +73,18 @@ class TaskHead(nn.Module):
         scale = meta.get("target_scale", self.target_scale)
         thresholds = meta.get("thresholds", self.thresholds)
         anchor = meta.get("anchor", self.anchor)
+        evidence = meta.get("evidence", self.evidence)
         problems = []
+        if isinstance(evidence, dict):
+            try:
+                evidence = RhythmEvidence.from_dict(evidence)
+            except EcgMoeError as e:
+                problems.append(str(e))
+        if evidence is not None and not (isinstance(evidence, RhythmEvidence)
+                                         and self.task.kind in ("binary", "multilabel")
+                                         and evidence.label in self.task.labels):
+            problems.append(f"evidence must name one of the labels {list(self.task.labels)} "
+                            "of a binary or multilabel task")
         if not (_is_number(t) and t > 0):
             problems.append(f"temperature must be a finite number > 0, got {t!r}")
         if not _is_number(mean):
@@ -90,6 +104,7 @@ class TaskHead(nn.Module):
         self.temperature, self.target_mean, self.target_scale = float(t), float(mean), float(scale)
         self.thresholds = [float(v) for v in thresholds]
         self.anchor = anchor
+        self.evidence = evidence
 
     def anchor_offset(self, feats: Any) -> Tensor | None:
         """(B,) scaled offset from the head's anchor measurement (0 where unknown), or None."""
@@ -97,6 +112,14 @@ class TaskHead(nn.Module):
         if value is None:
             return None
         return torch.nan_to_num((value - self.target_mean) / self.target_scale, nan=0.0)
+
+    def with_evidence(self, raw: Tensor, rr: Tensor | None) -> Tensor:
+        """Raw outputs with the evidence label's fused with the windows' (B, F) RR statistics."""
+        if self.evidence is None or rr is None:
+            return raw
+        j = self.task.labels.index(self.evidence.label)
+        fused = self.evidence.fuse(raw[:, j], self.temperature, rr.to(raw.dtype))
+        return torch.cat([raw[:, :j], fused.unsqueeze(1), raw[:, j + 1:]], 1)
 
     def predict(self, raw: Tensor) -> Tensor:
         """Raw outputs (B, n) -> probabilities, class probabilities or values in the unit."""

@@ -1,5 +1,6 @@
-"""Calibration on the validation fold: a temperature (min NLL), then per-label F1 thresholds;
-`calibrate_heads` fits both on a model's heads and scores them."""
+"""Calibration on the validation fold: a temperature (min NLL), the RR evidence of an `afib`
+label (training/rhythm_evidence.py), then per-label F1 thresholds; `calibrate_heads` fits them
+on a model's heads and scores them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 
 from ecgmoe_cli.training.metrics import best_f1_threshold
 from ecgmoe_cli.training.outputs import decoded_outputs, raw_outputs
+from ecgmoe_cli.training.rhythm_evidence import EVIDENCE_LABEL, fit_evidence, window_rr_features
 from ecgmoe_cli.training.scoring import score_task
 
 
@@ -73,14 +75,30 @@ def fit_thresholds(probs: np.ndarray, y: np.ndarray) -> list[float]:
     return out
 
 
+def _with_fitted_evidence(head: Any, ds: Any, train_rows: np.ndarray, rows: np.ndarray,
+                          raw: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Fit `head`'s RR evidence (none when too few AF windows) and return `rows`' raw outputs
+    with it, as `decode` now gives them."""
+    j = head.task.labels.index(EVIDENCE_LABEL)
+    y_train = ds.targets(train_rows, [head.task])[head.task.name][:, j]
+    x_val = window_rr_features(ds, rows)
+    head.evidence = fit_evidence(EVIDENCE_LABEL, window_rr_features(ds, train_rows), y_train,
+                                 x_val, raw[:, j] / head.temperature, target[:, j])
+    return head.with_evidence(torch.from_numpy(raw), torch.from_numpy(x_val)).numpy()
+
+
 def calibrate_heads(model: Any, ds: Any, rows: np.ndarray, tasks: Sequence[Any],
-                    batch_size: int, device: str, encoded: Any = None
-                    ) -> dict[str, dict[str, Any]]:
+                    batch_size: int, device: str, encoded: Any = None,
+                    train_rows: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
     """Fit each head's temperature (min NLL) then thresholds (max F1) on `rows`; score them.
 
     With `encoded` (cached backbone features of `rows`) only the adapters and heads run.
+    With `train_rows`, a head with an `afib` label also gets its RR evidence, fitted on them
+    and fused on `rows`, before its thresholds. Any earlier evidence is dropped first.
     """
     names = [t.name for t in tasks]
+    for n in names:
+        model.heads[n].evidence = None
     raw = (raw_outputs(model, ds, rows, names, batch_size, device) if encoded is None else
            decoded_outputs(model, encoded, rows, names, batch_size, device))
     target = ds.targets(rows, tasks)
@@ -89,11 +107,14 @@ def calibrate_heads(model: Any, ds: Any, rows: np.ndarray, tasks: Sequence[Any],
         head = model.heads[t.name]
         if t.kind != "regression" and len(rows):
             temp = fit_temperature(t.kind, raw[t.name], target[t.name])
-            meta: dict[str, Any] = {"temperature": temp}
-            if t.kind in ("binary", "multilabel"):
-                meta["thresholds"] = fit_thresholds(probabilities(t.kind, raw[t.name], temp),
+            head.set_metadata({"temperature": temp})
+            if train_rows is not None and t.kind in ("binary", "multilabel") \
+                    and EVIDENCE_LABEL in t.labels:
+                raw[t.name] = _with_fitted_evidence(head, ds, train_rows, rows, raw[t.name],
                                                     target[t.name])
-            head.set_metadata(meta)
+            if t.kind in ("binary", "multilabel"):
+                head.set_metadata({"thresholds": fit_thresholds(
+                    probabilities(t.kind, raw[t.name], temp), target[t.name])})
     for t in tasks:
         if not len(rows):
             continue

@@ -17,9 +17,11 @@ from torch import Tensor, nn
 from ecgmoe_cli.model.batch import to_torch
 from ecgmoe_cli.model.ecgmoe import Features
 from ecgmoe_cli.model.heads import ANCHOR_NAMES, task_loss
+from ecgmoe_cli.model.rhythm_evidence import N_RR_FEATURES
 
 FEATURE_KEYS = ("morphology", "rhythm", "temporal")
 ANCHOR_KEYS = ANCHOR_NAMES[1:]  # (B,) measurements that anchored heads start from
+MEASURE_KEYS = (*ANCHOR_KEYS, "rr_irregularity")  # and (B, F) that rhythm evidence reads
 
 
 class EncodedDataset:
@@ -31,18 +33,18 @@ class EncodedDataset:
         rows = np.unique(np.asarray(rows, np.int64))
         self._pos = np.full(len(dataset), -1, np.int64)
         self._pos[rows] = np.arange(len(rows))
-        chunks: dict[str, list[np.ndarray]] = {k: [] for k in FEATURE_KEYS + ANCHOR_KEYS}
+        chunks: dict[str, list[np.ndarray]] = {k: [] for k in FEATURE_KEYS + MEASURE_KEYS}
         model.eval()
         with torch.no_grad():
             for i in range(0, len(rows), batch_size):
                 feats = model.encode(to_torch(dataset.batch(rows[i:i + batch_size]), device))
-                for k in FEATURE_KEYS + ANCHOR_KEYS:
+                for k in FEATURE_KEYS + MEASURE_KEYS:
                     chunks[k].append(getattr(feats, k).float().cpu().numpy())
                 if progress is not None:
                     progress()
-        d = model.config.d_model
-        self.features = {k: np.concatenate(v) if v else
-                         np.zeros((0, d) if k in FEATURE_KEYS else (0,), np.float32)
+        empty = {k: (0, model.config.d_model) for k in FEATURE_KEYS} | {
+            "rr_irregularity": (0, N_RR_FEATURES)}
+        self.features = {k: np.concatenate(v) if v else np.zeros(empty.get(k, (0,)), np.float32)
                          for k, v in chunks.items()}
 
     def batch(self, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -56,13 +58,13 @@ class EncodedDataset:
 
 
 def features_to_torch(batch: dict[str, np.ndarray], device: str) -> dict[str, Tensor]:
-    return {k: torch.as_tensor(batch[k]).to(device) for k in FEATURE_KEYS + ANCHOR_KEYS}
+    return {k: torch.as_tensor(batch[k]).to(device) for k in FEATURE_KEYS + MEASURE_KEYS}
 
 
 def cached_features(f: dict[str, Tensor]) -> Features:
     """The Features that `decode` needs, from a `features_to_torch` batch (no MoE statistics)."""
     return Features(f["morphology"], f["rhythm"], f["temporal"], f["temporal"].new_zeros(()),
-                    **{k: f[k] for k in ANCHOR_KEYS})
+                    **{k: f[k] for k in MEASURE_KEYS})
 
 
 class DecodeObjective(nn.Module):

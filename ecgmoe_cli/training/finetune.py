@@ -84,7 +84,8 @@ def finetune_adapter(task_name: str, dataset: Path | Sequence[Path], backbone: P
                  encoded, train_rows, val_rows, [task], replace(cfg, lead_dropout=0.0), run_dir,
                  DistInfo(0, 1, device), resume=resume, show_progress=progress,
                  to_batch=features_to_torch)
-    scores = calibrate_heads(model, ds, val_rows, [task], cfg.batch_size, device, encoded)
+    scores = calibrate_heads(model, ds, val_rows, [task], cfg.batch_size, device, encoded,
+                             train_rows=train_rows)
     metrics = {"best_epoch": result.best_epoch, "val_loss": result.best_val_loss,
                "validation": scores[task.name]}
     if output.resolve() != backbone.resolve():  # the adapter needs its backbone beside it

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from ecgmoe_cli.io.dataset_writer import DatasetWriter
 from ecgmoe_cli.model.config import EcgMoeConfig
 from ecgmoe_cli.model.ecgmoe import EcgMoe
+from ecgmoe_cli.model.rhythm_evidence import N_RR_FEATURES, RhythmEvidence
 from ecgmoe_cli.pipeline.preprocess import add_record
 from ecgmoe_cli.tasks import get_task, user_task
 from ecgmoe_cli.weights import store
@@ -93,8 +94,11 @@ def test_cached_features_give_the_full_models_outputs(tmp_path):
 
     torch.manual_seed(1)
     ds = open_dataset(make_fake_dataset(tmp_path / "ds", n_records=12))
-    tasks = ["hypertrophy", "rr_interval"]  # rr_interval: an anchored head rides on the cache too
+    tasks = ["hypertrophy", "rr_interval", "rhythm"]  # anchored and RR-evidence heads ride too
     model = EcgMoe(EcgMoeConfig.from_spec("tiny", TINY_SPEC), [get_task(t) for t in tasks])
+    model.heads["rhythm"].evidence = RhythmEvidence(
+        "afib", (0.0,) * N_RR_FEATURES, (1.0,) * N_RR_FEATURES, (0.5,) * N_RR_FEATURES, -1.0,
+        0.7, 1.3, 0.2)
     with torch.no_grad():  # a non-zero adapter, so the check covers LoRA too
         for n, p in model.named_parameters():
             if "lora_b" in n.lower():

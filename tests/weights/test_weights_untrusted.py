@@ -216,6 +216,8 @@ def test_backbone_json_lies(weights_dir: Path, change: dict[str, object], match:
     ({"temperature": "hot"}, r"sex\.json"),
     ({"thresholds": [0.5, 0.5, 0.5]}, r"sex\.json: .*bad calibration"),
     ({"thresholds": 0.5}, r"sex\.json"),
+    ({"evidence": {"label": "female"}}, r"sex\.json: .*bad rhythm evidence"),
+    ({"evidence": "yes"}, r"sex\.json: .*evidence must name"),
 ])
 def test_adapter_json_lies(weights_dir: Path, change: dict[str, object], match: str) -> None:
     _edit_json(weights_dir / "adapters" / "sex.json", **change)

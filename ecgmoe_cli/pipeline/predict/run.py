@@ -221,11 +221,12 @@ def predict_record(path: Path, opts: PredictOptions) -> dict[str, Any]:
     to the report's column types."""
     from ecgmoe_cli.io.arrow_table import rows_to_table
 
+    threads = model_threads(opts)  # a folder's run of this record alone: the same float sums
     opts = replace(opts, workers=1, windows=False, beats=False, explain=False)
     opts = replace(opts, batch_size=batch_size_for(opts))
     check_options(opts, Path(path))
     weights_dir, spec, tasks, _ = _plan(opts)
-    predictor, ctx = _start_model(weights_dir, [t.name for t in tasks], opts, spec)
+    predictor, ctx = _start_model(weights_dir, [t.name for t in tasks], opts, spec, threads)
     key = os.path.abspath(records_under(Path(path))[0])  # `100` is `100.hea`, as in a folder
     item = next(prepared_stream([key], spec, opts))
     if isinstance(item, Long):

@@ -1,0 +1,102 @@
+"""Fitting the rhythm head's RR evidence: the regressions, the dataset statistics, calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ecgmoe_cli.io.dataset import open_dataset
+from ecgmoe_cli.model.rhythm_evidence import N_RR_FEATURES, rr_irregularity
+from ecgmoe_cli.training.rhythm_evidence import (
+    MIN_POSITIVES,
+    fit_evidence,
+    logistic,
+    window_rr_features,
+)
+
+
+def test_logistic_reaches_its_optimum():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3))
+    y = (x @ [2.0, -1.0, 0.0] + rng.logistic(size=400) > 0.5).astype(float)
+    coef, intercept = logistic(x, y, l2=1.0)
+    p = 1 / (1 + np.exp(-(x @ coef + intercept)))
+    assert np.abs(x.T @ (p - y) + coef).max() < 1e-6  # the penalised gradient vanishes
+    assert abs((p - y).sum()) < 1e-6
+    assert coef[0] > 1.0 and coef[1] < -0.5 and abs(coef[2]) < 0.3
+
+
+def _irregularity_data(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    y = (rng.random(n) < 0.2).astype(float)
+    x = rng.normal(size=(n, N_RR_FEATURES))
+    x[:, 2] += 2.0 * y  # nrmssd: higher in AF
+    return x, y
+
+
+def test_the_fusion_weighs_both_the_head_and_the_rr_statistics():
+    rng = np.random.default_rng(1)
+    x_tr, y_tr = _irregularity_data(2000, rng)
+    x_va, y_va = _irregularity_data(600, rng)
+    head_logit = 3.0 * (y_va - 0.5) + rng.normal(0, 1.5, len(y_va))
+    y_tr[:5] = np.nan  # unknown targets are left out
+    ev = fit_evidence("afib", x_tr, y_tr, x_va, head_logit, y_va)
+    assert ev is not None and ev.label == "afib"
+    assert ev.coef[2] > 0.5 and max(abs(c) for i, c in enumerate(ev.coef) if i != 2) < 0.3
+    assert ev.weight > 0.2 and ev.rr_weight > 0.2
+    few = y_va.copy()
+    few[np.flatnonzero(few == 1)[MIN_POSITIVES - 1:]] = 0
+    assert fit_evidence("afib", x_tr, y_tr, x_va, head_logit, few) is None
+
+
+def test_dataset_statistics_follow_the_rows_order(tiny_dataset):
+    ds = open_dataset(tiny_dataset)
+    rows = ds.rows()[::-1][:7]
+    got = window_rr_features(ds, rows)
+    rr = torch.from_numpy(np.asarray(ds.arrays["rr"][rows][:, :, 0], np.float32))
+    mask = torch.from_numpy(np.asarray(ds.arrays["rpeaks"][rows]) >= 0)
+    assert np.array_equal(got, rr_irregularity(rr, mask).numpy())
+    assert window_rr_features(ds, rows[:0]).shape == (0, N_RR_FEATURES)
+
+
+def _af_dataset(path, n=90):
+    """One-window records; every third is AF with scattered intervals (folds 1-10, 9 included)."""
+    from fakes import TASK_NAMES, TINY_SPEC, fake_record
+
+    from ecgmoe_cli.io.dataset_writer import DatasetWriter
+    from ecgmoe_cli.pipeline.preprocess import add_record
+    from ecgmoe_cli.tasks import get_task
+
+    rng = np.random.default_rng(3)
+    with DatasetWriter(path, TINY_SPEC, [get_task(t) for t in TASK_NAMES]) as w:
+        for i in range(n):
+            prep, labels = fake_record(i, rng)
+            af = i % 3 == 0
+            if af:
+                k = int((prep.rpeaks[0] >= 0).sum())
+                prep.rr[0, :k, 0] = rng.uniform(0.35, 1.1, k)
+            labels = [labels[0] | {"y_rhythm__afib": float(af)}]
+            add_record(w, prep, labels, fold=9 if i % 3 == 1 or i < 30 else i % 8 + 1)
+    return path
+
+
+def test_finetune_fits_the_evidence_and_predict_reads_it_back(tmp_path, tiny_backbone):
+    from ecgmoe_cli.model.batch import to_torch
+    from ecgmoe_cli.training.finetune import finetune_adapter
+    from ecgmoe_cli.training.loop import FitConfig
+    from ecgmoe_cli.weights.store import load_model
+
+    ds_path = _af_dataset(tmp_path / "ds")
+    out = tmp_path / "w"
+    finetune_adapter("rhythm", ds_path, tiny_backbone, out, FitConfig(epochs=1, batch_size=16),
+                     progress=False)
+    model, _, _ = load_model(out, tasks=["rhythm"])
+    ev = model.heads["rhythm"].evidence
+    assert ev is not None and ev.label == "afib"
+    ds = open_dataset(ds_path)
+    rows = ds.rows()
+    p = model.predict(to_torch(ds.batch(rows)), ["rhythm"])["rhythm"][:, 0].numpy()
+    y = ds.column("y_rhythm__afib", rows)
+    assert p[y == 1].min() > p[y == 0].max()  # scattered intervals are AF, whatever the head
+    model.heads["rhythm"].evidence = None
+    plain = model.predict(to_torch(ds.batch(rows)), ["rhythm"])["rhythm"][:, 0].numpy()
+    assert not np.allclose(plain, p)
