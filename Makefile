@@ -27,7 +27,7 @@ PRE := $(BIN)/ecgmoe preprocess --overwrite --quiet
 # the per-beat AAMI head on MIT-BIH DS1 (raw records + .atr), scored leave-one-record-out
 BEAT_HEAD := $(BIN)/ecgmoe finetune $(TRAIN_DATA)/mitdb --task beat_class --folds 22 --quiet
 
-.PHONY: install demo test weights beat-head real-data baselines examples clean
+.PHONY: install demo test weights beat-head rhythm-adapter real-data baselines examples clean
 
 # compileall: bytecode up front, as pip does for a wheel; with PYTHONDONTWRITEBYTECODE set, an
 # editable install would compile every module again on each command (70-75 ms of imports).
@@ -97,6 +97,14 @@ beat-head: install
 	$(BEAT_HEAD) --backbone weights -o $(WORK)/beat-head
 	rm -rf weights/heads
 	cp -r $(WORK)/beat-head/heads weights/
+
+# `make rhythm-adapter`: only the rhythm adapter (its RR evidence with it), on the shipped
+# backbone, by the recipe `make weights` uses for it
+rhythm-adapter: real-data
+	rm -rf $(WORK)/rhythm
+	$(BIN)/ecgmoe finetune $(REAL_DS) --task rhythm --epochs 8 --backbone weights \
+	  -o $(WORK)/rhythm --quiet
+	cp $(WORK)/rhythm/adapters/rhythm.* weights/adapters/
 
 # `make baselines`: per_task and dense_multitask trained on the same corpus, for
 # `ecgmoe bench --data $(WORK)/sim-ds --weights weights --baselines $(WORK)/baselines` (~90 min);
