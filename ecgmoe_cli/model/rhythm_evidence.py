@@ -52,7 +52,7 @@ def rr_irregularity(rr: Tensor, beat_mask: Tensor) -> Tensor:
     The valid beats must come first in each row (as `prepare` writes them). Rows with fewer
     than MIN_INTERVALS intervals are all zeros.
     """
-    r = rr.double()
+    r = rr.float()
     m = beat_mask & (r > 0)
     n = m.sum(1)
     nan = torch.full_like(r, float("nan"))
@@ -93,9 +93,7 @@ def _two_clusters(x: Tensor, m: Tensor) -> Tensor:
     high = (c[:, -1:] - c) / (n - k).clamp(min=1)
     lo, hi = low[:, :, None], high[:, :, None]  # (B, split, 1) against intervals (B, 1, K)
     xs = s0[:, None, :]
-    near = torch.minimum((xs - lo).abs() / lo,
-                         torch.where(hi > 0, (xs - hi).abs() / hi.clamp(min=1e-9),
-                                     torch.full_like(xs, float("inf")))) < _NEAR
+    near = ((xs - lo).abs() < _NEAR * lo) | ((xs - hi).abs() < _NEAR * hi)  # empty side: hi 0
     share = (near & valid[:, None, :]).sum(2) / n.clamp(min=1)
     split_ok = k <= n  # (B, split)
     return torch.where(split_ok, share, torch.zeros_like(share)).amax(1)
