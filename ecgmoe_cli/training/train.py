@@ -75,8 +75,8 @@ def train_backbone(dataset: Path | Sequence[Path], run_dir: Path, config_name: s
                      step_module=_step_module(objective, info))
         summary = None
         if info.is_main:
-            summary = _save_run(model, ds, val_rows, tasks, cfg, info.device, run_dir, result,
-                                task_weights)
+            summary = _save_run(model, ds, (train_rows, val_rows), tasks, cfg, info.device,
+                                run_dir, result, task_weights)
             summary["world_size"] = info.world
         barrier(info)
         return summary
@@ -117,11 +117,14 @@ def _step_module(objective: Objective, info: DistInfo) -> torch.nn.Module:
         objective, device_ids=[info.device] if info.device.startswith("cuda") else None)
 
 
-def _save_run(model: EcgMoe, ds: Dataset, val_rows: Any, tasks: Sequence[Any], cfg: FitConfig,
-              device: str, run_dir: Path, result: FitResult, task_weights: dict[str, float]
-              ) -> dict[str, Any]:
-    """Calibrate the heads on fold 9, write RUN_DIR/weights with the metrics; the summary."""
-    scores = calibrate_heads(model, ds, val_rows, tasks, cfg.batch_size, device)
+def _save_run(model: EcgMoe, ds: Dataset, rows: tuple[Any, Any], tasks: Sequence[Any],
+              cfg: FitConfig, device: str, run_dir: Path, result: FitResult,
+              task_weights: dict[str, float]) -> dict[str, Any]:
+    """Calibrate the heads on fold 9 (rows: training, validation), write RUN_DIR/weights with
+    the metrics; the summary."""
+    train_rows, val_rows = rows
+    scores = calibrate_heads(model, ds, val_rows, tasks, cfg.batch_size, device,
+                             train_rows=train_rows)
     metrics = {"best_epoch": result.best_epoch, "val_loss": result.best_val_loss,
                "task_weights": task_weights, "validation": scores}
     metrics |= {t.name: {"validation": scores[t.name]} for t in tasks}

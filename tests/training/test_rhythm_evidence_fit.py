@@ -100,3 +100,19 @@ def test_finetune_fits_the_evidence_and_predict_reads_it_back(tmp_path, tiny_bac
     model.heads["rhythm"].evidence = None
     plain = model.predict(to_torch(ds.batch(rows)), ["rhythm"])["rhythm"][:, 0].numpy()
     assert not np.allclose(plain, p)
+
+
+def test_train_calibrates_the_evidence_too(tmp_path):
+    from fakes import my_cli
+    from typer.testing import CliRunner
+
+    from ecgmoe_cli.weights.store import load_model
+
+    ds_path = _af_dataset(tmp_path / "ds")
+    r = CliRunner().invoke(my_cli(), ["train", str(ds_path), "-o", str(tmp_path / "run"),
+                                      "--config", "tiny", "--epochs", "1", "--batch-size", "16",
+                                      "--quiet"])
+    assert r.exit_code == 0, r.output
+    model, _, _ = load_model(tmp_path / "run" / "weights", tasks=["rhythm", "sex"])
+    assert model.heads["rhythm"].evidence is not None
+    assert model.heads["sex"].evidence is None  # no afib label
