@@ -41,7 +41,7 @@ RR_FEATURES = (
     "sinus_share",  # share of intervals not in such a pair
 )
 N_RR_FEATURES = len(RR_FEATURES)
-MIN_INTERVALS = 4  # fewer: every feature 0 (the term then adds only its bias)
+MIN_INTERVALS = 4  # fewer: every feature 0, one fixed RR logit (a few beats say little)
 _NEAR, _STEP = 0.08, 0.10
 _PREMATURE, _COMPENSATORY = 0.85, 1.05
 
