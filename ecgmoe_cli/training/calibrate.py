@@ -5,6 +5,7 @@ on a model's heads and scores them."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,12 @@ from ecgmoe_cli.training.metrics import best_f1_threshold
 from ecgmoe_cli.training.outputs import decoded_outputs, raw_outputs
 from ecgmoe_cli.training.rhythm_evidence import EVIDENCE_LABEL, fit_evidence, window_rr_features
 from ecgmoe_cli.training.scoring import score_task
+
+# A label with fewer validation positives takes its threshold from the training and validation
+# rows together: an F1 optimum over five positives is noise (the rhythm adapter's tachy, AUROC
+# 0.986 both times, got 0.18 in one fit and 0.51 in the next; pooled with its 164 training
+# positives 0.16). The training rows flatter the head a little; five positives mislead it more.
+MIN_THRESHOLD_POSITIVES = 20
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -92,29 +99,48 @@ def calibrate_heads(model: Any, ds: Any, rows: np.ndarray, tasks: Sequence[Any],
                     train_rows: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
     """Fit each head's temperature (min NLL) then thresholds (max F1) on `rows`; score them.
 
-    With `encoded` (cached backbone features of `rows`) only the adapters and heads run.
-    With `train_rows`, a head with an `afib` label also gets its RR evidence, fitted on them
-    and fused on `rows`, before its thresholds. Any earlier evidence is dropped first.
+    With `encoded` (cached backbone features of `rows`, and of `train_rows` when given) only
+    the adapters and heads run. With `train_rows`, a head with an `afib` label also gets its RR
+    evidence, fitted on them and fused on `rows`, before its thresholds; and a label with fewer
+    than MIN_THRESHOLD_POSITIVES positives in `rows` takes its threshold from `train_rows` and
+    `rows` together. Any earlier evidence is dropped first.
     """
     names = [t.name for t in tasks]
     for n in names:
         model.heads[n].evidence = None
-    raw = (raw_outputs(model, ds, rows, names, batch_size, device) if encoded is None else
-           decoded_outputs(model, encoded, rows, names, batch_size, device))
+    outputs = partial(raw_outputs, model, ds) if encoded is None else partial(
+        decoded_outputs, model, encoded)
+    raw = outputs(rows, names, batch_size, device)
     target = ds.targets(rows, tasks)
-    scores = {}
+    labelled = [t for t in tasks if t.kind in ("binary", "multilabel")]
     for t in tasks:
         head = model.heads[t.name]
         if t.kind != "regression" and len(rows):
-            temp = fit_temperature(t.kind, raw[t.name], target[t.name])
-            head.set_metadata({"temperature": temp})
-            if train_rows is not None and t.kind in ("binary", "multilabel") \
-                    and EVIDENCE_LABEL in t.labels:
+            head.set_metadata({"temperature": fit_temperature(t.kind, raw[t.name],
+                                                              target[t.name])})
+            if train_rows is not None and t in labelled and EVIDENCE_LABEL in t.labels:
                 raw[t.name] = _with_fitted_evidence(head, ds, train_rows, rows, raw[t.name],
                                                     target[t.name])
-            if t.kind in ("binary", "multilabel"):
-                head.set_metadata({"thresholds": fit_thresholds(
-                    probabilities(t.kind, raw[t.name], temp), target[t.name])})
+    few = {t.name: [j for j in range(len(t.labels))
+                    if np.nansum(target[t.name][:, j]) < MIN_THRESHOLD_POSITIVES]
+           for t in labelled} if train_rows is not None and len(train_rows) else {}
+    few = {n: js for n, js in few.items() if js}
+    # after every head's evidence is set: decode then gives the fused outputs there too
+    train_raw = outputs(train_rows, list(few), batch_size, device) if few else {}
+    train_target = ds.targets(train_rows, [t for t in labelled if t.name in few]) if few else {}
+    for t in labelled:
+        if not len(rows):
+            continue
+        head = model.heads[t.name]
+        probs = probabilities(t.kind, raw[t.name], head.temperature)
+        thresholds = fit_thresholds(probs, target[t.name])
+        for j in few.get(t.name, []):
+            pooled_p = np.r_[probs[:, j], probabilities(t.kind, train_raw[t.name],
+                                                       head.temperature)[:, j]]
+            pooled_y = np.r_[target[t.name][:, j], train_target[t.name][:, j]]
+            thresholds[j] = fit_thresholds(pooled_p[:, None], pooled_y[:, None])[0]
+        head.set_metadata({"thresholds": thresholds})
+    scores = {}
     for t in tasks:
         if not len(rows):
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from ecgmoe_cli.io.dataset import open_dataset
@@ -116,3 +117,45 @@ def test_train_calibrates_the_evidence_too(tmp_path):
     model, _, _ = load_model(tmp_path / "run" / "weights", tasks=["rhythm", "sex"])
     assert model.heads["rhythm"].evidence is not None
     assert model.heads["sex"].evidence is None  # no afib label
+
+
+def test_a_label_with_few_validation_positives_takes_a_pooled_threshold(tmp_path, tiny_backbone,
+                                                                       monkeypatch):
+    from fakes import TASK_NAMES, TINY_SPEC, fake_record
+
+    from ecgmoe_cli.io.dataset_writer import DatasetWriter
+    from ecgmoe_cli.pipeline.preprocess import add_record
+    from ecgmoe_cli.tasks import get_task
+    from ecgmoe_cli.training import calibrate
+    from ecgmoe_cli.training.finetune import finetune_adapter
+    from ecgmoe_cli.training.loop import FitConfig
+    from ecgmoe_cli.weights.store import load_model
+
+    rng = np.random.default_rng(5)
+    path = tmp_path / "ds"
+    with DatasetWriter(path, TINY_SPEC, [get_task(t) for t in TASK_NAMES]) as w:
+        for i in range(60):  # fold 9: the first 8 records, 4 of them tachycardic
+            prep, labels = fake_record(i, rng)
+            add_record(w, prep, labels, fold=9 if i < 8 else i % 8 + 1)
+    calls = []
+    real_fit = calibrate.fit_thresholds
+
+    def spy(probs, y):
+        calls.append((probs.copy(), y.copy(), real_fit(probs, y)))
+        return list(calls[-1][2])
+
+    monkeypatch.setattr(calibrate, "fit_thresholds", spy)
+    finetune_adapter("rhythm", path, tiny_backbone, tmp_path / "w",
+                     FitConfig(epochs=1, batch_size=16), progress=False)
+    model, _, _ = load_model(tmp_path / "w", tasks=["rhythm"])
+    j = get_task("rhythm").labels.index("tachy")
+    (val_probs, val_y, _), *pooled = calls
+    assert val_probs.shape[0] == 8
+    assert 0 < np.nansum(val_y[:, j]) < calibrate.MIN_THRESHOLD_POSITIVES
+    # afib and brady have no positive at all, irregular no known target: each pooled too
+    by_size = [c for c in pooled if c[0].shape[0] == 60]
+    assert len(by_size) == len(pooled) == 4
+    ds = open_dataset(path)
+    n_tachy = np.nansum(ds.column("y_rhythm__tachy", ds.rows()))
+    tachy = next(c for c in pooled if np.nansum(c[1]) == n_tachy)
+    assert model.heads["rhythm"].thresholds[j] == pytest.approx(tachy[2][0])
