@@ -78,20 +78,24 @@ class Dataset:
     def has_columns(self, task: Any) -> bool:
         return all(c in self._y for c in task.columns())
 
-    def batch(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """The model batch of INTERFACES.md for these rows (NumPy; the loop makes tensors)."""
+    def read(self, rows: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """The named arrays at `rows`, in the order of `rows` (read sorted: sequential on disk)."""
         rows = np.asarray(rows, np.int64)
-        order = np.argsort(rows, kind="stable")  # sorted reads are sequential on disk
+        order = np.argsort(rows, kind="stable")
         inv = np.empty_like(order)
         inv[order] = np.arange(len(order))
         srt = rows[order]
-        a = self.arrays
+        return {k: np.asarray(self.arrays[k][srt])[inv] for k in names}
+
+    def batch(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The model batch of INTERFACES.md for these rows (NumPy; the loop makes tensors)."""
+        a = self.read(rows, ("signals", "lead_mask", "n_valid", "rpeaks", "rr"))
         return {
-            "signal": a["signals"][srt].astype(np.float32)[inv],
-            "lead_mask": a["lead_mask"][srt][inv],
-            "n_valid": a["n_valid"][srt].astype(np.int64)[inv],
-            "rpeaks": a["rpeaks"][srt].astype(np.int64)[inv],
-            "rr": np.asarray(a["rr"][srt], np.float32)[inv],
+            "signal": a["signals"].astype(np.float32),
+            "lead_mask": a["lead_mask"],
+            "n_valid": a["n_valid"].astype(np.int64),
+            "rpeaks": a["rpeaks"].astype(np.int64),
+            "rr": a["rr"].astype(np.float32),
         }
 
     def column(self, name: str, rows: np.ndarray) -> np.ndarray:

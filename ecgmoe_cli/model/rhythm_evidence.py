@@ -17,7 +17,6 @@ so the term is a handful of numbers in the adapter's JSON.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -148,8 +147,8 @@ class RhythmEvidence:
 
     def __post_init__(self) -> None:
         vectors = (self.mean, self.scale, self.coef)
-        numbers_ok = all(_finite(v) for vec in vectors for v in vec) and all(
-            _finite(v) for v in (self.intercept, self.weight, self.rr_weight, self.bias))
+        numbers_ok = all(math.isfinite(v) for vec in vectors for v in vec) and all(
+            math.isfinite(v) for v in (self.intercept, self.weight, self.rr_weight, self.bias))
         if (not isinstance(self.label, str) or any(len(v) != N_RR_FEATURES for v in vectors)
                 or not numbers_ok or any(s <= 0 for s in self.scale)):
             raise EcgMoeError(f"bad rhythm evidence: {N_RR_FEATURES} finite means, scales > 0 "
@@ -178,7 +177,3 @@ class RhythmEvidence:
         """The label's raw output such that raw / T is the fused logit."""
         fused = self.weight * raw / temperature + self.rr_weight * self.rr_logit(feats) + self.bias
         return fused * temperature
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and math.isfinite(v)

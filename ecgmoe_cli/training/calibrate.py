@@ -112,25 +112,25 @@ def calibrate_heads(model: Any, ds: Any, rows: np.ndarray, tasks: Sequence[Any],
         decoded_outputs, model, encoded)
     raw = outputs(rows, names, batch_size, device)
     target = ds.targets(rows, tasks)
-    labelled = [t for t in tasks if t.kind in ("binary", "multilabel")]
+    labelled = [t for t in tasks if t.kind in ("binary", "multilabel")] if len(rows) else []
+    pooled = train_rows is not None and len(train_rows) > 0
     for t in tasks:
         head = model.heads[t.name]
         if t.kind != "regression" and len(rows):
             head.set_metadata({"temperature": fit_temperature(t.kind, raw[t.name],
                                                               target[t.name])})
-            if train_rows is not None and t in labelled and EVIDENCE_LABEL in t.labels:
+            if pooled and t in labelled and EVIDENCE_LABEL in t.labels:
                 raw[t.name] = _with_fitted_evidence(head, ds, train_rows, rows, raw[t.name],
                                                     target[t.name])
-    few = {t.name: [j for j in range(len(t.labels))
-                    if np.nansum(target[t.name][:, j]) < MIN_THRESHOLD_POSITIVES]
-           for t in labelled} if train_rows is not None and len(train_rows) else {}
-    few = {n: js for n, js in few.items() if js}
-    # after every head's evidence is set: decode then gives the fused outputs there too
-    train_raw = outputs(train_rows, list(few), batch_size, device) if few else {}
-    train_target = ds.targets(train_rows, [t for t in labelled if t.name in few]) if few else {}
+    few: dict[str, list[int]] = {}  # task -> its labels with too few validation positives
+    for t in labelled if pooled else []:
+        counts = np.nansum(target[t.name], axis=0)
+        if (counts < MIN_THRESHOLD_POSITIVES).any():
+            few[t.name] = np.flatnonzero(counts < MIN_THRESHOLD_POSITIVES).tolist()
+    if few:  # after every head's evidence is set: decode gives the fused outputs there too
+        train_raw = outputs(train_rows, list(few), batch_size, device)
+        train_target = ds.targets(train_rows, [t for t in labelled if t.name in few])
     for t in labelled:
-        if not len(rows):
-            continue
         head = model.heads[t.name]
         probs = probabilities(t.kind, raw[t.name], head.temperature)
         thresholds = fit_thresholds(probs, target[t.name])

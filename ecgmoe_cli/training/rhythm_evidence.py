@@ -26,17 +26,12 @@ _CHUNK = 8192
 
 def window_rr_features(ds: Any, rows: np.ndarray) -> np.ndarray:
     """(len(rows), F) RR statistics of dataset rows, as `encode` computes them."""
-    out = []
+    out = [np.zeros((0, N_RR_FEATURES), np.float32)]
     for i in range(0, len(rows), _CHUNK):
-        chunk = np.asarray(rows[i:i + _CHUNK], np.int64)
-        order = np.argsort(chunk, kind="stable")  # sorted reads are sequential on disk
-        srt = chunk[order]
-        rr = torch.from_numpy(np.asarray(ds.arrays["rr"][srt][:, :, 0], np.float32))
-        mask = torch.from_numpy(np.asarray(ds.arrays["rpeaks"][srt]) >= 0)
-        feats = np.empty((len(chunk), N_RR_FEATURES), np.float32)
-        feats[order] = rr_irregularity(rr, mask).numpy()
-        out.append(feats)
-    return np.concatenate(out) if out else np.zeros((0, N_RR_FEATURES), np.float32)
+        a = ds.read(rows[i:i + _CHUNK], ("rr", "rpeaks"))
+        out.append(rr_irregularity(torch.from_numpy(a["rr"][:, :, 0].astype(np.float32)),
+                                   torch.from_numpy(a["rpeaks"] >= 0)).numpy())
+    return np.concatenate(out)
 
 
 def logistic(x: np.ndarray, y: np.ndarray, l2: float, iters: int = 50) -> tuple[np.ndarray, float]:
