@@ -27,7 +27,7 @@ PRE := $(BIN)/ecgmoe preprocess --overwrite --quiet
 # the per-beat AAMI head on MIT-BIH DS1 (raw records + .atr), scored leave-one-record-out
 BEAT_HEAD := $(BIN)/ecgmoe finetune $(TRAIN_DATA)/mitdb --task beat_class --folds 22 --quiet
 
-.PHONY: install demo test weights beat-head rhythm-adapter real-data baselines examples clean
+.PHONY: install demo test weights beat-head rhythm-adapter rr-adapter real-data baselines examples clean
 
 # compileall: bytecode up front, as pip does for a wheel; with PYTHONDONTWRITEBYTECODE set, an
 # editable install would compile every module again on each command (70-75 ms of imports).
@@ -105,6 +105,16 @@ rhythm-adapter: real-data
 	$(BIN)/ecgmoe finetune $(REAL_DS) --task rhythm --epochs 8 --backbone weights \
 	  -o $(WORK)/rhythm --quiet
 	cp $(WORK)/rhythm/adapters/rhythm.* weights/adapters/
+
+# `make rr-adapter`: only the rr_interval adapter (its residual weight with it), on the shipped
+# backbone, by the recipe `make weights` uses for it
+rr-adapter: real-data
+	$(BIN)/ecgmoe simulate $(WORK)/sim-mix -n $(MIX_N) --seed 2 --overwrite --quiet
+	$(PRE) $(WORK)/sim-mix -o $(WORK)/sim-mix-ds
+	rm -rf $(WORK)/rr
+	$(BIN)/ecgmoe finetune $(WORK)/mitdb-ds $(WORK)/sim-mix-ds --task rr_interval --epochs 8 \
+	  --backbone weights -o $(WORK)/rr --quiet
+	cp $(WORK)/rr/adapters/rr_interval.* weights/adapters/
 
 # `make baselines`: per_task and dense_multitask trained on the same corpus, for
 # `ecgmoe bench --data $(WORK)/sim-ds --weights weights --baselines $(WORK)/baselines` (~90 min);

@@ -47,6 +47,7 @@ from ecgmoe_cli.model.lora import lora_layers, mark_only_lora_as_trainable
 from ecgmoe_cli.model.moe import MoEStats
 from ecgmoe_cli.model.rhythm_evidence import rr_irregularity
 from ecgmoe_cli.model.ssl import beat_cover, masked_beat_loss
+from ecgmoe_cli.signal.beats import GAP_X
 
 
 @dataclass
@@ -59,9 +60,10 @@ class Features:
     balance_loss: Tensor  # () mean over MoE layers, with grad
     routing: dict[str, Tensor] = field(default_factory=dict)  # layer -> (B, E) counts
     beat_weights: Tensor | None = None  # (B, K) morphology attention pooling
-    median_rr_ms: Tensor | None = None  # (B,) detected median RR; NaN with < 2 beats
+    mean_rr_ms: Tensor | None = None  # (B,) detected mean RR, gaps left out; NaN with < 2 beats
     beat_tokens: Tensor | None = None  # (B, K, d) morphology path tokens, for the beat head
     rr_irregularity: Tensor | None = None  # (B, F) RR statistics for a head's rhythm evidence
+    median_rr_ms: Tensor | None = None  # (B,) the anchor of rr_interval adapters saved before
 
 
 class EcgMoe(nn.Module):
@@ -207,8 +209,9 @@ class EcgMoe(nn.Module):
             t.sum() * 0.0
         feats = Features(m, r, t, balance, {k: s.counts.detach() for k, s in stats.items()},
                          None if beat_w is None else beat_w.detach(),
-                         median_rr_ms(batch["rr"], beat_mask), m_tokens,
-                         rr_irregularity(batch["rr"][..., 0].float(), beat_mask))
+                         mean_rr_ms(batch["rr"], beat_mask), m_tokens,
+                         rr_irregularity(batch["rr"][..., 0].float(), beat_mask),
+                         median_rr_ms(batch["rr"], beat_mask))
         return feats, seq_out
 
     # ---- heads --------------------------------------------------------------------------
@@ -227,9 +230,7 @@ class EcgMoe(nn.Module):
         heads = [self.heads[n] for n in names]
         outs = stacked_heads(heads, h)  # type: ignore[arg-type]
         for i, head in enumerate(heads):
-            offset = head.anchor_offset(feats)  # type: ignore[operator]
-            if offset is not None:
-                outs[i] = outs[i] + offset.to(outs[i].dtype).unsqueeze(-1)
+            outs[i] = head.with_anchor(outs[i], feats)  # type: ignore[operator]
             outs[i] = head.with_evidence(outs[i], feats.rr_irregularity)  # type: ignore[operator]
         return dict(zip(names, outs))
 
@@ -273,6 +274,21 @@ class EcgMoe(nn.Module):
         Target: each masked beat averaged over ssl_downsample samples, on the present leads.
         """
         return masked_beat_loss(self, batch, generator)
+
+
+def mean_rr_ms(rr: Tensor, beat_mask: Tensor) -> Tensor:
+    """(B,) mean of the measured RR intervals in ms, as `heart_rate_bpm` takes it (intervals over
+    GAP_X median RRs are gaps, not beats); NaN with fewer than two beats.
+
+    The mean, as the rr_interval targets are: in bigeminy the median is one kind of interval
+    (examples 00008: median 552 ms, mean 766), and a head correcting it from the morphology
+    extrapolated to -88 ms there.
+    """
+    pre = rr[:, 1:, 0].float() * 1000.0
+    known = beat_mask[:, 1:] & (pre > 0)
+    med = torch.where(known, pre, torch.full_like(pre, float("nan"))).nanquantile(0.5, 1)
+    known = known & (pre <= GAP_X * med[:, None])
+    return (torch.where(known, pre, 0.0).sum(1) / known.sum(1)).where(known.any(1), float("nan"))
 
 
 def median_rr_ms(rr: Tensor, beat_mask: Tensor) -> Tensor:

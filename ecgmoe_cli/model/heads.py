@@ -8,10 +8,12 @@ Targets given to `task_loss`: binary/multilabel (B, n) 0/1; multiclass (B,) clas
 regression (B,) in the unit; NaN = unknown (left out of the loss).
 Temperature, thresholds and the regression mean/scale are metadata (saved in the adapter JSON),
 not tensors: calibration and dataset statistics set them, gradients never touch them.
-An anchored regression head (`anchor`, e.g. rr_interval on the detected median RR) predicts a
+An anchored regression head (`anchor`, e.g. rr_interval on the detected mean RR) predicts a
 residual: decode adds (anchor - mean) / scale to its raw output, so raw keeps the meaning above
 and the head only learns what the measurement gets wrong (detector misses, ectopy, the target's
 own definition). Where the anchor is unknown (fewer than two beats) it falls back to the mean.
+Its `residual_weight` (calibration, in [0, 1]) scales the learned correction: validation sets
+it to 0 where the correction only adds error to the measurement.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ KINDS = ("binary", "multilabel", "multiclass", "regression")
 # Priors for the regression target scaling before training measures the data (by unit).
 _UNIT_PRIORS = {"years": (60.0, 18.0), "ms": (800.0, 200.0)}
 # Built-in regression tasks that start from a measurement of the signal (Features attribute).
-_ANCHORS = {"rr_interval": "median_rr_ms"}
-ANCHOR_NAMES = ("", *sorted(set(_ANCHORS.values())))  # "" = not anchored
+_ANCHORS = {"rr_interval": "mean_rr_ms"}
+# "" = not anchored; median_rr_ms: what rr_interval adapters saved before 2026-12-06 start from
+ANCHOR_NAMES = ("", *sorted({*_ANCHORS.values(), "median_rr_ms"}))
 
 
 def _is_number(v: Any) -> bool:
@@ -56,11 +59,12 @@ class TaskHead(nn.Module):
                                                                (0.0, 1.0))
         self.anchor = _ANCHORS.get(task.name, "") if anchored and task.kind == "regression" else ""
         self.evidence: RhythmEvidence | None = None  # RR evidence on one label (calibrate.py)
+        self.residual_weight = 1.0  # an anchored head: the share of its correction kept
 
     def metadata(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "thresholds": list(self.thresholds),
                 "target_mean": self.target_mean, "target_scale": self.target_scale,
-                "anchor": self.anchor,
+                "anchor": self.anchor, "residual_weight": self.residual_weight,
                 "evidence": None if self.evidence is None else self.evidence.to_dict()}
 
     def set_metadata(self, meta: dict[str, Any]) -> None:
@@ -73,6 +77,7 @@ class TaskHead(nn.Module):
         scale = meta.get("target_scale", self.target_scale)
         thresholds = meta.get("thresholds", self.thresholds)
         anchor = meta.get("anchor", self.anchor)
+        residual_weight = meta.get("residual_weight", self.residual_weight)
         evidence = meta.get("evidence", self.evidence)
         problems = []
         if isinstance(evidence, dict):
@@ -98,12 +103,15 @@ class TaskHead(nn.Module):
         if anchor not in ANCHOR_NAMES or (anchor and self.task.kind != "regression"):
             problems.append(f"anchor must be one of {ANCHOR_NAMES} (regression only), got "
                             f"{str(anchor)[:40]!r}")
+        if not (_is_number(residual_weight) and 0 <= residual_weight <= 1):
+            problems.append(f"residual_weight must be a number in [0, 1], got "
+                            f"{str(residual_weight)[:40]!r}")
         if problems:
             raise EcgMoeError(f"task {self.task.name!r}: bad calibration metadata: "
                               + "; ".join(problems))
         self.temperature, self.target_mean, self.target_scale = float(t), float(mean), float(scale)
         self.thresholds = [float(v) for v in thresholds]
-        self.anchor = anchor
+        self.anchor, self.residual_weight = anchor, float(residual_weight)
         self.evidence = evidence
 
     def anchor_offset(self, feats: Any) -> Tensor | None:
@@ -112,6 +120,13 @@ class TaskHead(nn.Module):
         if value is None:
             return None
         return torch.nan_to_num((value - self.target_mean) / self.target_scale, nan=0.0)
+
+    def with_anchor(self, raw: Tensor, feats: Any) -> Tensor:
+        """Raw outputs of an anchored head: its weighted correction plus the measurement."""
+        offset = self.anchor_offset(feats)
+        if offset is None:
+            return raw
+        return raw * self.residual_weight + offset.to(raw.dtype).unsqueeze(-1)
 
     def with_evidence(self, raw: Tensor, rr: Tensor | None) -> Tensor:
         """Raw outputs with the evidence label's fused with the windows' (B, F) RR statistics."""

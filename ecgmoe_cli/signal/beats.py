@@ -6,7 +6,7 @@ import numpy as np
 
 from ecgmoe_cli.signal.arrays import median
 
-_GAP_X = 3.0  # heart rate: an interval over this many median RRs is a gap, not a beat
+GAP_X = 3.0  # heart rate: an interval over this many median RRs is a gap, not a beat
 
 
 def rr_features(rpeaks: np.ndarray, fs: float) -> np.ndarray:
@@ -32,12 +32,12 @@ def heart_rate_bpm(rpeaks: np.ndarray, fs: float) -> float:
 
     The mean, not the median: in bigeminy or AF the median picks one kind of interval, the
     mean counts every beat (and equals 60000 / the rr_interval targets, means of RR too).
-    Intervals over _GAP_X median RRs are stretches where no beat could be found (lead off,
+    Intervals over GAP_X median RRs are stretches where no beat could be found (lead off,
     an unusable span between windows), not slow beats, and are left out.
     """
     r = np.sort(np.asarray(rpeaks, dtype=np.float64).ravel())
     if r.size < 2 or not fs > 0:
         return float("nan")
     rr = np.diff(r)
-    rr = rr[rr <= _GAP_X * median(rr)]
+    rr = rr[rr <= GAP_X * median(rr)]
     return float(60.0 * fs / rr.mean())

@@ -1,6 +1,7 @@
 """Calibration on the validation fold: a temperature (min NLL), the RR evidence of an `afib`
-label (training/rhythm_evidence.py), then per-label F1 thresholds; `calibrate_heads` fits them
-on a model's heads and scores them."""
+label (training/rhythm_evidence.py), then per-label F1 thresholds; for an anchored regression
+head the weight of its learned correction (min MAE); `calibrate_heads` fits them on a model's
+heads and scores them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ecgmoe_cli.training.losses import anchor_values
 from ecgmoe_cli.training.metrics import best_f1_threshold
 from ecgmoe_cli.training.outputs import decoded_outputs, raw_outputs
 from ecgmoe_cli.training.rhythm_evidence import EVIDENCE_LABEL, fit_evidence, window_rr_features
@@ -21,6 +23,7 @@ from ecgmoe_cli.training.scoring import score_task
 # 0.986 both times, got 0.18 in one fit and 0.51 in the next; pooled with its 164 training
 # positives 0.16). The training rows flatter the head a little; five positives mislead it more.
 MIN_THRESHOLD_POSITIVES = 20
+RESIDUAL_WEIGHTS = np.linspace(0.0, 1.0, 21)  # the grid an anchored head's weight is chosen on
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -82,6 +85,30 @@ def fit_thresholds(probs: np.ndarray, y: np.ndarray) -> list[float]:
     return out
 
 
+def fit_residual_weight(correction: np.ndarray, anchored: np.ndarray, y: np.ndarray) -> float:
+    """The weight in RESIDUAL_WEIGHTS on the correction (in the unit) minimising MAE of
+    anchored + weight * correction against y (NaN = unknown); ties keep the larger weight."""
+    known = np.isfinite(y) & np.isfinite(correction) & np.isfinite(anchored)
+    if not known.any():
+        return 1.0
+    c, a, t = correction[known], anchored[known], y[known]
+    mae = [np.abs(a + w * c - t).mean() for w in RESIDUAL_WEIGHTS]
+    return round(float(RESIDUAL_WEIGHTS[len(mae) - 1 - int(np.argmin(mae[::-1]))]), 4)
+
+
+def _with_fitted_residual_weight(head: Any, ds: Any, rows: np.ndarray, raw: np.ndarray,
+                                 target: np.ndarray) -> np.ndarray:
+    """Fit an anchored head's residual_weight (raw came with weight 1) and return `rows`' raw
+    outputs with it, as `decode` now gives them."""
+    value = anchor_values(head.anchor, ds, rows)
+    offset = np.nan_to_num((value - head.target_mean) / head.target_scale, nan=0.0)
+    correction = raw[:, 0] - offset  # scaled
+    weight = fit_residual_weight(correction * head.target_scale,
+                                 offset * head.target_scale + head.target_mean, target)
+    head.set_metadata({"residual_weight": weight})
+    return (offset + weight * correction)[:, None].astype(raw.dtype)
+
+
 def _with_fitted_evidence(head: Any, ds: Any, train_rows: np.ndarray, rows: np.ndarray,
                           raw: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Fit `head`'s RR evidence (none when too few AF windows) and return `rows`' raw outputs
@@ -103,11 +130,13 @@ def calibrate_heads(model: Any, ds: Any, rows: np.ndarray, tasks: Sequence[Any],
     the adapters and heads run. With `train_rows`, a head with an `afib` label also gets its RR
     evidence, fitted on them and fused on `rows`, before its thresholds; and a label with fewer
     than MIN_THRESHOLD_POSITIVES positives in `rows` takes its threshold from `train_rows` and
-    `rows` together. Any earlier evidence is dropped first.
+    `rows` together. An anchored regression head gets the residual_weight with the least MAE
+    on `rows`. Any earlier evidence and residual weight are dropped first.
     """
     names = [t.name for t in tasks]
     for n in names:
         model.heads[n].evidence = None
+        model.heads[n].residual_weight = 1.0
     outputs = partial(raw_outputs, model, ds) if encoded is None else partial(
         decoded_outputs, model, encoded)
     raw = outputs(rows, names, batch_size, device)
@@ -116,6 +145,9 @@ def calibrate_heads(model: Any, ds: Any, rows: np.ndarray, tasks: Sequence[Any],
     pooled = train_rows is not None and len(train_rows) > 0
     for t in tasks:
         head = model.heads[t.name]
+        if t.kind == "regression" and head.anchor and len(rows):
+            raw[t.name] = _with_fitted_residual_weight(head, ds, rows, raw[t.name],
+                                                       target[t.name])
         if t.kind != "regression" and len(rows):
             head.set_metadata({"temperature": fit_temperature(t.kind, raw[t.name],
                                                               target[t.name])})

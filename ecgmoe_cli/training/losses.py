@@ -16,10 +16,11 @@ import torch
 from torch import Tensor, nn
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.model.ecgmoe import median_rr_ms
+from ecgmoe_cli.model.ecgmoe import mean_rr_ms, median_rr_ms
 from ecgmoe_cli.model.heads import task_loss
 
-_MEASURES = {"median_rr_ms": median_rr_ms}  # anchor name -> f(rr, beat_mask), as in encode
+# anchor name -> f(rr, beat_mask), as in encode
+_MEASURES = {"mean_rr_ms": mean_rr_ms, "median_rr_ms": median_rr_ms}
 
 
 def anchor_values(anchor: str, dataset: Any, rows: np.ndarray) -> np.ndarray | None:
@@ -36,7 +37,8 @@ def set_regression_scaling(model: Any, dataset: Any, rows: np.ndarray, tasks: Se
                            ) -> dict[str, tuple[float, float]]:
     """Give each regression head the train fold's (mean, std): every loss term is O(1).
 
-    An anchored head learns target - anchor, so its scale is the std of that residual.
+    An anchored head learns target - anchor, so its scale is the std of that residual; it
+    trains with all of its correction (residual_weight 1), calibration weighs it afterwards.
     """
     out = {}
     for t in tasks:
@@ -51,7 +53,8 @@ def set_regression_scaling(model: Any, dataset: Any, rows: np.ndarray, tasks: Se
         spread = spread[np.isfinite(spread)]
         scale = float(spread.std()) if len(spread) > 1 and spread.std() > 1e-6 else 1.0
         mean = float(y[known].mean())
-        model.heads[t.name].set_metadata({"target_mean": mean, "target_scale": scale})
+        model.heads[t.name].set_metadata({"target_mean": mean, "target_scale": scale,
+                                          "residual_weight": 1.0})  # calibration refits it
         out[t.name] = (mean, scale)
     return out
 

@@ -231,29 +231,40 @@ def test_baselines_share_the_batch_and_outputs() -> None:
 
 
 def test_rr_interval_head_starts_from_the_measured_rr_and_learns_a_residual() -> None:
-    """An untrained anchored head predicts the detected median RR; no beats -> the prior mean."""
+    """An untrained anchored head predicts the detected mean RR (gaps left out, as
+    heart_rate_bpm); no beats -> the prior mean; residual_weight scales the correction."""
     model = _model([TASKS["rr_interval"], TASKS["age"]]).eval()
     head = model.heads["rr_interval"]
-    assert head.anchor == "median_rr_ms" and model.heads["age"].anchor == ""
+    assert head.anchor == "mean_rr_ms" and model.heads["age"].anchor == ""
     with torch.no_grad():
         head.linear.weight.zero_()
         head.linear.bias.zero_()
-    b = example_batch(TINY, 3, n_beats=6)
-    b["rr"][0, :6, 0] = torch.tensor([9.0, 0.6, 0.7, 0.9, 2.0, 0.8])  # beat 0's RR is borrowed
+    b = example_batch(TINY, 4, n_beats=6)
+    b["rr"][0, :6, 0] = torch.tensor([9.0, 0.6, 0.7, 0.9, 3.0, 0.8])  # beat 0's RR is borrowed
     b["rr"][2, 2:] = 0.0
     b["rpeaks"][2, 1:] = -1  # one beat: no interval measured
+    b["rr"][3, :6, 0] = torch.tensor([0.5, 0.5, 1.0, 0.5, 1.0, 0.5])  # bigeminy
     pred = model.predict(b)["rr_interval"][:, 0]
-    assert pred[0].item() == pytest.approx(800.0, abs=1e-3)  # median of 600 700 900 2000 800
+    assert pred[0].item() == pytest.approx(750.0, abs=1e-3)  # 3.0 s > 3 x median 0.8: a gap
     assert pred[1].item() == pytest.approx(800.0, abs=1e-3)  # all 0.8 s
     assert pred[2].item() == pytest.approx(head.target_mean)
+    assert pred[3].item() == pytest.approx(700.0, abs=1e-3)  # every beat, not one kind's 500
     with torch.no_grad():
         head.linear.bias.fill_(0.1)  # the residual is added in scaled units
     assert model.predict(b)["rr_interval"][1, 0].item() == pytest.approx(
         800.0 + 0.1 * head.target_scale, abs=1e-3)
+    head.set_metadata({"residual_weight": 0.25})
+    assert model.predict(b)["rr_interval"][1, 0].item() == pytest.approx(
+        800.0 + 0.025 * head.target_scale, abs=1e-3)
     meta = head.metadata()
-    assert meta["anchor"] == "median_rr_ms"
+    assert meta["anchor"] == "mean_rr_ms" and meta["residual_weight"] == 0.25
+    head.set_metadata({"anchor": "median_rr_ms", "residual_weight": 0.0})  # an older adapter's
+    assert model.predict(b)["rr_interval"][3, 0].item() == pytest.approx(500.0, abs=1e-3)
     with pytest.raises(EcgMoeError, match="anchor"):
         model.heads["age"].set_metadata({**model.heads["age"].metadata(), "anchor": "age_guess"})
+    for bad in (1.5, -0.1, float("nan"), "1"):
+        with pytest.raises(EcgMoeError, match="residual_weight"):
+            head.set_metadata({"residual_weight": bad})
 
 
 def test_batchnorm_folded_for_inference_gives_the_same_outputs_and_cannot_be_saved(

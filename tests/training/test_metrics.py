@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ecgmoe_cli.training import metrics as m
-from ecgmoe_cli.training.calibrate import fit_temperature, fit_thresholds, nll
+from ecgmoe_cli.training.calibrate import fit_residual_weight, fit_temperature, fit_thresholds, nll
 
 
 def _pairwise_auroc(y, s):
@@ -71,3 +71,17 @@ def test_temperature_undoes_overconfidence_and_thresholds_maximise_f1():
     for j in range(2):
         best = max(m.f1_score(ys[:, j], probs[:, j] >= c) for c in np.linspace(0, 1, 101))
         assert m.f1_score(ys[:, j], probs[:, j] >= thr[j]) >= best - 1e-9
+
+
+def test_residual_weight_keeps_a_correction_that_helps_and_drops_one_that_only_adds_error():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(800, 100, 500)
+    measured = truth + rng.choice([0.0, 40.0], 500)  # the detector sometimes 40 ms long
+    helpful = truth - measured
+    assert fit_residual_weight(helpful, measured, truth) == 1.0
+    assert fit_residual_weight(rng.normal(0, 50, 500), truth, truth) == 0.0  # exact already
+    half = fit_residual_weight(2 * helpful, measured, truth)
+    assert half == pytest.approx(0.5)
+    y = truth.copy()
+    y[:10] = np.nan  # unknown targets are left out
+    assert fit_residual_weight(helpful, measured, y) == 1.0

@@ -215,7 +215,7 @@ def test_anchored_regression_is_scaled_by_its_residual(dataset):
     assert y.std() > 100  # the fake records' RR is 550 or 1000 ms...
     mean, scale = scaling["rr_interval"]
     assert mean == pytest.approx(y.mean()) and scale == 1.0  # ...and the detected RR is exact
-    assert model.heads["rr_interval"].anchor == "median_rr_ms"
+    assert model.heads["rr_interval"].anchor == "mean_rr_ms"
 
 
 def test_train_mixes_datasets_and_starts_from_a_saved_backbone(dataset, tmp_path):

@@ -103,9 +103,9 @@ def test_adapter_saved_before_anchors_loads_unanchored(tmp_path: Path) -> None:
     save_model(model, SPEC, tmp_path)
     sidecar = tmp_path / "adapters" / "rr_interval.json"
     meta = json.loads(sidecar.read_text())
-    assert meta["anchor"] == "median_rr_ms"
+    assert meta["anchor"] == "mean_rr_ms"
     loaded, _, _ = load_model(tmp_path)
-    assert loaded.heads["rr_interval"].anchor == "median_rr_ms"
+    assert loaded.heads["rr_interval"].anchor == "mean_rr_ms"
     del meta["anchor"]
     sidecar.write_text(json.dumps(meta))
     old, _, _ = load_model(tmp_path)
