@@ -22,12 +22,13 @@ TRAIN_DATA ?= ../shared/ecg-train
 comma := ,
 space := $(empty) $(empty)
 TASKS := infarction hypertrophy conduction st_t rhythm age sex arrhythmia superclass noise
+REAL_ADAPTERS := $(addsuffix -adapter,$(TASKS))
 REAL_DS := $(WORK)/ptbxl-ds $(WORK)/cinc2017-ds $(WORK)/mitdb-ds
 PRE := $(BIN)/ecgmoe preprocess --overwrite --quiet
 # the per-beat AAMI head on MIT-BIH DS1 (raw records + .atr), scored leave-one-record-out
 BEAT_HEAD := $(BIN)/ecgmoe finetune $(TRAIN_DATA)/mitdb --task beat_class --folds 22 --quiet
 
-.PHONY: install demo test weights beat-head rhythm-adapter rr-adapter real-data baselines examples clean
+.PHONY: install demo test weights beat-head $(REAL_ADAPTERS) rr-adapter real-data baselines examples clean
 
 # compileall: bytecode up front, as pip does for a wheel; with PYTHONDONTWRITEBYTECODE set, an
 # editable install would compile every module again on each command (70-75 ms of imports).
@@ -98,13 +99,13 @@ beat-head: install
 	rm -rf weights/heads
 	cp -r $(WORK)/beat-head/heads weights/
 
-# `make rhythm-adapter`: only the rhythm adapter (its RR evidence with it), on the shipped
-# backbone, by the recipe `make weights` uses for it
-rhythm-adapter: real-data
-	rm -rf $(WORK)/rhythm
-	$(BIN)/ecgmoe finetune $(REAL_DS) --task rhythm --epochs 8 --backbone weights \
-	  -o $(WORK)/rhythm --quiet
-	cp $(WORK)/rhythm/adapters/rhythm.* weights/adapters/
+# `make rhythm-adapter`, `make arrhythmia-adapter`, ... (any task of TASKS): only that adapter
+# (its RR evidence with it), on the shipped backbone, by the recipe `make weights` uses for it
+$(REAL_ADAPTERS): %-adapter: real-data
+	rm -rf $(WORK)/$*
+	$(BIN)/ecgmoe finetune $(REAL_DS) --task $* --epochs 8 --backbone weights \
+	  -o $(WORK)/$* --quiet
+	cp $(WORK)/$*/adapters/$*.* weights/adapters/
 
 # `make rr-adapter`: only the rr_interval adapter (its residual weight with it), on the shipped
 # backbone, by the recipe `make weights` uses for it

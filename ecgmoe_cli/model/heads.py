@@ -86,10 +86,14 @@ class TaskHead(nn.Module):
             except EcgMoeError as e:
                 problems.append(str(e))
         if evidence is not None and not (isinstance(evidence, RhythmEvidence)
-                                         and self.task.kind in ("binary", "multilabel")
+                                         and self.task.kind != "regression"
                                          and evidence.label in self.task.labels):
             problems.append(f"evidence must name one of the labels {list(self.task.labels)} "
-                            "of a binary or multilabel task")
+                            "of a classification task")
+        elif (isinstance(evidence, RhythmEvidence) and self.task.kind == "multiclass"
+              and bool(self.evidence_group(evidence.label).all())):
+            problems.append("evidence on a multiclass task must leave some class out of its "
+                            "group")
         if not (_is_number(t) and t > 0):
             problems.append(f"temperature must be a finite number > 0, got {t!r}")
         if not _is_number(mean):
@@ -128,10 +132,25 @@ class TaskHead(nn.Module):
             return raw
         return raw * self.residual_weight + offset.to(raw.dtype).unsqueeze(-1)
 
+    def evidence_group(self, label: str) -> Tensor:
+        """(n_outputs,) bool: the classes a multiclass head's evidence on `label` moves, the
+        label and its kinds (`afib` and `afib_rvr` of arrhythmia)."""
+        return torch.tensor([c == label or c.startswith(label + "_") for c in self.task.labels])
+
     def with_evidence(self, raw: Tensor, rr: Tensor | None) -> Tensor:
-        """Raw outputs with the evidence label's fused with the windows' (B, F) RR statistics."""
+        """Raw outputs with the evidence label's fused with the windows' (B, F) RR statistics.
+
+        Multiclass: the fused logit is the log-odds of the label's group of classes against the
+        rest; the group's logits move together by the change, so the split within either side
+        stays the head's."""
         if self.evidence is None or rr is None:
             return raw
+        if self.task.kind == "multiclass":
+            group = self.evidence_group(self.evidence.label).to(raw.device)
+            t = self.temperature  # the log-odds under softmax(raw / T), as a raw label output
+            odds = group_log_odds(raw / t, group) * t
+            shift = self.evidence.fuse(odds, t, rr.to(raw.dtype)) - odds
+            return raw + shift.unsqueeze(1) * group.to(raw.dtype)
         j = self.task.labels.index(self.evidence.label)
         fused = self.evidence.fuse(raw[:, j], self.temperature, rr.to(raw.dtype))
         return torch.cat([raw[:, :j], fused.unsqueeze(1), raw[:, j + 1:]], 1)
@@ -144,6 +163,13 @@ class TaskHead(nn.Module):
         if kind == "multiclass":
             return (raw / self.temperature).softmax(-1)
         return torch.sigmoid(raw / self.temperature)
+
+
+def group_log_odds(logits: Tensor, group: Tensor) -> Tensor:
+    """(B,) log-odds of the classes in `group` ((n,) bool) against the rest, under softmax."""
+    inf = torch.tensor(float("-inf"), dtype=logits.dtype, device=logits.device)
+    return (torch.where(group, logits, inf).logsumexp(1)
+            - torch.where(group, inf, logits).logsumexp(1))
 
 
 def stacked_heads(heads: Sequence[TaskHead], h: Tensor) -> list[Tensor]:

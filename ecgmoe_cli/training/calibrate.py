@@ -1,7 +1,7 @@
 """Calibration on the validation fold: a temperature (min NLL), the RR evidence of an `afib`
-label (training/rhythm_evidence.py), then per-label F1 thresholds; for an anchored regression
-head the weight of its learned correction (min MAE); `calibrate_heads` fits them on a model's
-heads and scores them."""
+label or class (training/rhythm_evidence.py), then per-label F1 thresholds; for an anchored
+regression head the weight of its learned correction (min MAE); `calibrate_heads` fits them on
+a model's heads and scores them."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ecgmoe_cli.model.heads import group_log_odds
 from ecgmoe_cli.training.losses import anchor_values
 from ecgmoe_cli.training.metrics import best_f1_threshold
 from ecgmoe_cli.training.outputs import decoded_outputs, raw_outputs
@@ -109,15 +110,29 @@ def _with_fitted_residual_weight(head: Any, ds: Any, rows: np.ndarray, raw: np.n
     return (offset + weight * correction)[:, None].astype(raw.dtype)
 
 
+def _in_group(y: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Class indices (NaN or out of range = unknown) -> 1 in `group`, 0 outside, NaN unknown."""
+    known = np.isfinite(y) & (y >= 0) & (y < len(group))
+    return np.where(known, group[np.where(known, y, 0).astype(int)], np.nan)
+
+
 def _with_fitted_evidence(head: Any, ds: Any, train_rows: np.ndarray, rows: np.ndarray,
                           raw: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Fit `head`'s RR evidence (none when too few AF windows) and return `rows`' raw outputs
-    with it, as `decode` now gives them."""
-    j = head.task.labels.index(EVIDENCE_LABEL)
-    y_train = ds.targets(train_rows, [head.task])[head.task.name][:, j]
+    with it, as `decode` now gives them. A multiclass head's evidence is on the log-odds of
+    its AF classes (TaskHead.evidence_group) against the rest."""
+    task = head.task
+    y_train = ds.targets(train_rows, [task])[task.name]
+    if task.kind == "multiclass":
+        group = head.evidence_group(EVIDENCE_LABEL)
+        y_train, y_val = (_in_group(y, group.numpy()) for y in (y_train, target))
+        logit_val = group_log_odds(torch.from_numpy(raw) / head.temperature, group).numpy()
+    else:
+        j = task.labels.index(EVIDENCE_LABEL)
+        y_train, y_val, logit_val = y_train[:, j], target[:, j], raw[:, j] / head.temperature
     x_val = window_rr_features(ds, rows)
     head.evidence = fit_evidence(EVIDENCE_LABEL, window_rr_features(ds, train_rows), y_train,
-                                 x_val, raw[:, j] / head.temperature, target[:, j])
+                                 x_val, logit_val, y_val)
     return head.with_evidence(torch.from_numpy(raw), torch.from_numpy(x_val)).numpy()
 
 
@@ -127,11 +142,11 @@ def calibrate_heads(model: Any, ds: Any, rows: np.ndarray, tasks: Sequence[Any],
     """Fit each head's temperature (min NLL) then thresholds (max F1) on `rows`; score them.
 
     With `encoded` (cached backbone features of `rows`, and of `train_rows` when given) only
-    the adapters and heads run. With `train_rows`, a head with an `afib` label also gets its RR
-    evidence, fitted on them and fused on `rows`, before its thresholds; and a label with fewer
-    than MIN_THRESHOLD_POSITIVES positives in `rows` takes its threshold from `train_rows` and
-    `rows` together. An anchored regression head gets the residual_weight with the least MAE
-    on `rows`. Any earlier evidence and residual weight are dropped first.
+    the adapters and heads run. With `train_rows`, a head with an `afib` label or class also
+    gets its RR evidence, fitted on them and fused on `rows`, before its thresholds; and a
+    label with fewer than MIN_THRESHOLD_POSITIVES positives in `rows` takes its threshold from
+    `train_rows` and `rows` together. An anchored regression head gets the residual_weight
+    with the least MAE on `rows`. Any earlier evidence and residual weight are dropped first.
     """
     names = [t.name for t in tasks]
     for n in names:
@@ -151,7 +166,7 @@ def calibrate_heads(model: Any, ds: Any, rows: np.ndarray, tasks: Sequence[Any],
         if t.kind != "regression" and len(rows):
             head.set_metadata({"temperature": fit_temperature(t.kind, raw[t.name],
                                                               target[t.name])})
-            if pooled and t in labelled and EVIDENCE_LABEL in t.labels:
+            if pooled and EVIDENCE_LABEL in t.labels:
                 raw[t.name] = _with_fitted_evidence(head, ds, train_rows, rows, raw[t.name],
                                                     target[t.name])
     few: dict[str, list[int]] = {}  # task -> its labels with too few validation positives

@@ -1,4 +1,5 @@
-"""RR evidence on the rhythm head's afib label: the RR statistics, the fused logit, its JSON."""
+"""RR evidence on the rhythm head's afib label and the arrhythmia head's AF classes: the RR
+statistics, the fused logit, its JSON."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ import pytest
 import torch
 
 from ecgmoe_cli.errors import EcgMoeError
-from ecgmoe_cli.model.heads import TaskHead
+from ecgmoe_cli.model.heads import TaskHead, group_log_odds
 from ecgmoe_cli.model.rhythm_evidence import (
     N_RR_FEATURES,
     RR_FEATURES,
     RhythmEvidence,
     rr_irregularity,
 )
-from ecgmoe_cli.tasks import TASKS
+from ecgmoe_cli.tasks import TASKS, Task
 
 F = {name: i for i, name in enumerate(RR_FEATURES)}
 
@@ -100,3 +101,29 @@ def test_evidence_round_trips_through_the_head_metadata_and_bad_json_is_refused(
             TaskHead(TASKS["rhythm"], 4).set_metadata({"evidence": bad})
     with pytest.raises(EcgMoeError, match="evidence"):  # a task without the label
         TaskHead(TASKS["sex"], 4).set_metadata({"evidence": head.metadata()["evidence"]})
+
+
+def test_a_multiclass_head_moves_its_af_classes_together_by_the_fused_log_odds():
+    head = TaskHead(TASKS["arrhythmia"], 4)
+    head.temperature = 1.5
+    head.evidence = _evidence()
+    group = head.evidence_group("afib")
+    labels = TASKS["arrhythmia"].labels
+    assert [c for c, g in zip(labels, group.tolist(), strict=True) if g] == ["afib", "afib_rvr"]
+    raw = torch.randn(3, len(labels), generator=torch.Generator().manual_seed(0))
+    rr = torch.zeros(3, N_RR_FEATURES)
+    rr[:, -1] = torch.tensor([0.0, 1.0, 2.0])
+    out = head.with_evidence(raw, rr)
+    before = group_log_odds(raw / 1.5, group)
+    want = 0.5 * before + 1.5 * (2.0 * rr[:, -1] - 1.0) + 0.25
+    assert torch.allclose(group_log_odds(out / 1.5, group), want, atol=1e-5)
+    p, q = (raw / 1.5).softmax(1), (out / 1.5).softmax(1)
+    for side in (group, ~group):  # the split within AF and within the rest is the head's
+        assert torch.allclose(p[:, side] / p[:, side].sum(1, keepdim=True),
+                              q[:, side] / q[:, side].sum(1, keepdim=True), atol=1e-6)
+    again = TaskHead(TASKS["arrhythmia"], 4)
+    again.set_metadata(head.metadata())
+    assert again.evidence == head.evidence
+    every = TaskHead(Task("af_kinds", "multiclass", ("afib", "afib_rvr")), 4)
+    with pytest.raises(EcgMoeError, match="leave some class out"):
+        every.set_metadata({"evidence": head.metadata()["evidence"]})

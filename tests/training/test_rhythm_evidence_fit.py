@@ -60,7 +60,8 @@ def test_dataset_statistics_follow_the_rows_order(tiny_dataset):
 
 
 def _af_dataset(path, n=90):
-    """One-window records; every third is AF with scattered intervals (folds 1-10, 9 included)."""
+    """One-window records; every third is AF with scattered intervals, for rhythm's afib and the
+    arrhythmia class (folds 1-10, 9 included)."""
     from fakes import TASK_NAMES, TINY_SPEC, fake_record
 
     from ecgmoe_cli.io.dataset_writer import DatasetWriter
@@ -75,7 +76,8 @@ def _af_dataset(path, n=90):
             if af:
                 k = int((prep.rpeaks[0] >= 0).sum())
                 prep.rr[0, :k, 0] = rng.uniform(0.35, 1.1, k)
-            labels = [labels[0] | {"y_rhythm__afib": float(af)}]
+            labels = [labels[0] | {"y_rhythm__afib": float(af)}
+                      | ({"y_arrhythmia": 3.0} if af else {})]  # afib
             add_record(w, prep, labels, fold=9 if i % 3 == 1 or i < 30 else i % 8 + 1)
     return path
 
@@ -114,8 +116,9 @@ def test_train_calibrates_the_evidence_too(tmp_path):
                                       "--config", "tiny", "--epochs", "1", "--batch-size", "16",
                                       "--quiet"])
     assert r.exit_code == 0, r.output
-    model, _, _ = load_model(tmp_path / "run" / "weights", tasks=["rhythm", "sex"])
+    model, _, _ = load_model(tmp_path / "run" / "weights", tasks=["rhythm", "sex", "arrhythmia"])
     assert model.heads["rhythm"].evidence is not None
+    assert model.heads["arrhythmia"].evidence is not None  # on its AF classes
     assert model.heads["sex"].evidence is None  # no afib label
 
 
@@ -159,3 +162,25 @@ def test_a_label_with_few_validation_positives_takes_a_pooled_threshold(tmp_path
     n_tachy = np.nansum(ds.column("y_rhythm__tachy", ds.rows()))
     tachy = next(c for c in pooled if np.nansum(c[1]) == n_tachy)
     assert model.heads["rhythm"].thresholds[j] == pytest.approx(tachy[2][0])
+
+
+def test_finetune_fits_the_arrhythmia_heads_af_evidence(tmp_path, tiny_backbone):
+    """A multiclass head gets the evidence on its AF classes, and it moves them on new data."""
+    from ecgmoe_cli.model.batch import to_torch
+    from ecgmoe_cli.tasks import ARRHYTHMIA_CLASSES
+    from ecgmoe_cli.training.finetune import finetune_adapter
+    from ecgmoe_cli.training.loop import FitConfig
+    from ecgmoe_cli.weights.store import load_model
+
+    ds_path = _af_dataset(tmp_path / "ds")
+    out = tmp_path / "w"
+    finetune_adapter("arrhythmia", ds_path, tiny_backbone, out,
+                     FitConfig(epochs=1, batch_size=16), progress=False)
+    model, _, _ = load_model(out, tasks=["arrhythmia"])
+    assert model.heads["arrhythmia"].evidence is not None
+    ds = open_dataset(ds_path)
+    rows = ds.rows()
+    af = [ARRHYTHMIA_CLASSES.index(c) for c in ("afib", "afib_rvr")]
+    p = model.predict(to_torch(ds.batch(rows)), ["arrhythmia"])["arrhythmia"][:, af].sum(1)
+    y = ds.column("y_arrhythmia", rows) == 3
+    assert p[y].min() > p[~y].max()
