@@ -7,6 +7,10 @@ import numpy as np
 from ecgmoe_cli.signal.arrays import median
 
 GAP_X = 3.0  # heart rate: an interval over this many median RRs is a gap, not a beat
+# AF at beat resolution: an interval is irregular when the median |d log RR| of the 2 x
+# IRREGULAR_HALF successive differences around it exceeds IRREGULAR_STEP (sinus rhythm with
+# isolated ectopics stays near 0.01-0.02, AF above 0.1; a median ignores a lone ectopic pair)
+IRREGULAR_HALF, IRREGULAR_STEP = 4, 0.06
 
 
 def rr_features(rpeaks: np.ndarray, fs: float) -> np.ndarray:
@@ -41,3 +45,16 @@ def heart_rate_bpm(rpeaks: np.ndarray, fs: float) -> float:
     rr = np.diff(r)
     rr = rr[rr <= GAP_X * median(rr)]
     return float(60.0 * fs / rr.mean())
+
+
+def irregular_intervals(rr: np.ndarray, half: int = IRREGULAR_HALF,
+                        step: float = IRREGULAR_STEP) -> np.ndarray:
+    """(n,) bool per RR interval (any unit, > 0): the median |d log RR| of the successive
+    differences j = i - half .. i + half - 1 around interval i (those that exist) over `step`."""
+    rr = np.asarray(rr, np.float64)
+    if rr.size < 2:
+        return np.zeros(rr.size, bool)
+    d = np.abs(np.diff(np.log(rr)))
+    padded = np.concatenate([np.full(half, np.nan), d, np.full(half, np.nan)])
+    around = np.lib.stride_tricks.sliding_window_view(padded, 2 * half)[:rr.size]
+    return np.nanmedian(around, axis=1) > step

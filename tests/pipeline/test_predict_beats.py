@@ -239,3 +239,48 @@ def test_encode_records_reports_each_record(records: Path, tiny_weights: Path) -
     data = encode_records(records_under(records), model, spec, progress=lambda: calls.append(1))
     assert len(calls) == len(data.annotated) == 3
     assert data.in_af.shape == data.label.shape and not data.in_af.any()  # no rhythm notes
+
+
+def _beats(*stretches: tuple[float, list[float]]) -> np.ndarray:
+    """Beat times: each stretch repeats its RR pattern (s) until its end time."""
+    t = [0.3]
+    for until, pattern in stretches:
+        k = 0
+        while t[-1] + pattern[k % len(pattern)] <= until:
+            t.append(t[-1] + pattern[k % len(pattern)])
+            k += 1
+    return np.array(t)
+
+
+def test_af_burden_carries_an_episode_to_the_beat_into_its_neighbours() -> None:
+    """Windows of 10 s; only window 2 is called AF, but the irregular beats run from 16 s to
+    34 s: the 4 s on either side count; window 0's own irregular burst, cut off from the
+    episode by regular beats, and the regular windows do not."""
+    from ecgmoe_cli.pipeline.predict.beats import af_burden, episode_edge_seconds
+
+    irregular, sinus = [0.45, 0.7, 0.5, 0.9, 0.4, 0.65], [0.8]
+    t = _beats((2.0, sinus), (6.0, irregular), (16.0, sinus), (34.0, irregular), (50.0, sinus))
+    start, seconds = np.arange(0.0, 50.0, 10.0), np.full(5, 10.0)
+    called = np.array([False, False, True, False, False])
+    got = episode_edge_seconds(t, start, seconds, called)
+    assert 7.1 < got < 10.5  # each edge blurs by about a beat (0.8 s), mostly outwards
+    assert episode_edge_seconds(t, start, seconds, np.zeros(5, bool)) == 0.0
+    all_sinus = _beats((50.0, sinus))
+    assert episode_edge_seconds(all_sinus, start, seconds, called) == 0.0
+
+    class Prep:  # the same through af_burden, at 100 Hz
+        rpeaks = np.full((5, 40), -1)
+        window_start_s = start
+        n_valid = np.full(5, 1000)
+
+    for w in range(5):
+        inside = t[(t >= start[w]) & (t < start[w] + 10)]
+        Prep.rpeaks[w, :inside.size] = np.round((inside - start[w]) * 100)
+    rhythm = TASKS["rhythm"]
+    p = np.zeros((5, len(rhythm.labels)), np.float32)
+    p[2, rhythm.labels.index("afib")] = 0.9
+    ctx = RowContext((rhythm,), {"rhythm": (0.5,) * len(rhythm.labels)}, 100.0, "w", "s")
+    burden = af_burden(Prep(), WindowOutputs({"rhythm": p}), ctx)  # type: ignore[arg-type]
+    assert burden == pytest.approx((10.0 + got) / 50.0, abs=0.01)
+    p[2] = 0.0  # no episode: no seconds
+    assert af_burden(Prep(), WindowOutputs({"rhythm": p}), ctx) == 0.0  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ecgmoe_cli.io.labels.atr import BEAT_SYMBOLS
-from ecgmoe_cli.signal.beats import heart_rate_bpm, rr_features
+from ecgmoe_cli.signal.beats import heart_rate_bpm, irregular_intervals, rr_features
 from ecgmoe_cli.signal.rpeaks import detect_rpeaks
 
 # (offset s from R, amplitude mV, width s): P, Q, R, S, T of a lead II-like beat
@@ -320,3 +320,16 @@ def test_numpy_helpers_equal_the_scipy_functions_they_replace() -> None:
         np.testing.assert_array_equal(_running_median(a, odd),
                                       median_filter(a, size=(1, odd), mode="nearest"))
         np.testing.assert_array_equal(_median(a, axis=1), np.median(a, axis=1))
+
+
+def test_irregular_intervals_mark_af_not_a_lone_ectopic_pair() -> None:
+    """A median over the 8 successive differences around each interval: AF's scattered
+    intervals are irregular, a premature-compensatory pair in sinus rhythm is not."""
+    rng = np.random.default_rng(0)
+    sinus, af = np.full(20, 0.8), rng.uniform(0.35, 0.9, 30)
+    marks = irregular_intervals(np.r_[sinus, af, sinus])
+    assert not marks[:18].any() and marks[23:47].all() and not marks[53:].any()
+    ectopic = np.r_[np.full(10, 0.8), 0.5, 1.1, np.full(10, 0.8)]
+    assert not irregular_intervals(ectopic).any()
+    assert irregular_intervals(np.array([0.8])).tolist() == [False]
+    assert irregular_intervals(np.full(5, 0.8) * 1000).sum() == 0  # any unit

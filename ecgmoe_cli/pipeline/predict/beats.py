@@ -8,7 +8,10 @@ counts them: `pvc_count` (V), `pac_count` (S), `pvc_burden` = V / classified bea
 `af_burden` = the fraction of the record's time in AF episodes: windows the rhythm task calls
 AF (afib at or over its calibrated threshold), each grown through its neighbours while they
 stay at or over EPISODE_FRACTION of it, and a single window between two episodes joined to
-them. Beats past the last window (a tail under min_tail_s) are not classified.
+them; then, at beat resolution, each episode's edge goes on into the window beside it for as
+long as the beats stay irregular (`signal.beats.irregular_intervals`): a paroxysm that starts
+or ends inside a window counts its own seconds there, not none. Beats past the last window (a
+tail under min_tail_s) are not classified.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from ecgmoe_cli.model.inference import WindowOutputs
 from ecgmoe_cli.pipeline.predict.rows import RowContext
 from ecgmoe_cli.pipeline.predict.schema import beat_schema
 from ecgmoe_cli.pipeline.prepare import Prepared
+from ecgmoe_cli.signal.arrays import median
+from ecgmoe_cli.signal.beats import GAP_X, irregular_intervals
 from ecgmoe_cli.tasks import AAMI_CLASSES
 
 _N, _S, _V = (AAMI_CLASSES.index(c) for c in "NSV")
@@ -78,13 +83,52 @@ def af_windows(out: WindowOutputs, ctx: RowContext) -> np.ndarray | None:
 
 
 def af_burden(prep: Prepared, out: WindowOutputs, ctx: RowContext) -> float | None:
-    """Fraction of the record's time in AF episodes; None without the rhythm task.
-    Overlapping windows count each stretch once per window (stride < window: an estimate)."""
+    """Fraction of the record's time in AF episodes, their edges taken to the beat; None
+    without the rhythm task. Overlapping windows count each stretch once per window (stride <
+    window: an estimate)."""
     af = af_windows(out, ctx)
     if af is None:
         return None
-    seconds = np.asarray(prep.n_valid, np.float64)
-    return float((seconds * af).sum() / seconds.sum()) if seconds.sum() > 0 else None
+    seconds = np.asarray(prep.n_valid, np.float64) / ctx.fs
+    if not seconds.sum() > 0:
+        return None
+    edges = 0.0 if not af.any() else episode_edge_seconds(
+        beat_times(prep, ctx.fs), np.asarray(prep.window_start_s, np.float64), seconds, af)
+    return float(min((seconds * af).sum() + edges, seconds.sum()) / seconds.sum())
+
+
+def beat_times(prep: Prepared, fs: float) -> np.ndarray:
+    """(n,) seconds from the record start of every window's beats, each once, in order."""
+    valid = prep.rpeaks >= 0
+    starts = np.round(np.asarray(prep.window_start_s, np.float64) * fs).astype(np.int64)
+    return np.unique((starts[:, None] + prep.rpeaks)[valid]) / fs
+
+
+def episode_edge_seconds(t: np.ndarray, start: np.ndarray, seconds: np.ndarray,
+                         af: np.ndarray) -> float:
+    """Seconds of irregular beats that carry each AF episode (a run of `af` windows) on into
+    the window before it and the one after it, from the episode's edge until the first
+    regular interval or a gap (t: beat times; start, seconds: the windows')."""
+    if t.size < 3:
+        return 0.0
+    rr = np.diff(t)
+    go = irregular_intervals(rr) & (rr <= GAP_X * median(rr))
+    mid = (t[:-1] + t[1:]) / 2
+    end = start + seconds
+    total = 0.0
+    edge = np.diff(np.r_[0, af.astype(np.int8), 0])
+    for a, b in zip(np.flatnonzero(edge == 1), np.flatnonzero(edge == -1) - 1, strict=True):
+        if a > 0:  # backwards from the episode's start, within window a - 1
+            lo, k = start[a - 1], np.searchsorted(mid, start[a]) - 1
+            while k >= 0 and go[k] and t[k] >= lo:
+                total += min(t[k + 1], start[a]) - t[k]
+                k -= 1
+        if b + 1 < af.size:  # forwards from its end, within window b + 1
+            hi, k = end[b + 1], np.searchsorted(mid, end[b], side="right")
+            while k < rr.size and go[k] and t[k + 1] <= hi:
+                total += t[k + 1] - max(t[k], end[b])
+                k += 1
+    return total
 
 
 def af_episodes(p: np.ndarray, threshold: float) -> np.ndarray:
