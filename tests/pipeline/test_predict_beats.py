@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from ecgmoe_cli.model.beat_head import BeatHead, BeatHeadConfig
 from ecgmoe_cli.model.inference import WindowOutputs
-from ecgmoe_cli.pipeline.predict.beats import af_episodes, record_beats
+from ecgmoe_cli.pipeline.predict.beats import af_episodes, af_spans, record_beats
 from ecgmoe_cli.pipeline.predict.rows import RowContext
 from ecgmoe_cli.tasks import TASKS
 from ecgmoe_cli.weights.meta import read_backbone_meta
@@ -145,7 +145,8 @@ def test_overlapping_windows_classify_each_beat_once() -> None:
     probs[0, :, 0] = 1.0  # window 0 says N
     probs[1, :, 2] = 1.0  # window 1 says V
     ctx = RowContext((), {}, 100.0, "w", "s")
-    beats = record_beats(Prep(), WindowOutputs({}, beat_probs=probs), ctx)  # type: ignore
+    out = WindowOutputs({}, beat_probs=probs)
+    beats = record_beats(Prep(), out, ctx, af_spans(Prep(), out, ctx))  # type: ignore
     assert beats is not None
     assert beats.sample.tolist() == [50, 150, 350]
     # sample 150 is in both: window 0 has it 50 off centre, window 1 150 off; 350 only in 1
@@ -166,8 +167,8 @@ def test_no_beat_is_called_s_in_an_af_episode_and_its_s_is_n_there() -> None:
     afib = np.zeros((2, len(rhythm.labels)), np.float32)
     afib[1, rhythm.labels.index("afib")] = 0.9  # window 1 is AF
     ctx = RowContext((rhythm,), {"rhythm": (0.5,) * len(rhythm.labels)}, 100.0, "w", "s")
-    beats = record_beats(Prep(), WindowOutputs({"rhythm": afib}, beat_probs=probs),  # type: ignore
-                         ctx)
+    out = WindowOutputs({"rhythm": afib}, beat_probs=probs)
+    beats = record_beats(Prep(), out, ctx, af_spans(Prep(), out, ctx))  # type: ignore
     assert beats is not None
     assert beats.classes.tolist() == [1, 1, 0, 0]
     np.testing.assert_allclose(beats.probs[2:].sum(1), 1.0, rtol=1e-6)
@@ -254,21 +255,21 @@ def _beats(*stretches: tuple[float, list[float]]) -> np.ndarray:
 
 def test_af_burden_carries_an_episode_to_the_beat_into_its_neighbours() -> None:
     """Windows of 10 s; only window 2 is called AF, but the irregular beats run from 16 s to
-    34 s: the 4 s on either side count; window 0's own irregular burst, cut off from the
-    episode by regular beats, and the regular windows do not."""
-    from ecgmoe_cli.pipeline.predict.beats import af_burden, episode_edge_seconds
+    34 s: the episode spans them, its S beats are N, and af_burden counts them; window 0's
+    own irregular burst, cut off from the episode by regular beats, does not count."""
+    from ecgmoe_cli.pipeline.predict.beats import af_burden, episode_edges
 
     irregular, sinus = [0.45, 0.7, 0.5, 0.9, 0.4, 0.65], [0.8]
     t = _beats((2.0, sinus), (6.0, irregular), (16.0, sinus), (34.0, irregular), (50.0, sinus))
-    start, seconds = np.arange(0.0, 50.0, 10.0), np.full(5, 10.0)
+    start = np.arange(0.0, 50.0, 10.0)
     called = np.array([False, False, True, False, False])
-    got = episode_edge_seconds(t, start, seconds, called)
-    assert 7.1 < got < 10.5  # each edge blurs by about a beat (0.8 s), mostly outwards
-    assert episode_edge_seconds(t, start, seconds, np.zeros(5, bool)) == 0.0
-    all_sinus = _beats((50.0, sinus))
-    assert episode_edge_seconds(all_sinus, start, seconds, called) == 0.0
+    (lo, hi), = episode_edges(t, start, start + 10.0, called)
+    assert 14.4 < lo < 16.5 and 33.5 < hi < 35.6  # each edge within two beats (0.8 s each)
+    assert episode_edges(_beats((50.0, sinus)), start, start + 10.0, called).tolist() == [
+        [20.0, 30.0]]  # regular neighbours: the window's own edges
+    assert episode_edges(t, start, start + 10.0, np.zeros(5, bool)).shape == (0, 2)
 
-    class Prep:  # the same through af_burden, at 100 Hz
+    class Prep:  # the same through af_spans and af_burden, at 100 Hz
         rpeaks = np.full((5, 40), -1)
         window_start_s = start
         n_valid = np.full(5, 1000)
@@ -280,7 +281,19 @@ def test_af_burden_carries_an_episode_to_the_beat_into_its_neighbours() -> None:
     p = np.zeros((5, len(rhythm.labels)), np.float32)
     p[2, rhythm.labels.index("afib")] = 0.9
     ctx = RowContext((rhythm,), {"rhythm": (0.5,) * len(rhythm.labels)}, 100.0, "w", "s")
-    burden = af_burden(Prep(), WindowOutputs({"rhythm": p}), ctx)  # type: ignore[arg-type]
-    assert burden == pytest.approx((10.0 + got) / 50.0, abs=0.01)
-    p[2] = 0.0  # no episode: no seconds
-    assert af_burden(Prep(), WindowOutputs({"rhythm": p}), ctx) == 0.0  # type: ignore[arg-type]
+    s_beats = np.tile(np.array([0.2, 0.8, 0.0, 0.0, 0.0], np.float32), (5, 40, 1))
+    out = WindowOutputs({"rhythm": p}, beat_probs=s_beats)
+    spans = af_spans(Prep(), out, ctx)  # type: ignore[arg-type]
+    assert spans is not None and spans.shape == (1, 2)
+    assert af_burden(Prep(), ctx, spans) == pytest.approx(  # type: ignore[arg-type]
+        (spans[0, 1] - spans[0, 0]) / 50.0)
+    beats = record_beats(Prep(), out, ctx, spans)  # type: ignore[arg-type]
+    assert beats is not None
+    at = beats.sample / 100.0
+    called_s = beats.classes == 1
+    assert not called_s[(at >= spans[0, 0]) & (at < spans[0, 1])].any()
+    assert called_s[(at < spans[0, 0]) | (at >= spans[0, 1])].all()
+    p[2] = 0.0  # no episode: no AF time
+    no_af = af_spans(Prep(), WindowOutputs({"rhythm": p}), ctx)  # type: ignore[arg-type]
+    assert af_burden(Prep(), ctx, no_af) == 0.0  # type: ignore[arg-type]
+    assert af_burden(Prep(), ctx, None) is None  # type: ignore[arg-type]

@@ -51,18 +51,18 @@ class RecordBeats:
         return self.probs.argmax(1)
 
 
-def record_beats(prep: Prepared, out: WindowOutputs, ctx: RowContext) -> RecordBeats | None:
-    """Every window's beats with their class probabilities, each beat once (in AF episodes S's
-    probability moved to N); None without a beat head."""
+def record_beats(prep: Prepared, out: WindowOutputs, ctx: RowContext,
+                 spans: np.ndarray | None) -> RecordBeats | None:
+    """Every window's beats with their class probabilities, each beat once (inside the AF
+    `spans`, `af_spans`, S's probability moved to N); None without a beat head."""
     if out.beat_probs is None:
         return None
     valid = prep.rpeaks >= 0  # (nw, K)
     starts = np.round(np.asarray(prep.window_start_s, np.float64) * ctx.fs).astype(np.int64)
     sample = (starts[:, None] + prep.rpeaks)[valid]
     probs = out.beat_probs[valid]
-    af = af_windows(out, ctx)
-    if af is not None and af.any():
-        in_af = np.broadcast_to(af[:, None], valid.shape)[valid]
+    if spans is not None and spans.size:
+        in_af = in_spans(sample / ctx.fs, spans)
         probs = probs.copy()
         probs[in_af, _N] += probs[in_af, _S]
         probs[in_af, _S] = 0.0
@@ -82,19 +82,30 @@ def af_windows(out: WindowOutputs, ctx: RowContext) -> np.ndarray | None:
     return af_episodes(out.probs["rhythm"][:, i], ctx.thresholds["rhythm"][i])
 
 
-def af_burden(prep: Prepared, out: WindowOutputs, ctx: RowContext) -> float | None:
-    """Fraction of the record's time in AF episodes, their edges taken to the beat; None
-    without the rhythm task. Overlapping windows count each stretch once per window (stride <
-    window: an estimate)."""
+def af_spans(prep: Prepared, out: WindowOutputs, ctx: RowContext) -> np.ndarray | None:
+    """(m, 2) [start, end) seconds of the record's AF episodes (`af_windows`), each edge
+    carried on to the beat into the window beside it (`episode_edges`), in time order; None
+    without the rhythm task."""
     af = af_windows(out, ctx)
     if af is None:
         return None
-    seconds = np.asarray(prep.n_valid, np.float64) / ctx.fs
-    if not seconds.sum() > 0:
+    start = np.asarray(prep.window_start_s, np.float64)
+    end = start + np.asarray(prep.n_valid, np.float64) / ctx.fs
+    if not af.any():
+        return np.zeros((0, 2))
+    return episode_edges(beat_times(prep, ctx.fs), start, end, af)
+
+
+def af_burden(prep: Prepared, ctx: RowContext, spans: np.ndarray | None) -> float | None:
+    """Fraction of the record's time (its windows' union) in the AF `spans`; None without
+    them (no rhythm task)."""
+    if spans is None:
         return None
-    edges = 0.0 if not af.any() else episode_edge_seconds(
-        beat_times(prep, ctx.fs), np.asarray(prep.window_start_s, np.float64), seconds, af)
-    return float(min((seconds * af).sum() + edges, seconds.sum()) / seconds.sum())
+    start = np.asarray(prep.window_start_s, np.float64)
+    windows = merged(np.stack([start, start + np.asarray(prep.n_valid) / ctx.fs], 1))
+    covered = float(np.diff(windows, axis=1).sum())
+    af = float(np.diff(merged(spans), axis=1).sum())
+    return min(af / covered, 1.0) if covered > 0 else None
 
 
 def beat_times(prep: Prepared, fs: float) -> np.ndarray:
@@ -104,31 +115,50 @@ def beat_times(prep: Prepared, fs: float) -> np.ndarray:
     return np.unique((starts[:, None] + prep.rpeaks)[valid]) / fs
 
 
-def episode_edge_seconds(t: np.ndarray, start: np.ndarray, seconds: np.ndarray,
-                         af: np.ndarray) -> float:
-    """Seconds of irregular beats that carry each AF episode (a run of `af` windows) on into
-    the window before it and the one after it, from the episode's edge until the first
-    regular interval or a gap (t: beat times; start, seconds: the windows')."""
+def episode_edges(t: np.ndarray, start: np.ndarray, end: np.ndarray, af: np.ndarray
+                  ) -> np.ndarray:
+    """(m, 2) seconds of each run of `af` windows, its start moved back through the window
+    before it and its end on through the window after it while the beats' intervals stay
+    irregular (to the first regular interval or gap; t: beat times in order)."""
+    edge = np.diff(np.r_[0, af.astype(np.int8), 0])
+    runs = list(zip(np.flatnonzero(edge == 1), np.flatnonzero(edge == -1) - 1, strict=True))
+    spans = np.array([[start[a], end[a:b + 1].max()] for a, b in runs],
+                     np.float64).reshape(-1, 2)
     if t.size < 3:
-        return 0.0
+        return spans
     rr = np.diff(t)
     go = irregular_intervals(rr) & (rr <= GAP_X * median(rr))
     mid = (t[:-1] + t[1:]) / 2
-    end = start + seconds
-    total = 0.0
-    edge = np.diff(np.r_[0, af.astype(np.int8), 0])
-    for a, b in zip(np.flatnonzero(edge == 1), np.flatnonzero(edge == -1) - 1, strict=True):
-        if a > 0:  # backwards from the episode's start, within window a - 1
-            lo, k = start[a - 1], np.searchsorted(mid, start[a]) - 1
-            while k >= 0 and go[k] and t[k] >= lo:
-                total += min(t[k + 1], start[a]) - t[k]
+    for row, (a, b) in zip(spans, runs, strict=True):
+        if a > 0:  # back from the episode's start, within window a - 1
+            k = np.searchsorted(mid, row[0]) - 1
+            while k >= 0 and go[k] and t[k] >= start[a - 1]:
+                row[0] = min(row[0], t[k])
                 k -= 1
-        if b + 1 < af.size:  # forwards from its end, within window b + 1
-            hi, k = end[b + 1], np.searchsorted(mid, end[b], side="right")
-            while k < rr.size and go[k] and t[k + 1] <= hi:
-                total += t[k + 1] - max(t[k], end[b])
+        if b + 1 < af.size:  # on from its end, within window b + 1
+            k = np.searchsorted(mid, row[1], side="right")
+            while k < rr.size and go[k] and t[k + 1] <= end[b + 1]:
+                row[1] = max(row[1], t[k + 1])
                 k += 1
-    return total
+    return spans
+
+
+def merged(spans: np.ndarray) -> np.ndarray:
+    """(m, 2) [start, end) spans -> their union as disjoint spans in time order."""
+    out: list[list[float]] = []
+    for lo, hi in spans[np.argsort(spans[:, 0], kind="stable")] if len(spans) else []:
+        if out and lo <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return np.array(out, np.float64).reshape(-1, 2)
+
+
+def in_spans(t: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """(n,) bool: the times inside any of the (m, 2) [start, end) spans."""
+    u = merged(spans)
+    i = np.searchsorted(u[:, 0], t, side="right") - 1
+    return (i >= 0) & (t < u[np.maximum(i, 0), 1]) if len(u) else np.zeros(t.size, bool)
 
 
 def af_episodes(p: np.ndarray, threshold: float) -> np.ndarray:
@@ -146,10 +176,10 @@ def af_episodes(p: np.ndarray, threshold: float) -> np.ndarray:
     return episodes
 
 
-def holter_columns(prep: Prepared, out: WindowOutputs, ctx: RowContext,
-                   beats: RecordBeats | None) -> dict[str, Any]:
+def holter_columns(prep: Prepared, ctx: RowContext, beats: RecordBeats | None,
+                   spans: np.ndarray | None) -> dict[str, Any]:
     """The record row's Holter summary (null where the model gives no answer)."""
-    cols: dict[str, Any] = {"af_burden": af_burden(prep, out, ctx)}
+    cols: dict[str, Any] = {"af_burden": af_burden(prep, ctx, spans)}
     if beats is not None:
         cls = beats.classes
         n, v = int(cls.size), int((cls == _V).sum())

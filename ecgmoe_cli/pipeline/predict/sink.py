@@ -13,7 +13,7 @@ from ecgmoe_cli.io.outputs import check_writable, refuse_input_inside
 from ecgmoe_cli.io.report import ReportWriter, is_single_file, source_stamp
 from ecgmoe_cli.model.inference import WindowOutputs
 from ecgmoe_cli.pipeline.outcomes import Failed, Long
-from ecgmoe_cli.pipeline.predict.beats import beat_table, holter_columns, record_beats
+from ecgmoe_cli.pipeline.predict.beats import af_spans, beat_table, holter_columns, record_beats
 from ecgmoe_cli.pipeline.predict.options import PredictOptions
 from ecgmoe_cli.pipeline.predict.rows import RowContext, Tally, error_row, record_row, window_rows
 from ecgmoe_cli.pipeline.predict.schedule import Predicted, predict_long, through_model
@@ -72,9 +72,10 @@ def record_rows(item: Prepared, out: WindowOutputs, ctx: RowContext, explain: bo
     """A predicted record's report row, its --windows rows (when asked) and its --beats rows
     (built only when called with the row's source_stamp; None without a beat head)."""
     wrows = window_rows(item, out, ctx) if windows else []
-    beats = record_beats(item, out, ctx)
+    spans = af_spans(item, out, ctx)  # the AF episodes, for the beats and af_burden
+    beats = record_beats(item, out, ctx, spans)
     row = record_row(item, out, ctx, explain)
-    row.update(holter_columns(item, out, ctx, beats))
+    row.update(holter_columns(item, ctx, beats, spans))
     return row, wrows, (None if beats is None else
                         lambda stamp: beat_table(item, beats, ctx.fs, stamp))
 
