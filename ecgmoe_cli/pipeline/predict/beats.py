@@ -58,8 +58,7 @@ def record_beats(prep: Prepared, out: WindowOutputs, ctx: RowContext,
     if out.beat_probs is None:
         return None
     valid = prep.rpeaks >= 0  # (nw, K)
-    starts = np.round(np.asarray(prep.window_start_s, np.float64) * ctx.fs).astype(np.int64)
-    sample = (starts[:, None] + prep.rpeaks)[valid]
+    sample = window_samples(prep, ctx.fs)
     probs = out.beat_probs[valid]
     if spans is not None and spans.size:
         in_af = in_spans(sample / ctx.fs, spans)
@@ -108,11 +107,16 @@ def af_burden(prep: Prepared, ctx: RowContext, spans: np.ndarray | None) -> floa
     return min(af / covered, 1.0) if covered > 0 else None
 
 
+def window_samples(prep: Prepared, fs: float) -> np.ndarray:
+    """The samples from the record start (at rate fs) of every window's valid beats, window by
+    window: a beat in two overlapping windows appears twice."""
+    starts = np.round(np.asarray(prep.window_start_s, np.float64) * fs).astype(np.int64)
+    return (starts[:, None] + prep.rpeaks)[prep.rpeaks >= 0]
+
+
 def beat_times(prep: Prepared, fs: float) -> np.ndarray:
     """(n,) seconds from the record start of every window's beats, each once, in order."""
-    valid = prep.rpeaks >= 0
-    starts = np.round(np.asarray(prep.window_start_s, np.float64) * fs).astype(np.int64)
-    return np.unique((starts[:, None] + prep.rpeaks)[valid]) / fs
+    return np.unique(window_samples(prep, fs)) / fs
 
 
 def episode_edges(t: np.ndarray, start: np.ndarray, end: np.ndarray, af: np.ndarray
