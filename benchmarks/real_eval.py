@@ -12,7 +12,8 @@ Run (datasets made by `ecgmoe preprocess`, e.g. by `make real-data`):
   macro AUROC of each diagnostic task; age MAE and sex AUROC against trivial predictors.
 - CinC 2017 (hash fold 9): per record (windows aggregated as `predict` does), AF F1 and AUROC
   from `rhythm_afib`, and the challenge score: mean F1 of N, A, O over the 4-class confusion
-  (N = a sinus class, A = afib / afib_rvr, O = any other class, ~ = `noise` called).
+  (N = a sinus class, A = afib / afib_rvr, O = any other class, ~ = `noise` called), the class
+  as `predict` reports it (AF classes exactly when rhythm's afib is called).
 - MIT-BIH / CPSC 2021 / SVDB: per 10 s window against the `.atr` rhythm, AF AUROC and the share
   of non-AF windows called AF, per record and pooled, with the records' training folds named.
 - 12-lead records with diagnoses (CinC 2021): records right on all five diagnostic tasks,
@@ -74,6 +75,23 @@ def per_record(model: Any, pred: dict, groups: list[np.ndarray], stride_s: float
     k = sustained_windows(stride_s)
     return {t: np.stack([aggregate(model.tasks[t], v[g], k) for g in groups])
             for t, v in pred.items()}
+
+
+def record_classes(model: Any, rec: dict[str, np.ndarray], task: str) -> list[str]:
+    """Each record's class of a multiclass task as `predict` reports it (its argmax, among the
+    classes `allowed_classes` leaves)."""
+    from ecgmoe_cli.pipeline.predict.rows import allowed_classes
+
+    tasks = [model.tasks[t] for t in rec]
+    thresholds = {t: model.heads[t].thresholds for t in rec}
+    labels = model.tasks[task].labels
+    out = []
+    for i in range(len(rec[task])):
+        allowed = allowed_classes(model.tasks[task], {t: v[i] for t, v in rec.items()},
+                                  thresholds, tasks)
+        p = rec[task][i] if allowed is None else np.where(allowed, rec[task][i], -np.inf)
+        out.append(labels[int(p.argmax())])
+    return out
 
 
 def auroc_ci(y: np.ndarray, p: np.ndarray, n_boot: int) -> dict[str, Any]:
@@ -187,7 +205,7 @@ def cinc2017(model: Any, path: Path, fold: int, n_boot: int) -> dict[str, Any]:
     af_called = p_af >= model.heads["rhythm"].thresholds[0]
     noise_called = (rec["noise"][:, 0] >= model.heads["noise"].thresholds[0] if "noise" in rec
                     else np.zeros(len(names), bool))
-    cls = [ARRHYTHMIA_CLASSES[i] for i in rec["arrhythmia"].argmax(1)]
+    cls = record_classes(model, rec, "arrhythmia")
     called = ["~" if nz else "A" if c in AF else "N" if c in SINUS else "O"
               for nz, c in zip(noise_called, cls, strict=True)]
     k = ~noisy

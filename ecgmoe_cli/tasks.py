@@ -116,6 +116,12 @@ NOT_FINDINGS: dict[str, tuple[str, ...]] = {"sex": ("female",), "superclass": ("
 TRAIT_VALUES: dict[str, tuple[str, str]] = {"sex": ("male", "female")}
 
 
+def label_group(labels: tuple[str, ...], label: str) -> tuple[bool, ...]:
+    """Which of a multiclass task's classes are `label` or a kind of it (`afib` and
+    `afib_rvr`): the classes RR evidence on `label` moves, and what an AF call allows."""
+    return tuple(c == label or c.startswith(label + "_") for c in labels)
+
+
 def is_finding(task: str, label: str) -> bool:
     """Whether a label over its threshold is a finding worth a look."""
     return label not in NOT_FINDINGS.get(task, ())

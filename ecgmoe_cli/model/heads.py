@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from ecgmoe_cli.errors import EcgMoeError
 from ecgmoe_cli.model.rhythm_evidence import RhythmEvidence
+from ecgmoe_cli.tasks import label_group
 
 KINDS = ("binary", "multilabel", "multiclass", "regression")
 # Priors for the regression target scaling before training measures the data (by unit).
@@ -135,7 +136,7 @@ class TaskHead(nn.Module):
     def evidence_group(self, label: str) -> Tensor:
         """(n_outputs,) bool: the classes a multiclass head's evidence on `label` moves, the
         label and its kinds (`afib` and `afib_rvr` of arrhythmia)."""
-        return torch.tensor([c == label or c.startswith(label + "_") for c in self.task.labels])
+        return torch.tensor(label_group(self.task.labels, label))
 
     def with_evidence(self, raw: Tensor, rr: Tensor | None) -> Tensor:
         """Raw outputs with the evidence label's fused with the windows' (B, F) RR statistics.

@@ -492,3 +492,38 @@ def test_the_record_that_overflows_the_early_buffer_is_kept(real_dir: Path, monk
     for path, want in zip(paths, direct):
         if path in got:
             np.testing.assert_array_equal(got[path].signal, want.signal)
+
+
+def test_arrhythmia_class_agrees_with_rhythm_on_af_in_record_and_window_rows() -> None:
+    """arrhythmia_class is an AF class exactly when rhythm_pred says afib: the most likely of
+    the AF classes then, of the others otherwise, whatever the plain argmax."""
+    from types import SimpleNamespace
+
+    from ecgmoe_cli.model.inference import WindowOutputs
+    from ecgmoe_cli.pipeline.predict.rows import RowContext, record_row, window_rows
+
+    rhythm, arr = TASKS["rhythm"], TASKS["arrhythmia"]
+    classes = arr.labels
+    ctx = RowContext((rhythm, arr), {"rhythm": (0.5,) * 4, "arrhythmia": (0.5,) * len(classes)},
+                     250.0, "w", "s")
+    p_r = np.zeros((2, 4), np.float32)
+    p_r[1, rhythm.labels.index("afib")] = 0.9  # window 1: rhythm calls afib
+    p_a = np.full((2, len(classes)), 0.01, np.float32)
+    p_a[0, classes.index("afib")], p_a[0, classes.index("pvc")] = 0.7, 0.3  # argmax afib
+    p_a[1, classes.index("sinus")], p_a[1, classes.index("afib_rvr")] = 0.6, 0.2  # argmax sinus
+    out = WindowOutputs({"rhythm": p_r, "arrhythmia": p_a})
+    prep = SimpleNamespace(path="r.hea", record="r", fs_in=250.0, duration_s=20.0,
+                           leads_used=["I"], lead_warnings=[], n_valid=np.full(2, 2500),
+                           rpeaks=np.full((2, 4), -1), window_start_s=np.arange(2) * 10.0,
+                           heart_rate_bpm=60.0, n_beats=20, quality=0.9,
+                           window_quality=np.full(2, 0.9, np.float32))
+    first, second = window_rows(prep, out, ctx)
+    assert first["rhythm_pred"] == "" and first["arrhythmia_class"] == "pvc"
+    assert first["arrhythmia_prob"] == pytest.approx(0.3)
+    assert second["rhythm_pred"] == "afib" and second["arrhythmia_class"] == "afib_rvr"
+    both = RowContext(ctx.tasks, ctx.thresholds, 250.0, "w", "s", sustained=2)
+    row = record_row(prep, out, both)  # rhythm over both windows: afib 0.45 < 0.5
+    assert row["rhythm_pred"] == "" and row["arrhythmia_class"] == "sinus"  # argmax: afib
+    alone = RowContext((arr,), {"arrhythmia": (0.5,) * len(classes)}, 250.0, "w", "s")
+    assert window_rows(prep, WindowOutputs({"arrhythmia": p_a}), alone)[0][
+        "arrhythmia_class"] == "afib"  # no rhythm task: the plain argmax

@@ -6,7 +6,9 @@ Aggregation over the windows of a long record (README, 'Report schema'):
 - binary tasks describe the patient (sex, potassium): the MEAN over windows;
 - `<task>_prob` of a binary/multilabel task is the max of its labels' record probabilities, and
   `<task>_pred` lists the labels at or over their calibrated thresholds (comma-separated);
-- multiclass: class probabilities are averaged over windows, the class is their argmax;
+- multiclass: class probabilities are averaged over windows, the class is their argmax; a
+  task with AF classes (afib and its kinds) beside the rhythm task takes one of them exactly
+  when rhythm's afib is called (`allowed_classes`), so the two never disagree on AF;
 - regression values and rates: the MEDIAN over windows.
 """
 
@@ -27,10 +29,11 @@ from ecgmoe_cli.pipeline.predict.schema import pred_labels, regression_column
 from ecgmoe_cli.pipeline.prepare import Prepared
 from ecgmoe_cli.signal.beats import heart_rate_bpm
 from ecgmoe_cli.signal.quality import LOW_QUALITY
-from ecgmoe_cli.tasks import Task
+from ecgmoe_cli.tasks import Task, label_group
 
 SUSTAINED_S = 30.0  # a finding of a long record must hold this long (the AF-episode convention)
 KEEP_ERRORS = 20  # failed records kept for the summary and --json (all are in the report)
+AF_LABEL = "afib"  # rhythm's AF label, and the name of a multiclass task's AF classes
 
 
 def weights_id(meta: dict[str, Any], tasks: Sequence[str]) -> str:
@@ -58,8 +61,26 @@ class RowContext:
     sustained: int = 1  # consecutive windows a finding must hold over (sustained_windows)
 
 
-def _task_values(task: Task, p: np.ndarray, thresholds: Sequence[float]) -> dict[str, Any]:
-    """One task's report columns from its (n_outputs,) record-level outputs."""
+def allowed_classes(task: Task, values: dict[str, np.ndarray],
+                    thresholds: dict[str, Sequence[float]], tasks: Sequence[Task]
+                    ) -> np.ndarray | None:
+    """(n,) bool: the classes a multiclass task's argmax may take, or None for all. With AF
+    classes (`label_group(.., "afib")`) and the rhythm task's afib beside it: those when
+    rhythm's calibrated afib is called, the others when it is not. Rhythm's afib threshold
+    is fitted for F1 on AF; an argmax over twelve classes is not (CinC 2017 challenge score,
+    fold 9 / untuned fold 10: 0.743 / 0.757 by argmax, 0.759 / 0.759 this way)."""
+    rhythm = next((t for t in tasks if t.name == "rhythm" and AF_LABEL in t.labels), None)
+    group = np.array(label_group(task.labels, AF_LABEL))
+    if rhythm is None or rhythm.name not in values or not group.any() or group.all():
+        return None
+    i = rhythm.labels.index(AF_LABEL)
+    return group if values[rhythm.name][i] >= thresholds[rhythm.name][i] else ~group
+
+
+def _task_values(task: Task, p: np.ndarray, thresholds: Sequence[float],
+                 allowed: np.ndarray | None = None) -> dict[str, Any]:
+    """One task's report columns from its (n_outputs,) record-level outputs (a multiclass
+    task's class among `allowed` ones, when given)."""
     values = p.tolist()
     if task.kind in ("binary", "multilabel"):
         cols: dict[str, Any] = {f"{task.name}_{lab}_prob": v for lab, v in zip(task.labels, values)}
@@ -68,7 +89,7 @@ def _task_values(task: Task, p: np.ndarray, thresholds: Sequence[float]) -> dict
                                              zip(task.labels, values, thresholds) if v >= th)
         return cols
     if task.kind == "multiclass":
-        k = int(p.argmax())
+        k = int(np.where(allowed, p, -np.inf).argmax()) if allowed is not None else int(p.argmax())
         return {f"{task.name}_class": task.labels[k], f"{task.name}_prob": values[k]}
     return {regression_column(task): values[0]}
 
@@ -138,12 +159,19 @@ def record_row(prep: Prepared, out: WindowOutputs, ctx: RowContext,
     row.update(heart_rate_bpm=float(prep.heart_rate_bpm), n_beats=int(prep.n_beats),
                quality=float(prep.quality), low_quality=bool(prep.quality < LOW_QUALITY))
     _with_note(row, note)
-    for task in ctx.tasks:
-        row.update(_task_values(task, aggregate(task, out.probs[task.name][used], ctx.sustained),
-                                ctx.thresholds[task.name]))
+    values = {t.name: aggregate(t, out.probs[t.name][used], ctx.sustained) for t in ctx.tasks}
+    _update_tasks(row, values, ctx)
     if explain:
         row["explain"] = json.dumps(explanation(prep, out, ctx, row), separators=(",", ":"))
     return row
+
+
+def _update_tasks(row: dict[str, Any], values: dict[str, np.ndarray], ctx: RowContext) -> None:
+    """Every task's columns from its record- or window-level outputs."""
+    for task in ctx.tasks:
+        allowed = (allowed_classes(task, values, ctx.thresholds, ctx.tasks)
+                   if task.kind == "multiclass" else None)
+        row.update(_task_values(task, values[task.name], ctx.thresholds[task.name], allowed))
 
 
 def window_rows(prep: Prepared, out: WindowOutputs, ctx: RowContext) -> list[dict[str, Any]]:
@@ -158,8 +186,7 @@ def window_rows(prep: Prepared, out: WindowOutputs, ctx: RowContext) -> list[dic
                    heart_rate_bpm=heart_rate_bpm(peaks, ctx.fs),
                    n_beats=len(peaks), quality=q, low_quality=q < LOW_QUALITY)
         _with_note(row, _low_quality_note(q) if q < LOW_QUALITY else "")
-        for task in ctx.tasks:
-            row.update(_task_values(task, out.probs[task.name][w], ctx.thresholds[task.name]))
+        _update_tasks(row, {t.name: out.probs[t.name][w] for t in ctx.tasks}, ctx)
         rows.append(row)
     return rows
 
