@@ -116,6 +116,9 @@ NOT_FINDINGS: dict[str, tuple[str, ...]] = {"sex": ("female",), "superclass": ("
 TRAIT_VALUES: dict[str, tuple[str, str]] = {"sex": ("male", "female")}
 
 
+AF_LABEL = "afib"  # rhythm's AF label; a multiclass task's AF classes are it and its kinds
+
+
 def label_group(labels: tuple[str, ...], label: str) -> tuple[bool, ...]:
     """Which of a multiclass task's classes are `label` or a kind of it (`afib` and
     `afib_rvr`): the classes RR evidence on `label` moves, and what an AF call allows."""

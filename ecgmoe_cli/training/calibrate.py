@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from ecgmoe_cli.model.heads import group_log_odds
+from ecgmoe_cli.tasks import AF_LABEL
 from ecgmoe_cli.training.losses import anchor_values
 from ecgmoe_cli.training.metrics import best_f1_threshold
 from ecgmoe_cli.training.outputs import decoded_outputs, raw_outputs
-from ecgmoe_cli.training.rhythm_evidence import EVIDENCE_LABEL, fit_evidence, window_rr_features
+from ecgmoe_cli.training.rhythm_evidence import fit_evidence, window_rr_features
 from ecgmoe_cli.training.scoring import score_task
 
 # A label with fewer validation positives takes its threshold from the training and validation
@@ -124,14 +125,14 @@ def _with_fitted_evidence(head: Any, ds: Any, train_rows: np.ndarray, rows: np.n
     task = head.task
     y_train = ds.targets(train_rows, [task])[task.name]
     if task.kind == "multiclass":
-        group = head.evidence_group(EVIDENCE_LABEL)
+        group = head.evidence_group(AF_LABEL)
         y_train, y_val = (_in_group(y, group.numpy()) for y in (y_train, target))
         logit_val = group_log_odds(torch.from_numpy(raw) / head.temperature, group).numpy()
     else:
-        j = task.labels.index(EVIDENCE_LABEL)
+        j = task.labels.index(AF_LABEL)
         y_train, y_val, logit_val = y_train[:, j], target[:, j], raw[:, j] / head.temperature
     x_val = window_rr_features(ds, rows)
-    head.evidence = fit_evidence(EVIDENCE_LABEL, window_rr_features(ds, train_rows), y_train,
+    head.evidence = fit_evidence(AF_LABEL, window_rr_features(ds, train_rows), y_train,
                                  x_val, logit_val, y_val)
     return head.with_evidence(torch.from_numpy(raw), torch.from_numpy(x_val)).numpy()
 
@@ -166,7 +167,7 @@ def calibrate_heads(model: Any, ds: Any, rows: np.ndarray, tasks: Sequence[Any],
         if t.kind != "regression" and len(rows):
             head.set_metadata({"temperature": fit_temperature(t.kind, raw[t.name],
                                                               target[t.name])})
-            if pooled and EVIDENCE_LABEL in t.labels:
+            if pooled and AF_LABEL in t.labels:
                 raw[t.name] = _with_fitted_evidence(head, ds, train_rows, rows, raw[t.name],
                                                     target[t.name])
     few: dict[str, list[int]] = {}  # task -> its labels with too few validation positives

@@ -17,7 +17,6 @@ import torch
 
 from ecgmoe_cli.model.rhythm_evidence import N_RR_FEATURES, RhythmEvidence, rr_irregularity
 
-EVIDENCE_LABEL = "afib"  # the label a head with RR evidence fuses
 RR_L2 = 10.0  # ridge penalty of the RR regression (standardised features; ~20,000 windows)
 FUSE_L2 = 1.0  # of the two-input fusion (~2,000 validation windows)
 MIN_POSITIVES = 10  # fewer AF windows in either fit: no evidence (it would learn noise)

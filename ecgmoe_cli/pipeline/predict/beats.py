@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from ecgmoe_cli.io.files import safe_text
 from ecgmoe_cli.model.inference import WindowOutputs
-from ecgmoe_cli.pipeline.predict.rows import RowContext
+from ecgmoe_cli.pipeline.predict.rows import RowContext, rhythm_afib
 from ecgmoe_cli.pipeline.predict.schema import beat_schema
 from ecgmoe_cli.pipeline.prepare import Prepared
 from ecgmoe_cli.signal.arrays import median
@@ -74,11 +74,11 @@ def record_beats(prep: Prepared, out: WindowOutputs, ctx: RowContext,
 
 def af_windows(out: WindowOutputs, ctx: RowContext) -> np.ndarray | None:
     """(nw,) bool: the windows in AF episodes (`af_episodes`); None without the rhythm task."""
-    task = next((t for t in ctx.tasks if t.name == "rhythm"), None)
-    if task is None or "afib" not in task.labels:
+    afib = rhythm_afib(ctx.tasks)
+    if afib is None:
         return None
-    i = task.labels.index("afib")
-    return af_episodes(out.probs["rhythm"][:, i], ctx.thresholds["rhythm"][i])
+    name, i = afib
+    return af_episodes(out.probs[name][:, i], ctx.thresholds[name][i])
 
 
 def af_spans(prep: Prepared, out: WindowOutputs, ctx: RowContext) -> np.ndarray | None:

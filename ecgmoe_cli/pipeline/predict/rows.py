@@ -29,11 +29,10 @@ from ecgmoe_cli.pipeline.predict.schema import pred_labels, regression_column
 from ecgmoe_cli.pipeline.prepare import Prepared
 from ecgmoe_cli.signal.beats import heart_rate_bpm
 from ecgmoe_cli.signal.quality import LOW_QUALITY
-from ecgmoe_cli.tasks import Task, label_group
+from ecgmoe_cli.tasks import AF_LABEL, Task, label_group
 
 SUSTAINED_S = 30.0  # a finding of a long record must hold this long (the AF-episode convention)
 KEEP_ERRORS = 20  # failed records kept for the summary and --json (all are in the report)
-AF_LABEL = "afib"  # rhythm's AF label, and the name of a multiclass task's AF classes
 
 
 def weights_id(meta: dict[str, Any], tasks: Sequence[str]) -> str:
@@ -61,6 +60,12 @@ class RowContext:
     sustained: int = 1  # consecutive windows a finding must hold over (sustained_windows)
 
 
+def rhythm_afib(tasks: Sequence[Task]) -> tuple[str, int] | None:
+    """The rhythm task's name and the index of its afib label, or None when the run has none."""
+    rhythm = next((t for t in tasks if t.name == "rhythm" and AF_LABEL in t.labels), None)
+    return None if rhythm is None else (rhythm.name, rhythm.labels.index(AF_LABEL))
+
+
 def allowed_classes(task: Task, values: dict[str, np.ndarray],
                     thresholds: dict[str, Sequence[float]], tasks: Sequence[Task]
                     ) -> np.ndarray | None:
@@ -69,12 +74,12 @@ def allowed_classes(task: Task, values: dict[str, np.ndarray],
     rhythm's calibrated afib is called, the others when it is not. Rhythm's afib threshold
     is fitted for F1 on AF; an argmax over twelve classes is not (CinC 2017 challenge score,
     fold 9 / untuned fold 10: 0.743 / 0.757 by argmax, 0.759 / 0.759 this way)."""
-    rhythm = next((t for t in tasks if t.name == "rhythm" and AF_LABEL in t.labels), None)
+    afib = rhythm_afib(tasks)
     group = np.array(label_group(task.labels, AF_LABEL))
-    if rhythm is None or rhythm.name not in values or not group.any() or group.all():
+    if afib is None or afib[0] not in values or not group.any() or group.all():
         return None
-    i = rhythm.labels.index(AF_LABEL)
-    return group if values[rhythm.name][i] >= thresholds[rhythm.name][i] else ~group
+    name, i = afib
+    return group if values[name][i] >= thresholds[name][i] else ~group
 
 
 def _task_values(task: Task, p: np.ndarray, thresholds: Sequence[float],
